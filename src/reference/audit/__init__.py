@@ -1,0 +1,1 @@
+"""Auditing other implementations against this one (not yet implemented)."""

@@ -1,0 +1,132 @@
+"""The ``vireid`` command line: parses arguments and calls one function per command.
+
+Commands:
+  vireid evaluate sysu   score a features file under the SYSU-MM01 protocol
+  vireid evaluate regdb  score one features file per RegDB trial
+  vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
+  vireid data check      validate a dataset folder and report its counts
+
+Errors in the user's input are printed as ``error: <message>`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reference import __version__
+from reference.errors import VireidError
+
+
+def _add_metric(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metric",
+        choices=["euclidean", "cosine"],
+        default="euclidean",
+        help="distance between query and gallery features (default: euclidean)",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vireid", description="Visible-infrared person re-identification reference tools."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    evaluate = commands.add_parser("evaluate", help="score features under a dataset protocol")
+    protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+
+    sysu = protocols.add_parser("sysu", help="SYSU-MM01 protocol (10 trials by default)")
+    source = sysu.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
+    source.add_argument(
+        "--example",
+        action="store_true",
+        help="score a generated SYSU-MM01-shaped example features file",
+    )
+    sysu.add_argument("--mode", choices=["all", "indoor"], default="all")
+    sysu.add_argument("--shots", type=int, choices=[1, 10], default=1)
+    sysu.add_argument("--sampling", choices=["official", "agw"], default="agw")
+    sysu.add_argument(
+        "--split",
+        type=Path,
+        metavar="rand_perm_cam.mat",
+        help="the dataset authors' gallery permutations (required with --sampling official)",
+    )
+    sysu.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
+    _add_metric(sysu)
+
+    regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
+    rsource = regdb.add_mutually_exclusive_group(required=True)
+    rsource.add_argument("--features", type=Path, nargs="+", metavar="T.npz")
+    rsource.add_argument(
+        "--example", action="store_true", help="score generated RegDB-shaped example trials"
+    )
+    regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
+    _add_metric(regdb)
+
+    synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
+    synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
+    synth.add_argument("--out", type=Path, required=True, metavar="DIR")
+    synth.add_argument("--ids", type=int, default=None, help="number of identities")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    check = data_commands.add_parser("check", help="validate a dataset folder")
+    check.add_argument("root", type=Path, metavar="ROOT")
+    check.add_argument("--dataset", choices=["sysu", "regdb"], required=True)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "evaluate":
+        from reference.evaluation import commands as evaluation
+
+        if args.protocol == "sysu":
+            return evaluation.evaluate_sysu(
+                features=args.features,
+                example=args.example,
+                mode=args.mode,
+                shots=args.shots,
+                sampling=args.sampling,
+                split=args.split,
+                trials=args.trials,
+                metric=args.metric,
+                json_out=args.json,
+                force=args.force,
+            )
+        return evaluation.evaluate_regdb(
+            features=args.features,
+            example=args.example,
+            direction=args.direction,
+            metric=args.metric,
+            json_out=args.json,
+            force=args.force,
+        )
+    from reference.data import commands as data
+
+    if args.command == "synth":
+        return data.synth(
+            layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
+        )
+    return data.check(root=args.root, dataset=args.dataset)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except VireidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

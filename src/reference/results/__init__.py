@@ -1,0 +1,1 @@
+"""Run records and the GPU results harness (not yet implemented)."""

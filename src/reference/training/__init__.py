@@ -1,0 +1,1 @@
+"""Training loop and feature extraction (not yet implemented)."""

@@ -1,0 +1,61 @@
+"""Pytest plugin loaded for every run (``-p tests.plugin`` in pyproject.toml).
+
+- Hypothesis profiles, chosen by ``HYPOTHESIS_PROFILE``: ``ci`` (derandomized, moderate example
+  counts; the default when ``CI`` is set), ``dev`` (the default otherwise; fewer examples, random),
+  ``thorough`` (many examples, for a long run before a release).
+- ``TEST_DEVICE`` (``cpu`` by default, ``cuda`` on a GPU machine): the ``device`` fixture every
+  tensor test uses; the spec documents get it too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=20, deadline=None, print_blob=True)
+settings.register_profile(
+    "thorough",
+    max_examples=1000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def test_device_from_env() -> torch.device:
+    """The device named by ``TEST_DEVICE``; an unusable one is a usage error, not a silent CPU."""
+    name = os.environ.get("TEST_DEVICE", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"TEST_DEVICE={name!r} is not a torch device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("TEST_DEVICE=cuda but torch.cuda.is_available() is False")
+    return device
+
+
+test_device_from_env.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    return test_device_from_env()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"TEST_DEVICE={os.environ.get('TEST_DEVICE', 'cpu')}, torch {torch.__version__}, "
+        f"hypothesis profile {settings._current_profile}"
+    ]

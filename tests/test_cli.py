@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reference import __version__
+from reference.cli import build_parser, main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vireid {__version__}"
+
+
+def test_parser_knows_every_command():
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "sysu", "--example", "--mode", "indoor", "--shots", "10"])
+    assert (args.protocol, args.mode, args.shots, args.sampling) == ("sysu", "indoor", 10, "agw")
+    args = parser.parse_args(["evaluate", "regdb", "--features", "a.npz", "b.npz"])
+    assert [str(p) for p in args.features] == ["a.npz", "b.npz"]
+    args = parser.parse_args(["synth", "--layout", "regdb", "--out", "d"])
+    assert args.layout == "regdb"
+    args = parser.parse_args(["data", "check", "root", "--dataset", "sysu"])
+    assert args.dataset == "sysu"
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "reference", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "evaluate" in result.stdout and "synth" in result.stdout

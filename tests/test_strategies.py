@@ -1,0 +1,62 @@
+"""The shared strategies produce what they promise (array-api-tests tests its strategies too)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import (
+    SYSU_IR_CAMERAS,
+    SYSU_RGB_CAMERAS,
+    feature_batches,
+    rank_problems,
+    uint8_images,
+)
+
+
+@given(rank_problems())
+def test_rank_problems_are_consistent(problem):
+    nq, ng = problem.distmat.shape
+    assert problem.distmat.dtype == np.float64
+    assert problem.q_pids.shape == (nq,) and problem.q_camids.shape == (nq,)
+    assert problem.g_pids.shape == (ng,) and problem.g_camids.shape == (ng,)
+    assert set(problem.q_camids.tolist()) <= set(SYSU_IR_CAMERAS)
+    assert set(problem.g_camids.tolist()) <= set(SYSU_RGB_CAMERAS)
+    assert np.isfinite(problem.distmat).all()
+
+
+def test_rank_problems_produce_ties_and_queries_without_match():
+    seen_tie = seen_no_match = False
+
+    @given(rank_problems())
+    def probe(problem):
+        nonlocal seen_tie, seen_no_match
+        for row in problem.distmat:
+            seen_tie |= len(np.unique(row)) < len(row)
+        for pid in problem.q_pids:
+            seen_no_match |= pid not in problem.g_pids
+
+    probe()
+    assert seen_tie and seen_no_match
+
+
+@given(feature_batches(modalities=(0, 1, 2, 3)))
+def test_feature_batches_have_p_k_m_structure(batch):
+    n = batch.p * batch.k * len(batch.modalities)
+    assert batch.features.shape[0] == n and batch.features.dtype == torch.float64
+    for pid in range(batch.p):
+        for m in batch.modalities:
+            count = int(((batch.labels == pid) & (batch.modality == m)).sum())
+            assert count == batch.k
+
+
+@given(feature_batches(identical=True))
+def test_identical_feature_batches_are_identical(batch):
+    assert torch.equal(batch.features, batch.features[:1].expand_as(batch.features))
+
+
+@given(uint8_images(), st.data())
+def test_uint8_images_shape_and_dtype(images, data):
+    assert images.dtype == torch.uint8 and images.dim() == 4 and images.shape[1] == 3
