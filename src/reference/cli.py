@@ -110,13 +110,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             json_out=args.json,
             force=args.force,
         )
-    from reference.data import commands as data
-
     if args.command == "synth":
-        return data.synth(
+        from reference.data.synthvi import synth_command
+
+        return synth_command(
             layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
         )
-    return data.check(root=args.root, dataset=args.dataset)
+    from reference.data.check import check_command
+
+    return check_command(root=args.root, dataset=args.dataset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
