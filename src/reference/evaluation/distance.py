@@ -1,0 +1,106 @@
+"""Query x gallery distances for ranking: smaller is closer.
+
+Spec: ``spec/evaluation/distance.md``.
+
+- ``euclidean``: ``D[i, j] = ||q_i - g_j||_2``, computed as
+  ``sqrt(max(||q_i||^2 + ||g_j||^2 - 2 q_i . g_j, 0))`` (one matrix product).
+- ``cosine``: ``D[i, j] = 1 - (q_i . g_j) / (||q_i|| ||g_j||)``; a zero-norm feature is an error.
+
+Dtype: float64 features give float64 distances and float32 features float32 distances (the
+field's features are float32 and so are its distances); float16/bfloat16 features are computed
+in float32. The result lives on the features' device. Rank metrics only compare distances, and
+accumulate their own sums in float64 whatever this dtype is.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from reference.errors import VireidError
+
+Metric = Literal["euclidean", "cosine"]
+METRICS: tuple[str, ...] = ("euclidean", "cosine")
+
+
+def check_metric(metric: object) -> None:
+    """Raise :class:`VireidError` unless ``metric`` is one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise VireidError(
+            f"metric: unknown metric {metric!r}; expected one of "
+            + ", ".join(repr(m) for m in METRICS)
+        )
+
+
+def as_feature_tensor(
+    features: torch.Tensor | np.ndarray, field: str, device: torch.device | None = None
+) -> torch.Tensor:
+    """A finite floating (n, d) tensor (float32 or float64) from a tensor or an array."""
+    if isinstance(features, np.ndarray):
+        if not (np.issubdtype(features.dtype, np.floating)):
+            raise VireidError(
+                f"{field}: expected a floating-point array (n, d), got dtype {features.dtype}"
+            )
+        features = torch.from_numpy(np.ascontiguousarray(features))
+    elif not isinstance(features, torch.Tensor):
+        raise VireidError(
+            f"{field}: expected a torch.Tensor or numpy.ndarray (n, d), got {type(features)!r}"
+        )
+    if not features.dtype.is_floating_point:
+        raise VireidError(
+            f"{field}: expected a floating-point array (n, d), got dtype {features.dtype}"
+        )
+    if features.dim() != 2:
+        shape = tuple(features.shape)
+        raise VireidError(f"{field}: expected a 2-D array (n, d), got shape {shape}")
+    if device is not None:
+        features = features.to(device)
+    if features.dtype not in (torch.float32, torch.float64):
+        features = features.to(torch.float32)
+    bad = ~torch.isfinite(features)
+    if bool(bad.any()):
+        row = int(bad.any(dim=1).nonzero()[0, 0])
+        raise VireidError(f"{field}: contains NaN or inf (first in row {row}); expected finite")
+    return features
+
+
+def pairwise_distance(
+    query: torch.Tensor | np.ndarray,
+    gallery: torch.Tensor | np.ndarray,
+    metric: Metric = "euclidean",
+) -> torch.Tensor:
+    """Distances ``(n_query, n_gallery)`` between the rows of ``query`` and of ``gallery``.
+
+    Runs on ``query``'s device (``gallery`` is moved there). See the module docstring for the
+    formulas and the dtype rule.
+    """
+    check_metric(metric)
+    q = as_feature_tensor(query, "query_features")
+    g = as_feature_tensor(gallery, "gallery_features", device=q.device)
+    if g.shape[1] != q.shape[1]:
+        raise VireidError(
+            f"gallery_features: expected {q.shape[1]} columns like query_features, got {g.shape[1]}"
+        )
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    q, g = q.to(dtype), g.to(dtype)
+    if metric == "cosine":
+        q = _unit_rows(q, "query_features")
+        g = _unit_rows(g, "gallery_features")
+        return 1.0 - q @ g.T
+    q_sq = (q * q).sum(dim=1, keepdim=True)
+    g_sq = (g * g).sum(dim=1)
+    # the expansion can dip below zero by rounding when q_i ~ g_j: clamp before the root
+    return (q_sq + g_sq - 2.0 * (q @ g.T)).clamp_min_(0.0).sqrt_()
+
+
+def _unit_rows(x: torch.Tensor, field: str) -> torch.Tensor:
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    zero = norm[:, 0] == 0
+    if bool(zero.any()):
+        row = int(zero.nonzero()[0, 0])
+        raise VireidError(
+            f"{field}: row {row} has zero norm; the cosine distance needs non-zero features"
+        )
+    return x / norm

@@ -1,0 +1,366 @@
+"""Rank metrics of a query x gallery distance matrix: CMC (two kinds), mAP, mINP.
+
+Spec: ``spec/evaluation/metrics.md`` (definitions), ``spec/evaluation/exclusion.md`` (which
+gallery items a query skips), ``spec/evaluation/differences.md`` (other implementations).
+
+For query ``i``, the gallery is ordered by ``(D[i, j], j)`` ascending (ties by gallery index) and
+the items the exclusion rule removes are dropped. In that list ``L_i`` (1-based ranks), with
+positives ``P_i`` (items of the query's identity), ``n_i = |P_i|`` and ``k_1 < ... < k_n`` their
+ranks:
+
+- ``AP_i = (1/n_i) * sum_m m / k_m`` (non-interpolated), ``INP_i = n_i / k_n``;
+- standard CMC rank ``r_i = k_1``; identity CMC rank ``r_i`` = position of the query's identity
+  in ``L_i`` with every identity kept at its first occurrence only;
+- a query with ``n_i = 0`` is not valid; over the ``V`` valid queries
+  ``cmc[r-1] = #{i: r_i <= r} / V``, ``mAP = mean AP_i``, ``mINP = mean INP_i``.
+
+The work is chunked over queries: one chunk holds a few ``(chunk, n_gallery)`` tensors, so the
+peak memory is bounded by ``chunk_size * n_gallery`` whatever ``n_query`` is. Per-query values are
+kept in float64 and reduced once at the end, so the figures do not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from reference.errors import VireidError
+from reference.evaluation.distance import (
+    Metric,
+    as_feature_tensor,
+    check_metric,
+    pairwise_distance,
+)
+
+Exclusion = Literal["sysu", "same-id-same-camera", "none"]
+CMCKind = Literal["identity", "standard"]
+EXCLUSIONS: tuple[str, ...] = ("sysu", "same-id-same-camera", "none")
+CMC_KINDS: tuple[str, ...] = ("identity", "standard")
+
+#: SYSU-MM01 camera rule: queries of this camera skip gallery items of ``SYSU_SKIPPED_CAMERA``.
+SYSU_QUERY_CAMERA = 3
+SYSU_SKIPPED_CAMERA = 2
+
+#: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor.
+DEFAULT_CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class RankMetrics:
+    """CMC, mAP and mINP over the valid queries, and the settings that produced them."""
+
+    cmc: np.ndarray  # float64 (max_rank,): cmc[r-1] = fraction of valid queries hit within rank r
+    mAP: float
+    mINP: float
+    num_valid: int  # queries with at least one positive after exclusion
+    num_query: int
+    max_rank: int
+    exclusion: str
+    cmc_kind: str
+
+    def rank(self, r: int) -> float:
+        """Rank-``r`` accuracy, ``cmc[r-1]`` (``1 <= r <= max_rank``)."""
+        if (
+            isinstance(r, bool)
+            or not isinstance(r, (int, np.integer))
+            or not (1 <= r <= self.max_rank)
+        ):
+            raise VireidError(f"rank: expected an integer 1 <= r <= {self.max_rank}, got {r!r}")
+        return float(self.cmc[r - 1])
+
+
+def exclusion_mask(
+    q_pids: torch.Tensor | np.ndarray,
+    g_pids: torch.Tensor | np.ndarray,
+    q_camids: torch.Tensor | np.ndarray,
+    g_camids: torch.Tensor | np.ndarray,
+    rule: Exclusion,
+) -> torch.Tensor:
+    """Bool ``(n_query, n_gallery)``: True where query ``i`` skips gallery item ``j``.
+
+    On ``q_pids``' device (CPU for NumPy input).
+    """
+    _check_choice(rule, EXCLUSIONS, "exclusion")
+    qp = _as_ids(q_pids, "q_pids")
+    device = qp.device
+    gp = _as_ids(g_pids, "g_pids", device=device)
+    qc = _as_ids(q_camids, "q_camids", n=qp.numel(), like="q_pids", device=device)
+    gc = _as_ids(g_camids, "g_camids", n=gp.numel(), like="g_pids", device=device)
+    return _exclusion(qp, gp, qc, gc, rule)
+
+
+def rank_metrics(
+    distmat: torch.Tensor | np.ndarray,
+    q_pids: torch.Tensor | np.ndarray,
+    g_pids: torch.Tensor | np.ndarray,
+    q_camids: torch.Tensor | np.ndarray,
+    g_camids: torch.Tensor | np.ndarray,
+    *,
+    exclusion: Exclusion = "sysu",
+    cmc_kind: CMCKind = "identity",
+    max_rank: int = 20,
+    chunk_size: int | None = None,
+) -> RankMetrics:
+    """Rank metrics of ``distmat`` ``(n_query, n_gallery)``, smaller = closer.
+
+    Runs on ``distmat``'s device; the figures are float64. See the module docstring.
+    """
+    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    dist = _as_distmat(distmat)
+    n_query, n_gallery = dist.shape
+    device = dist.device
+    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    scorer = _Scorer(gp, gc, exclusion, cmc_kind)
+    for start in range(0, n_query, chunk):
+        stop = min(start + chunk, n_query)
+        scorer.add(dist[start:stop], qp[start:stop], qc[start:stop])
+    return scorer.result(n_query, max_rank)
+
+
+def rank_metrics_from_features(
+    query_features: torch.Tensor | np.ndarray,
+    gallery_features: torch.Tensor | np.ndarray,
+    q_pids: torch.Tensor | np.ndarray,
+    g_pids: torch.Tensor | np.ndarray,
+    q_camids: torch.Tensor | np.ndarray,
+    g_camids: torch.Tensor | np.ndarray,
+    *,
+    metric: Metric = "euclidean",
+    exclusion: Exclusion = "sysu",
+    cmc_kind: CMCKind = "identity",
+    max_rank: int = 20,
+    chunk_size: int | None = None,
+) -> RankMetrics:
+    """``rank_metrics(pairwise_distance(query, gallery, metric), ...)`` without the full matrix.
+
+    Distances are computed one chunk of queries at a time, on ``query_features``' device, so the
+    peak memory is bounded by ``chunk_size * n_gallery`` (plus the features).
+    """
+    check_metric(metric)
+    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    qf = as_feature_tensor(query_features, "query_features")
+    device = qf.device
+    gf = as_feature_tensor(gallery_features, "gallery_features", device=device)
+    if gf.shape[1] != qf.shape[1]:
+        raise VireidError(
+            f"gallery_features: expected {qf.shape[1]} columns like query_features, "
+            f"got {gf.shape[1]}"
+        )
+    n_query, n_gallery = qf.shape[0], gf.shape[0]
+    _check_sizes(n_query, n_gallery, "query_features", "gallery_features")
+    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    scorer = _Scorer(gp, gc, exclusion, cmc_kind)
+    for start in range(0, n_query, chunk):
+        stop = min(start + chunk, n_query)
+        dist = pairwise_distance(qf[start:stop], gf, metric)
+        scorer.add(dist, qp[start:stop], qc[start:stop])
+    return scorer.result(n_query, max_rank)
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel
+# ---------------------------------------------------------------------------------------------
+
+
+class _Scorer:
+    """Accumulates per-query ranks, AP and INP chunk by chunk; reduces them once at the end."""
+
+    def __init__(self, g_pids: torch.Tensor, g_camids: torch.Tensor, rule: str, kind: str):
+        self.g_pids = g_pids
+        self.g_camids = g_camids
+        self.rule = rule
+        self.kind = kind
+        # compact identity labels 0..U-1 for the per-identity first-occurrence scatter
+        self.g_ids, self.g_labels = torch.unique(g_pids, return_inverse=True)
+        self.parts: list[tuple[torch.Tensor, ...]] = []
+
+    def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
+        self.parts.append(self._chunk(dist, q_pids, q_camids))
+
+    def _chunk(
+        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        c, n_gallery = dist.shape
+        order = torch.sort(dist, dim=1, stable=True).indices  # ties: lower gallery index first
+        keep = ~_exclusion(q_pids, self.g_pids, q_camids, self.g_camids, self.rule).gather(1, order)
+        positive = (self.g_pids[order] == q_pids[:, None]) & keep
+        n_pos = positive.sum(dim=1)
+        valid = n_pos > 0
+        kept_rank = keep.cumsum(dim=1)  # 1-based rank in the excluded list, where keep
+        hits = positive.cumsum(dim=1)
+        f64 = torch.float64
+        precision = torch.where(positive, hits.to(f64) / kept_rank.to(f64), 0.0)
+        n_pos_f = n_pos.to(f64).clamp_min(1.0)
+        ap = precision.sum(dim=1) / n_pos_f
+        last_rank = torch.where(positive, kept_rank, 0).amax(dim=1).to(f64).clamp_min(1.0)
+        inp = n_pos.to(f64) / last_rank
+        first_pos = positive.to(torch.int8).argmax(dim=1)  # position of the first positive
+        if self.kind == "standard":
+            rank = kept_rank.gather(1, first_pos[:, None])[:, 0]
+        else:
+            # first kept position of each identity; identities never kept stay at n_gallery
+            positions = torch.arange(n_gallery, device=dist.device).expand(c, n_gallery)
+            first = torch.full((c, self.g_ids.numel()), n_gallery, device=dist.device)
+            first.scatter_reduce_(
+                1,
+                self.g_labels[order],
+                torch.where(keep, positions, n_gallery),
+                reduce="amin",
+            )
+            rank = (first <= first_pos[:, None]).sum(dim=1)
+        return valid, rank, ap, inp
+
+    def result(self, n_query: int, max_rank: int) -> RankMetrics:
+        valid, rank, ap, inp = (torch.cat(t) for t in zip(*self.parts, strict=True))
+        num_valid = int(valid.sum())
+        if num_valid == 0:
+            raise VireidError(
+                f"q_pids: no valid query; none of the {n_query} queries has a gallery item of "
+                f"its identity left after the {self.rule!r} exclusion"
+            )
+        rank = rank[valid].clamp_max(max_rank + 1)
+        counts = torch.bincount(rank - 1, minlength=max_rank + 1)[:max_rank]
+        cmc = counts.cumsum(0).to(torch.float64) / num_valid
+        return RankMetrics(
+            cmc=cmc.cpu().numpy(),
+            mAP=float(ap[valid].mean()),
+            mINP=float(inp[valid].mean()),
+            num_valid=num_valid,
+            num_query=n_query,
+            max_rank=max_rank,
+            exclusion=self.rule,
+            cmc_kind=self.kind,
+        )
+
+
+def _exclusion(
+    q_pids: torch.Tensor,
+    g_pids: torch.Tensor,
+    q_camids: torch.Tensor,
+    g_camids: torch.Tensor,
+    rule: str,
+) -> torch.Tensor:
+    if rule == "sysu":
+        return (q_camids == SYSU_QUERY_CAMERA)[:, None] & (g_camids == SYSU_SKIPPED_CAMERA)[None]
+    if rule == "same-id-same-camera":
+        return (q_pids[:, None] == g_pids[None]) & (q_camids[:, None] == g_camids[None])
+    return torch.zeros(q_pids.numel(), g_pids.numel(), dtype=torch.bool, device=q_pids.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
+    return max(1, min(chunk_size, n_query))
+
+
+def _check_choice(value: object, choices: tuple[str, ...], field: str) -> None:
+    if value not in choices:
+        raise VireidError(
+            f"{field}: unknown value {value!r}; expected one of "
+            + ", ".join(repr(c) for c in choices)
+        )
+
+
+def _check_settings(
+    exclusion: object, cmc_kind: object, max_rank: object, chunk_size: object
+) -> None:
+    _check_choice(exclusion, EXCLUSIONS, "exclusion")
+    _check_choice(cmc_kind, CMC_KINDS, "cmc_kind")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise VireidError(f"max_rank: expected an integer >= 1, got {max_rank!r}")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise VireidError(f"chunk_size: expected None or an integer >= 1, got {chunk_size!r}")
+
+
+def _check_sizes(n_query: int, n_gallery: int, q_field: str, g_field: str) -> None:
+    if n_gallery == 0:
+        raise VireidError(f"{g_field}: empty gallery; expected at least one gallery item")
+    if n_query == 0:
+        raise VireidError(f"{q_field}: no query; expected at least one query")
+
+
+def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(distmat, np.ndarray):
+        if not np.issubdtype(distmat.dtype, np.floating):
+            raise VireidError(
+                f"distmat: expected a floating-point array (n_query, n_gallery), "
+                f"got dtype {distmat.dtype}"
+            )
+        distmat = torch.from_numpy(np.ascontiguousarray(distmat))
+    elif not isinstance(distmat, torch.Tensor):
+        raise VireidError(
+            f"distmat: expected a torch.Tensor or numpy.ndarray, got {type(distmat)!r}"
+        )
+    if not distmat.dtype.is_floating_point:
+        raise VireidError(
+            f"distmat: expected a floating-point array (n_query, n_gallery), "
+            f"got dtype {distmat.dtype}"
+        )
+    if distmat.dim() != 2:
+        raise VireidError(
+            f"distmat: expected a 2-D array (n_query, n_gallery), got shape {tuple(distmat.shape)}"
+        )
+    _check_sizes(distmat.shape[0], distmat.shape[1], "distmat", "distmat")
+    bad = ~torch.isfinite(distmat)
+    if bool(bad.any()):
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise VireidError(
+            f"distmat: contains NaN or inf (first at row {i}, column {j}); expected finite"
+        )
+    return distmat
+
+
+def _as_ids(
+    ids: object,
+    field: str,
+    *,
+    n: int | None = None,
+    like: str = "",
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise VireidError(f"{field}: expected integer ids, got dtype {ids.dtype}")
+        tensor = ids
+    else:
+        array = np.asarray(ids)
+        if not np.issubdtype(array.dtype, np.integer):
+            raise VireidError(f"{field}: expected integer ids, got dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array.astype(np.int64, copy=False)))
+    if tensor.dim() != 1:
+        raise VireidError(f"{field}: expected a 1-D array, got shape {tuple(tensor.shape)}")
+    if n is not None and tensor.numel() != n:
+        raise VireidError(f"{field}: expected shape ({n},) like {like}, got ({tensor.numel()},)")
+    return tensor.to(device=device, dtype=torch.int64)
+
+
+def _check_ids(
+    q_pids: object,
+    g_pids: object,
+    q_camids: object,
+    g_camids: object,
+    n_query: int,
+    n_gallery: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows, cols = "the query rows", "the gallery rows"
+    return (
+        _as_ids(q_pids, "q_pids", n=n_query, like=rows, device=device),
+        _as_ids(g_pids, "g_pids", n=n_gallery, like=cols, device=device),
+        _as_ids(q_camids, "q_camids", n=n_query, like=rows, device=device),
+        _as_ids(g_camids, "g_camids", n=n_gallery, like=cols, device=device),
+    )
