@@ -1,0 +1,171 @@
+"""pairwise_distances against a float64 loop oracle written from spec/losses/distances.md."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference.errors import VireidError
+from reference.losses.distances import COSINE_EPS, pairwise_distances
+from tests.strategies import feature_batches
+
+# float64: a few ulps of the distance; float32: the same in float32 ulps (no expansion, so no
+# sqrt(eps) cancellation term).
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def oracle(x, y, metric):
+    """Plain loops in float64 over every (i, j) pair."""
+    x = x.detach().cpu().double().tolist()
+    y = x if y is None else y.detach().cpu().double().tolist()
+    out = torch.zeros(len(x), len(y), dtype=torch.float64)
+    for i, a in enumerate(x):
+        for j, b in enumerate(y):
+            if metric == "euclidean":
+                out[i, j] = math.sqrt(sum((u - v) ** 2 for u, v in zip(a, b, strict=True)))
+            else:
+                na = max(math.sqrt(sum(u * u for u in a)), COSINE_EPS)
+                nb = max(math.sqrt(sum(v * v for v in b)), COSINE_EPS)
+                cos = sum(u * v for u, v in zip(a, b, strict=True)) / (na * nb)
+                out[i, j] = min(max(1.0 - cos, 0.0), 2.0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@given(batch=feature_batches(), split=st.integers(0, 100))
+def test_matches_oracle(device, dtype, metric, batch, split):
+    f = batch.features.to(device, dtype)
+    cut = split % (f.shape[0] + 1)
+    x, y = f[:cut], f[cut:]
+    got = pairwise_distances(x, y, metric=metric)
+    assert got.shape == (x.shape[0], y.shape[0]) and got.dtype == dtype
+    torch.testing.assert_close(got.cpu().double(), oracle(x, y, metric), **TOL[dtype])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@given(batch=feature_batches())
+def test_self_distances_symmetric_zero_diagonal(device, metric, batch):
+    x = batch.features.to(device)
+    d = pairwise_distances(x, metric=metric)
+    torch.testing.assert_close(d.cpu(), oracle(x, None, metric).fill_diagonal_(0.0), **TOL[x.dtype])
+    assert torch.equal(d, d.T)
+    assert torch.equal(d.diagonal(), torch.zeros_like(d.diagonal()))
+
+
+@given(batch=feature_batches(), shift=st.floats(-100, 100), scale=st.floats(0.01, 100))
+def test_euclidean_translation_invariant_and_scale_equivariant(device, batch, shift, scale):
+    x = batch.features.to(device)
+    d = pairwise_distances(x)
+    torch.testing.assert_close(pairwise_distances(x + shift), d, rtol=1e-9, atol=1e-9 * abs(shift))
+    torch.testing.assert_close(pairwise_distances(x * scale), d * scale, rtol=1e-12, atol=1e-12)
+
+
+@given(batch=feature_batches(), scale=st.floats(0.01, 100))
+def test_cosine_invariant_to_positive_row_scaling(device, batch, scale):
+    x = batch.features.to(device)
+    scales = torch.linspace(1.0, scale, x.shape[0], dtype=x.dtype, device=device)[:, None]
+    d = pairwise_distances(x, metric="cosine")
+    torch.testing.assert_close(pairwise_distances(x * scales, metric="cosine"), d)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@given(batch=feature_batches(identical=True))
+def test_identical_features_finite_zero_gradient(device, metric, batch):
+    x = batch.features.to(device).requires_grad_(True)
+    d = pairwise_distances(x, x + 0.0, metric=metric)
+    assert torch.equal(d, torch.zeros_like(d)) if metric == "euclidean" else d.max() < 1e-12
+    d.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    if metric == "euclidean":
+        assert torch.equal(x.grad, torch.zeros_like(x.grad))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_zero_rows_finite_gradient(device, metric):
+    x = torch.zeros(3, 4, device=device, requires_grad=True)
+    y = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]], device=device)
+    d = pairwise_distances(x, y, metric=metric)
+    expected = [[1.0, 0.0]] * 3 if metric == "euclidean" else [[1.0, 1.0]] * 3
+    torch.testing.assert_close(d, torch.tensor(expected, device=device))
+    d.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_gradient_matches_finite_differences(device):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    y = torch.randn(4, 3, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    for metric in ("euclidean", "cosine"):
+        assert torch.autograd.gradcheck(
+            lambda a, b, m=metric: pairwise_distances(a, b, metric=m), (x, y)
+        )
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_float32(device, metric, low):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 16, generator=gen).to(device)
+    ref = pairwise_distances(x, metric=metric)
+    got = pairwise_distances(x.to(low), metric=metric)
+    assert got.dtype == torch.float32
+    # only the input rounding differs: relative error ~ the low dtype's eps times sqrt(d)
+    tol = 4 * torch.finfo(low).eps
+    torch.testing.assert_close(got, ref, rtol=tol, atol=tol)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        auto = pairwise_distances(x, metric=metric)
+    assert auto.dtype == torch.float32
+    torch.testing.assert_close(auto, ref)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "message"),
+    [
+        (torch.zeros(3), None, {}, "x: expected shape (n, d) with d >= 1, got (3,)"),
+        (torch.zeros(3, 0), None, {}, "x: expected shape (n, d) with d >= 1, got (3, 0)"),
+        (
+            torch.zeros(3, 2, dtype=torch.int64),
+            None,
+            {},
+            "x: expected a floating-point tensor, got dtype torch.int64",
+        ),
+        ([[0.0]], None, {}, "x: expected a torch.Tensor, got <class 'list'>"),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(2, 3),
+            {},
+            "y: expected 2 columns like x, got shape (2, 3)",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(2, 2),
+            {"metric": "l1"},
+            "metric: expected 'euclidean' or 'cosine', got 'l1'",
+        ),
+        (
+            torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]),
+            None,
+            {},
+            "x: expected finite values, found NaN or inf (first in row 1)",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.tensor([[float("inf"), 0.0]]),
+            {},
+            "y: expected finite values, found NaN or inf (first in row 0)",
+        ),
+    ],
+)
+def test_bad_input(device, x, y, kwargs, message):
+    if isinstance(x, torch.Tensor):
+        x = x.to(device)
+    if y is not None:
+        y = y.to(device)
+    with pytest.raises(VireidError) as info:
+        pairwise_distances(x, y, **kwargs)
+    assert str(info.value) == message
