@@ -33,8 +33,10 @@ from reference.losses.distances import (
 )
 
 
-def check_labels(labels: Tensor, n: int, field: str = "labels") -> None:
-    """Raise :class:`VireidError` unless ``labels`` is an integer (n,) tensor."""
+def check_labels(
+    labels: Tensor, n: int, field: str = "labels", *, against: str = "features"
+) -> None:
+    """Raise :class:`VireidError` unless ``labels`` is an integer tensor with one entry per row."""
     if not isinstance(labels, torch.Tensor):
         raise VireidError(
             f"{field}: expected a torch.Tensor of identity labels, got {type(labels)!r}"
@@ -43,7 +45,7 @@ def check_labels(labels: Tensor, n: int, field: str = "labels") -> None:
         raise VireidError(f"{field}: expected an integer tensor, got dtype {labels.dtype}")
     if labels.shape != (n,):
         raise VireidError(
-            f"{field}: expected shape ({n},) to match features, got {tuple(labels.shape)}"
+            f"{field}: expected shape ({n},) to match {against}, got {tuple(labels.shape)}"
         )
 
 
