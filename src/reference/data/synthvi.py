@@ -140,6 +140,7 @@ class _Identities:
     freq: np.ndarray  # (N, P) cycles per part height (horizontal) / body width (vertical)
     phase: np.ndarray  # (N, P, 2) texture phases
     heat: np.ndarray  # (N, P) infrared emission added to the response
+    emissivity: np.ndarray  # (N, P) infrared contrast of the second texture colour
     female: np.ndarray  # (N,) bool, only used for RegDB file names
 
 
@@ -165,7 +166,10 @@ def _identities(pids: Iterable[int], seed: int) -> _Identities:
         freq = g.uniform(1.5, 5.0, size=_PARTS)
         phase = g.uniform(0.0, 2 * np.pi, size=(_PARTS, 2))
         heat = g.uniform(0.0, 0.08, size=_PARTS)
-        heat[_HEAD] += 0.15
+        heat[_HEAD] += 0.12
+        # Fabric emissivity differs between the two texture colours, with a random sign: the
+        # texture survives in infrared even where the response maps both colours alike.
+        emissivity = g.choice([-1.0, 1.0], size=_PARTS) * g.uniform(0.06, 0.15, size=_PARTS)
         rows.append(
             (
                 bounds,
@@ -178,16 +182,17 @@ def _identities(pids: Iterable[int], seed: int) -> _Identities:
                 freq,
                 phase,
                 heat,
+                emissivity,
                 bool(g.random() < 0.5),
             )
         )
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(11)]
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(12)]
     return _Identities(
         np.asarray(list(pids), dtype=np.int64),
         *(np.asarray(c, dtype=np.float64) for c in cols[:6]),
         np.asarray(cols[6], dtype=np.int64),
-        *(np.asarray(c, dtype=np.float64) for c in cols[7:10]),
-        np.asarray(cols[10], dtype=bool),
+        *(np.asarray(c, dtype=np.float64) for c in cols[7:11]),
+        np.asarray(cols[11], dtype=bool),
     )
 
 
@@ -204,12 +209,13 @@ class _Camera:
 
 def _camera(seed: int, cam: int, *, infrared: bool) -> _Camera:
     g = _rng(seed, _S_CAMERA, cam)
-    wb = g.uniform(0.85, 1.15, size=3)
-    bg = g.uniform(0.25, 0.6, size=3)
+    wb = g.uniform(0.93, 1.07, size=3)
+    # Grey-ish scenes: a small tint around a camera grey level.
+    bg = g.uniform(0.3, 0.6) + g.uniform(-0.05, 0.05, size=3)
     weights = g.dirichlet(np.ones(3))
     gamma = float(g.uniform(0.6, 1.8))
     fold = float(g.uniform(1.3, 2.0))
-    level = (float(g.uniform(0.2, 0.3)), float(g.uniform(0.45, 0.6)))
+    level = (float(g.uniform(0.15, 0.25)), float(g.uniform(0.35, 0.5)))
     if infrared:
         bg = np.full(3, g.uniform(0.05, 0.25))
     return _Camera(infrared, wb, bg, weights, gamma, fold, level)
@@ -235,12 +241,12 @@ def _poses(g: np.random.Generator, b: int) -> _Poses:
     return _Poses(
         dx=g.uniform(-0.1, 0.1, b),
         dy=g.uniform(-0.03, 0.03, b),
-        scale=g.uniform(0.8, 0.95, b),
-        gain=g.uniform(0.8, 1.15, b),
-        bg_colour=g.normal(0.0, 0.08, (b, 3)),
+        scale=g.uniform(0.82, 0.95, b),
+        gain=g.uniform(0.9, 1.1, b),
+        bg_colour=g.normal(0.0, 0.04, (b, 3)),
         bg_freq=g.uniform(0.3, 2.0, (b, 3, 2)),
         bg_phase=g.uniform(0, 2 * np.pi, (b, 3)),
-        bg_amp=g.uniform(0.0, 0.08, (b, 3)),
+        bg_amp=g.uniform(0.0, 0.05, (b, 3)),
         noise_seed=g.integers(0, 2**63, b, dtype=np.uint64),
         noise=g.uniform(0.01, 0.03, b),
     )
@@ -313,7 +319,8 @@ def _render(
     if cam.infrared:
         s = np.clip(colour @ cam.weights, 0.0, 1.0)[..., None]
         resp = 0.5 - 0.5 * np.cos(np.pi * cam.fold * s**cam.gamma)
-        fg = cam.level[0] + cam.level[1] * resp + ident.heat[rows][r3, part][..., None]
+        emis = ident.emissivity[rows][r3, part][..., None] * (t - 0.5)
+        fg = cam.level[0] + cam.level[1] * resp + ident.heat[rows][r3, part][..., None] + emis
         bg = cam.background[0] + poses.bg_colour[:, None, None, :1] * 0.5 + wave
         img = alpha * fg + (1 - alpha) * bg
         # Thermal optics blur: a 3x3 box filter (texture survives at the generated frequencies).
