@@ -145,3 +145,27 @@ def uint8_images(
     seed = draw(st.integers(0, 2**32 - 1))
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, 3, h, w), generator=gen, dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class ViLabels:
+    """Per-image identity labels and modality tags (0 = V, 1 = I) of a visible-infrared set."""
+
+    labels: np.ndarray  # (N,) int64, distinct identities need not be 0..C-1
+    modality: np.ndarray  # (N,) int64 in {0, 1}
+    ids: np.ndarray  # the distinct identities, sorted
+
+
+@st.composite
+def vi_labels(
+    draw: st.DrawFn, *, min_ids: int = 1, max_ids: int = 8, max_images: int = 6
+) -> ViLabels:
+    """Every identity has 1..max_images images in each modality; rows in shuffled order."""
+    n_ids = draw(st.integers(min_ids, max_ids))
+    ids = np.array(sorted(draw(st.sets(st.integers(0, 500), min_size=n_ids, max_size=n_ids))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    counts = rng.integers(1, max_images + 1, size=(n_ids, 2))
+    labels = np.concatenate([np.repeat(ids, counts[:, 0]), np.repeat(ids, counts[:, 1])])
+    modality = np.repeat([0, 1], [counts[:, 0].sum(), counts[:, 1].sum()])
+    order = rng.permutation(labels.size)
+    return ViLabels(labels[order].astype(np.int64), modality[order].astype(np.int64), ids)

@@ -13,6 +13,7 @@ from tests.strategies import (
     feature_batches,
     rank_problems,
     uint8_images,
+    vi_labels,
 )
 
 
@@ -60,3 +61,14 @@ def test_identical_feature_batches_are_identical(batch):
 @given(uint8_images(), st.data())
 def test_uint8_images_shape_and_dtype(images, data):
     assert images.dtype == torch.uint8 and images.dim() == 4 and images.shape[1] == 3
+
+
+@given(vi_labels())
+def test_vi_labels_every_identity_has_both_modalities(data):
+    assert data.labels.dtype == np.int64 and data.modality.dtype == np.int64
+    assert data.labels.shape == data.modality.shape
+    assert set(data.modality.tolist()) <= {0, 1}
+    assert data.ids.tolist() == sorted(set(data.labels.tolist()))
+    for ident in data.ids:
+        for m in (0, 1):
+            assert 1 <= int(((data.labels == ident) & (data.modality == m)).sum()) <= 6
