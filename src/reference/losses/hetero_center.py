@@ -1,0 +1,147 @@
+"""Hetero-center triplet loss [predecessor]: triplets between per-identity, per-modality centers.
+
+Spec: ``spec/losses/hetero_center.md``. With the two modalities ``(m0, m1) = modalities`` (default
+visible 0 and infrared 1), rows are grouped by identity label and modality tag (never by their
+position in the batch). For each identity ``p`` and modality ``m`` the center is the mean of its
+rows, ``c[p, m] = mean{ f_i : labels_i = p, modality_i = m }``. With Euclidean distances
+``D = pairwise_distances(centers)``, for each of the ``2P`` centers ``a = c[p, m]``::
+
+    l(a) = max(0, margin + D(a, c[p, m']) - min_{q != p, r in {m0, m1}} D(a, c[q, r]))
+
+where ``m'`` is the other modality, and the loss is the mean of ``l`` over the ``2P`` centers.
+Rows whose tag is not in ``modalities`` are ignored. Every identity present must have rows in both
+modalities, and at least two identities are needed; otherwise a :class:`VireidError` names the
+labels. Computed (and returned) in float32 for float16/bfloat16 features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reference.data.modality import Modality, check_modality_tags
+from reference.errors import VireidError
+from reference.losses.distances import check_features, compute_dtype, pairwise_distances
+from reference.losses.triplet import check_labels, check_two_identities
+
+
+def _name(m: int) -> str:
+    return f"{Modality(m).short} ({int(m)})"
+
+
+def check_modality_pair(modalities: Sequence[int]) -> tuple[int, int]:
+    """Two distinct Modality values, as plain ints."""
+    valid = {int(m) for m in Modality}
+    try:
+        pair = tuple(int(m) for m in modalities)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= valid:
+        raise VireidError(
+            "modalities: expected two distinct modality tags out of "
+            + ", ".join(_name(m) for m in Modality)
+            + f", got {modalities!r}"
+        )
+    return pair  # type: ignore[return-value]
+
+
+def _check_margin(margin: float) -> None:
+    if not isinstance(margin, (int, float)) or not (0.0 <= margin < float("inf")):
+        raise VireidError(f"margin: expected a finite number >= 0, got {margin!r}")
+
+
+def identity_modality_centers(
+    features: Tensor, labels: Tensor, modality: Tensor, modalities: Sequence[int] = (0, 1)
+) -> tuple[Tensor, Tensor]:
+    """Centers ``(P, M, d)`` per identity and modality, and the sorted identity labels ``(P,)``.
+
+    Rows of modalities not in ``modalities`` are ignored; every identity present must have rows
+    in each of ``modalities`` (a :class:`VireidError` lists those that do not). Features must be
+    validated by the caller; the centers are in the features' dtype.
+    """
+    mods = torch.tensor([int(m) for m in modalities], device=features.device)
+    slot = (modality[:, None] == mods[None, :]).long()  # (n, M) one-hot of the modality slot
+    keep = slot.any(dim=1)
+    if not bool(keep.any()):
+        raise VireidError(
+            "modality: no rows of modalities "
+            + " or ".join(_name(int(m)) for m in modalities)
+            + " in the batch"
+        )
+    ids, row_id = torch.unique(labels[keep], return_inverse=True)
+    m_count = len(modalities)
+    group = row_id * m_count + slot[keep].argmax(dim=1)  # group index of each kept row
+    counts = torch.bincount(group, minlength=ids.numel() * m_count).view(-1, m_count)
+    missing = counts == 0
+    if bool(missing.any()):
+        parts = []
+        for j, m in enumerate(modalities):
+            lacking = ids[missing[:, j]].tolist()
+            if lacking:
+                parts.append(f"identity labels {lacking} have no {_name(int(m))} rows")
+        raise VireidError(
+            "modality: "
+            + "; ".join(parts)
+            + "; every identity needs rows in each of "
+            + ", ".join(_name(int(m)) for m in modalities)
+        )
+    kept = features[keep]
+    sums = torch.zeros(ids.numel() * m_count, kept.shape[1], dtype=kept.dtype, device=kept.device)
+    sums = sums.index_add(0, group, kept)
+    centers = sums / counts.view(-1, 1).to(kept.dtype)
+    return centers.view(ids.numel(), m_count, -1), ids
+
+
+def hetero_center_triplet(
+    features: Tensor,
+    labels: Tensor,
+    modality: Tensor,
+    *,
+    margin: float = 0.3,
+    modalities: Sequence[int] = (0, 1),
+) -> Tensor:
+    """Scalar hetero-center triplet loss; see the module docstring and the spec."""
+    check_features(features)
+    n = features.shape[0]
+    check_labels(labels, n)
+    check_modality_tags(modality, n)
+    pair = check_modality_pair(modalities)
+    _check_margin(margin)
+    labels = labels.to(features.device)
+    modality = modality.to(features.device)
+    in_pair = (modality == pair[0]) | (modality == pair[1])
+    check_two_identities(labels[in_pair])
+
+    dtype = compute_dtype(features.dtype)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        centers, ids = identity_modality_centers(features.to(dtype), labels, modality, pair)
+        p = ids.numel()
+        flat = centers.reshape(2 * p, -1)  # row 2q + s: identity q, modality slot s
+        dist = pairwise_distances(flat).view(p, 2, p, 2)
+        same_id = torch.eye(p, dtype=torch.bool, device=flat.device)[:, None, :, None]
+        d_an = torch.where(same_id, float("inf"), dist).amin(dim=(2, 3))  # (p, 2)
+        # counterpart: slot s of identity q against slot 1 - s of the same identity
+        idx = torch.arange(p, device=flat.device)
+        d_ap = torch.stack((dist[idx, 0, idx, 1], dist[idx, 1, idx, 0]), dim=1)  # (p, 2)
+        return F.relu(margin + d_ap - d_an).mean()
+
+
+class HeteroCenterTriplet(nn.Module):
+    """:func:`hetero_center_triplet` with ``margin`` and ``modalities`` fixed."""
+
+    def __init__(self, margin: float = 0.3, *, modalities: Sequence[int] = (0, 1)) -> None:
+        super().__init__()
+        _check_margin(margin)
+        self.margin = float(margin)
+        self.modalities = check_modality_pair(modalities)
+
+    def forward(self, features: Tensor, labels: Tensor, modality: Tensor) -> Tensor:
+        return hetero_center_triplet(
+            features, labels, modality, margin=self.margin, modalities=self.modalities
+        )
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, modalities={self.modalities}"
