@@ -175,45 +175,89 @@ class _Scorer:
         self.g_camids = g_camids
         self.rule = rule
         self.kind = kind
+        n_gallery = g_pids.numel()
+        self.index_bits = max(1, n_gallery.bit_length())
+        self.index = torch.arange(n_gallery, device=g_pids.device)
         # compact identity labels 0..U-1 for the per-identity first-occurrence scatter
         self.g_ids, self.g_labels = torch.unique(g_pids, return_inverse=True)
         self.parts: list[tuple[torch.Tensor, ...]] = []
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
-        self.parts.append(self._chunk(dist, q_pids, q_camids))
+        self.parts.append(self._chunk(dist.contiguous(), q_pids, q_camids))
 
     def _chunk(
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        c, n_gallery = dist.shape
-        order = torch.sort(dist, dim=1, stable=True).indices  # ties: lower gallery index first
-        keep = ~_exclusion(q_pids, self.g_pids, q_camids, self.g_camids, self.rule).gather(1, order)
-        positive = (self.g_pids[order] == q_pids[:, None]) & keep
+        c = dist.shape[0]
+        bits = self.index_bits
+        excluded = _exclusion(q_pids, self.g_pids, q_camids, self.g_camids, self.rule)
+        keys = _order_keys(dist, self.index, bits)
+        # excluded items get keys above every distance: they sort after all kept items, so a
+        # kept item's rank is its position + 1 and no cumulative count is needed
+        sentinel = (_INT64_MAX >> bits << bits) | self.index
+        keys = torch.where(excluded, sentinel, keys)
+        sorted_keys = _sort_rows(keys)
+        if dist.dtype == torch.float64:
+            sorted_keys = self._resolve_truncation(dist, excluded, keys, sorted_keys)
+
+        positive = (self.g_pids[None] == q_pids[:, None]) & ~excluded
         n_pos = positive.sum(dim=1)
         valid = n_pos > 0
-        kept_rank = keep.cumsum(dim=1)  # 1-based rank in the excluded list, where keep
-        hits = positive.cumsum(dim=1)
+        # the positives' keys, padded to (c, P) with a key above every other
+        rows, cols = positive.nonzero(as_tuple=True)
+        width = max(int(n_pos.max()), 1)
+        row_start = n_pos.cumsum(0) - n_pos
+        slot = torch.arange(rows.numel(), device=dist.device) - row_start[rows]
+        pos_keys = torch.full((c, width), _INT64_MAX, device=dist.device)
+        pos_keys[rows, slot] = keys[rows, cols]
+        pos_keys = torch.sort(pos_keys, dim=1).values
+        # rank (1-based) of each positive = number of keys below it + 1
+        ranks = torch.searchsorted(sorted_keys, pos_keys) + 1
+
         f64 = torch.float64
-        precision = torch.where(positive, hits.to(f64) / kept_rank.to(f64), 0.0)
-        n_pos_f = n_pos.to(f64).clamp_min(1.0)
-        ap = precision.sum(dim=1) / n_pos_f
-        last_rank = torch.where(positive, kept_rank, 0).amax(dim=1).to(f64).clamp_min(1.0)
-        inp = n_pos.to(f64) / last_rank
-        first_pos = positive.to(torch.int8).argmax(dim=1)  # position of the first positive
+        m = torch.arange(1, width + 1, device=dist.device)
+        present = m[None] <= n_pos[:, None]
+        precision = torch.where(present, m.to(f64)[None] / ranks.to(f64), 0.0)
+        last = (n_pos - 1).clamp_min(0)[:, None]
+        # cumsum adds each row left to right whatever the chunk: chunk-independent rounding
+        ap = precision.cumsum(dim=1).gather(1, last)[:, 0] / n_pos.clamp_min(1).to(f64)
+        inp = n_pos.to(f64) / ranks.gather(1, last)[:, 0].to(f64)
         if self.kind == "standard":
-            rank = kept_rank.gather(1, first_pos[:, None])[:, 0]
+            rank = ranks[:, 0]
         else:
-            # first kept position of each identity; identities never kept stay at n_gallery
-            positions = torch.arange(n_gallery, device=dist.device).expand(c, n_gallery)
-            first = torch.full((c, self.g_ids.numel()), n_gallery, device=dist.device)
-            first.scatter_reduce_(
-                1,
-                self.g_labels[order],
-                torch.where(keep, positions, n_gallery),
-                reduce="amin",
-            )
-            rank = (first <= first_pos[:, None]).sum(dim=1)
+            # an identity precedes the query's own iff its first key is below the first
+            # positive's; identities with only excluded items have sentinel keys: never counted
+            first = torch.full((c, self.g_ids.numel()), _INT64_MAX, device=dist.device)
+            first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
+            rank = (first <= pos_keys[:, :1]).sum(dim=1)
         return valid, rank, ap, inp
+
+    def _resolve_truncation(
+        self,
+        dist: torch.Tensor,
+        excluded: torch.Tensor,
+        keys: torch.Tensor,
+        sorted_keys: torch.Tensor,
+    ) -> torch.Tensor:
+        """Rows where two kept float64 keys share their distance part get exact keys.
+
+        Such rows hold ties or two distances equal in all but the dropped low bits; their keys
+        are recomputed from a stable sort of the float64 distances (positions in that order).
+        """
+        bits = self.index_bits
+        high = sorted_keys >> bits
+        shared = (high[:, 1:] == high[:, :-1]) & (high[:, 1:] < (_INT64_MAX >> bits))
+        rows = shared.any(dim=1).nonzero()[:, 0]
+        if rows.numel() == 0:
+            return sorted_keys
+        order = torch.sort(dist[rows], dim=1, stable=True).indices
+        position = torch.empty_like(order).scatter_(1, order, self.index.expand_as(order))
+        exact = (position << bits) | self.index
+        sentinel = (_INT64_MAX >> bits << bits) | self.index
+        exact = torch.where(excluded[rows], sentinel, exact)
+        keys[rows] = exact
+        sorted_keys[rows] = _sort_rows(exact)
+        return sorted_keys
 
     def result(self, n_query: int, max_rank: int) -> RankMetrics:
         valid, rank, ap, inp = (torch.cat(t) for t in zip(*self.parts, strict=True))
@@ -236,6 +280,34 @@ class _Scorer:
             exclusion=self.rule,
             cmc_kind=self.kind,
         )
+
+
+_INT64_MAX = torch.iinfo(torch.int64).max
+
+
+def _order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tensor:
+    """int64 keys whose order is the order of ``(dist[i, j], j)`` (see the spec, "Keys").
+
+    The float's bits, made monotone as a signed integer, form the high part and the gallery
+    index the low ``bits`` bits. float32 (and narrower) distances fit exactly; float64 ones lose
+    their low ``bits`` bits, which :meth:`_Scorer._resolve_truncation` checks after sorting.
+    """
+    dist = dist + 0.0  # -0.0 -> +0.0: equal distances must have equal bits
+    if dist.dtype == torch.float64:
+        high = dist.view(torch.int64)
+        high = high ^ ((high >> 63) & _INT64_MAX)  # negative floats: reverse their order
+        return (high >> bits << bits) | index
+    high32 = dist.to(torch.float32).view(torch.int32)
+    high32 = high32 ^ ((high32 >> 31) & torch.iinfo(torch.int32).max)
+    return (high32.to(torch.int64) << 32) | index
+
+
+def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
+    """Each row sorted ascending; keys are distinct, so any sort gives the same result."""
+    if keys.device.type == "cpu":
+        # NumPy's SIMD sort is several times faster than torch's on CPU for int64
+        return torch.from_numpy(np.sort(keys.numpy(), axis=1))
+    return torch.sort(keys, dim=1).values
 
 
 def _exclusion(
