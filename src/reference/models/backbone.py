@@ -1,0 +1,114 @@
+"""Multi-stream ResNet-50 whose later stages are shared between the streams.
+
+Spec: ``spec/models/backbone.md``. torchvision's ResNet-50 is cut into five stages,
+``stem`` (conv1, bn1, relu, maxpool), ``layer1`` .. ``layer4`` (stage indices 0..4). With
+``share_from = k`` (0..5) the stages of index ``< k`` exist once per stream (modality-specific),
+the stages of index ``>= k`` exist once and are shared [predecessor]: k = 0 is one stream, k = 5
+shares nothing. Each row of a batch goes through its own stream's specific stages, then the whole
+batch goes through the shared stages at once; rows come out in input order.
+
+``last_stride = 1`` sets the stride of layer4's first block to 1 (its 3x3 conv and the
+downsample 1x1 conv), so a 288x144 image gives an 18x9 map instead of 9x5 [predecessor].
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models import resnet50
+
+from reference.errors import VireidError
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+OUT_CHANNELS = 2048
+
+
+def resnet50_stages(last_stride: int = 1) -> OrderedDict[str, nn.Module]:
+    """A fresh torchvision ResNet-50 (``weights=None``) cut into the five named stages."""
+    if last_stride not in (1, 2):
+        raise VireidError(f"last_stride: expected 1 or 2, got {last_stride!r}")
+    net = resnet50(weights=None)
+    if last_stride == 1:
+        # torchvision puts layer4's stride on the 3x3 conv2 (v1.5) and on the downsample conv
+        net.layer4[0].conv2.stride = (1, 1)
+        net.layer4[0].downsample[0].stride = (1, 1)
+    stem = nn.Sequential(
+        OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool)
+    )
+    return OrderedDict(
+        stem=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3, layer4=net.layer4
+    )
+
+
+def feature_map_rows(height: int, last_stride: int) -> int:
+    """Rows of ResNet-50's output map for an input of ``height`` rows: every stride-2 layer
+    (conv1, maxpool, layer2..layer4 with padding) maps ``h`` to ``ceil(h / 2)``."""
+    for _ in range(4 if last_stride == 1 else 5):
+        height = -(-height // 2)
+    return height
+
+
+class MultiStreamResNet50(nn.Module):
+    """ResNet-50 with ``num_streams`` specific stems/first stages and shared later stages.
+
+    ``forward(images (B, 3, H, W), streams (B,) int64 in 0..num_streams-1) -> (B, 2048, h, w)``.
+    """
+
+    def __init__(self, share_from: int = 2, last_stride: int = 1, num_streams: int = 2) -> None:
+        super().__init__()
+        if isinstance(share_from, bool) or share_from not in range(6):
+            raise VireidError(f"share_from: expected an integer in 0..5, got {share_from!r}")
+        if isinstance(num_streams, bool) or not isinstance(num_streams, int) or num_streams < 1:
+            raise VireidError(f"num_streams: expected an integer >= 1, got {num_streams!r}")
+        self.share_from = share_from
+        self.last_stride = last_stride
+        self.num_streams = num_streams
+        copies = [resnet50_stages(last_stride) for _ in range(num_streams if share_from else 1)]
+        self.specific = nn.ModuleList(
+            nn.ModuleDict({name: copy[name] for name in STAGES[:share_from]}) for copy in copies
+        )
+        self.shared = nn.ModuleDict({name: copies[0][name] for name in STAGES[share_from:]})
+
+    def stage(self, name: str, stream: int) -> nn.Module:
+        """The module that runs stage ``name`` for ``stream`` (the same object for every stream
+        when the stage is shared)."""
+        if name not in STAGES:
+            raise VireidError(f"stage: expected one of {', '.join(STAGES)}, got {name!r}")
+        if name in self.shared:
+            return self.shared[name]
+        return self.specific[stream][name]
+
+    def is_shared(self, name: str) -> bool:
+        return STAGES.index(name) >= self.share_from
+
+    def forward(self, images: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        if streams.shape != images.shape[:1]:
+            raise VireidError(
+                f"streams: expected shape ({images.shape[0]},), got {tuple(streams.shape)}"
+            )
+        x = self._specific(images, streams) if self.share_from else images
+        for stage in self.shared.values():
+            x = stage(x)
+        return x
+
+    def _specific(self, images: torch.Tensor, streams: torch.Tensor) -> torch.Tensor:
+        rows, outs = [], []
+        for s, stages in enumerate(self.specific):
+            idx = (streams == s).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            y = images.index_select(0, idx)
+            for stage in stages.values():
+                y = stage(y)
+            rows.append(idx)
+            outs.append(y)
+        if sum(r.numel() for r in rows) != images.shape[0]:
+            raise VireidError(f"streams: expected stream indices in 0..{self.num_streams - 1}")
+        if len(outs) == 1:
+            return outs[0]  # one stream: rows are already in input order
+        order = torch.cat(rows)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        return torch.cat(outs).index_select(0, inverse)
