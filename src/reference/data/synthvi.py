@@ -41,6 +41,7 @@ from reference.errors import VireidError
 
 __all__ = [
     "DEFAULT_IDS",
+    "MAX_IDS",
     "MIN_IDS_REGDB",
     "MIN_IDS_SYSU",
     "REGDB_IMAGES_PER_ID",
@@ -62,6 +63,8 @@ SYSU_CAMERAS = (1, 2, 3, 4, 5, 6)
 _SYSU_PROPORTIONS = (296 / 491, 99 / 491, 96 / 491)
 MIN_IDS_SYSU = 5
 MIN_IDS_REGDB = 4
+# Four-digit SYSU-MM01 identity folders; five-digit RegDB frame numbers (10 images per id).
+MAX_IDS = 9999
 DEFAULT_IDS = 40
 REGDB_IMAGES_PER_ID = 10
 REGDB_TRIALS = 10
@@ -91,12 +94,20 @@ _PARTS = 4
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: object, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise VireidError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise VireidError(f"{name}: expected at least {minimum} {why}, got {value}")
+def _check_int(name: str, value: object, low: int, high: int | None, why: str = "") -> int:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise VireidError(f"{name}: expected an integer {bound}{why}, got {value!r}")
     return int(value)
+
+
+def _check_ids(ids: object, layout: str) -> int:
+    if layout == "sysu":
+        why = " (train, val and test need at least 2, 1 and 2 identities)"
+        return _check_int("ids", ids, MIN_IDS_SYSU, MAX_IDS, why)
+    why = " (each half, train and test, needs at least 2 identities)"
+    return _check_int("ids", ids, MIN_IDS_REGDB, MAX_IDS, why)
 
 
 def _check_size(image_size: object) -> tuple[int, int]:
@@ -419,7 +430,7 @@ class SynthVIInfo:
 
 def sysu_split_sizes(ids: int) -> tuple[int, int, int]:
     """(train, val, test) identity counts: the real 296/99/96 proportions, at least 2/1/2."""
-    ids = _check_int("ids", ids, MIN_IDS_SYSU, "identities for the train/val/test split")
+    ids = _check_ids(ids, "sysu")
     test = max(2, round(ids * _SYSU_PROPORTIONS[2]))
     val = max(1, round(ids * _SYSU_PROPORTIONS[1]))
     return ids - val - test, val, test
@@ -466,8 +477,8 @@ def write_sysu(
 def _write_sysu(
     out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
 ) -> SynthVIInfo:
-    ids = _check_int("ids", ids, MIN_IDS_SYSU, "identities for the train/val/test split")
-    seed = _check_int("seed", seed, 0, "(a non-negative seed)")
+    ids = _check_ids(ids, "sysu")
+    seed = _check_int("seed", seed, 0, None)
     size = _check_size(image_size)
     split, counts = _sysu_plan(ids, seed)
     ident = _identities(range(1, ids + 1), seed)
@@ -500,6 +511,9 @@ def _write_sysu(
 
 def regdb_split(ids: int, seed: int, trial: int) -> tuple[list[int], list[int]]:
     """(train pids, test pids) of RegDB trial ``trial`` (1..10); an odd id count favours test."""
+    ids = _check_ids(ids, "regdb")
+    seed = _check_int("seed", seed, 0, None)
+    trial = _check_int("trial", trial, 1, REGDB_TRIALS)
     perm = _rng(seed, _S_REGDB_SPLIT, trial).permutation(np.arange(1, ids + 1))
     n_train = ids // 2
     return sorted(int(p) for p in perm[:n_train]), sorted(int(p) for p in perm[n_train:])
@@ -527,8 +541,8 @@ def write_regdb(
 def _write_regdb(
     out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
 ) -> SynthVIInfo:
-    ids = _check_int("ids", ids, MIN_IDS_REGDB, "identities for the half train / half test split")
-    seed = _check_int("seed", seed, 0, "(a non-negative seed)")
+    ids = _check_ids(ids, "regdb")
+    seed = _check_int("seed", seed, 0, None)
     size = _check_size(image_size)
     ident = _identities(range(1, ids + 1), seed)
     k = REGDB_IMAGES_PER_ID
