@@ -35,12 +35,22 @@ def test_clean_sysu_counts(sysu_clean):
     assert counts["ids val"] == (1, 99)
     assert counts["ids test"] == (2, 96)
     assert counts["ids available"] == (6, 491)
+    assert counts["split ids not in available_id.txt"] == (0, 0)
     per_cam = {c: sum(len(cams.get(c, ())) for cams in TINY_LAYOUT.values()) for c in range(1, 7)}
     for cam in range(1, 7):
         kind = "infrared" if cam in (3, 6) else "visible"
         assert counts[f"images cam{cam} ({kind})"] == (per_cam[cam], None)
     assert counts["images visible"] == (sum(per_cam[c] for c in (1, 2, 4, 5)), 30071)
     assert counts["images infrared"] == (per_cam[3] + per_cam[6], 15792)
+
+
+def test_split_ids_missing_from_available_are_counted(sysu_clean, tmp_path):
+    root = Path(shutil.copytree(sysu_clean, tmp_path / "copy"))
+    (root / "exp" / "available_id.txt").write_text("1,2,3,4\n")
+    report = check_sysu(root)
+    assert report.ok  # a count, not a problem
+    assert _counts(report)["split ids not in available_id.txt"] == (2, 0)
+    assert "split ids not in available_id.txt          2          0  (differs)" in (report.format())
 
 
 def test_clean_sysu_command_exit_0_and_table(sysu_clean, capsys):

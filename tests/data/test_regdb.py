@@ -193,6 +193,7 @@ def _first_line(path: Path) -> str:
         (lambda rel, lab: f"{rel} {lab} extra", "3 fields in {line!r}"),
         (lambda rel, lab: f"{rel} x", "label 'x' is not a non-negative integer"),
         (lambda rel, lab: f"{rel} -1", "label '-1' is not a non-negative integer"),
+        (lambda rel, lab: f"{rel} \u00b3", "label '\u00b3' is not a non-negative integer"),
         (
             lambda rel, lab: f"{rel.replace('Visible', 'Thermal')} {lab}",
             "path {rel!r} is not of the form Visible/<pid>/<file>",

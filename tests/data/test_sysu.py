@@ -230,6 +230,7 @@ def test_missing_split_file(broken, name):
         ("1,,2\n", "entry 2 is '', not a positive integer; "),
         ("1,0\n", "entry 2 is '0', not a positive integer; "),
         ("1,-2\n", "entry 2 is '-2', not a positive integer; "),
+        ("1,\u00b2\n", "entry 2 is '\u00b2', not a positive integer; "),
         ("", "found 0 non-empty lines; "),
         ("1,2\n3\n", "found 2 non-empty lines; "),
     ],

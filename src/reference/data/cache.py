@@ -130,6 +130,8 @@ def fingerprint(
                 stamps.append([st.st_size, st.st_mtime_ns])
         except FileNotFoundError as exc:
             raise VireidError(f"{path}: image file not found; expected a readable image") from exc
+        except OSError as exc:
+            raise VireidError(f"{path}: cannot read image file ({exc})") from exc
     full = hashlib.sha256(json.dumps([head, stamps]).encode()).hexdigest()
     return key, full
 

@@ -98,6 +98,10 @@ def check_sysu(root: str | Path, *, workers: int = 0, progress: bool = False) ->
     for name in (*_sysu.SPLITS, "available"):
         found: int | str = len(layout.splits[name]) if name in layout.splits else "missing"
         report.counts.append((f"ids {name}", found, SYSU_PUBLISHED[f"ids {name}"]))
+    if "available" in layout.splits:
+        listed = {pid for name in _sysu.SPLITS for pid in layout.splits.get(name, ())}
+        unlisted = len(listed - set(layout.splits["available"]))
+        report.counts.append(("split ids not in available_id.txt", unlisted, 0))
     folder_ids = {pid for _, pid in layout.files}
     report.counts.append(("ids with an image folder", len(folder_ids), None))
     per_cam = {cam: 0 for cam in _sysu.CAMERA_MODALITY}
@@ -131,7 +135,7 @@ def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -
             continue
         per_id: list[int] = []
         for pid_dir in sorted(base.iterdir()):
-            if not (pid_dir.is_dir() and pid_dir.name.isdigit()):
+            if not (pid_dir.is_dir() and pid_dir.name.isascii() and pid_dir.name.isdigit()):
                 problems.add(f"{pid_dir}: unexpected entry; expected identity folders <pid>")
                 continue
             files = sorted(p for p in pid_dir.iterdir() if p.is_file())

@@ -80,7 +80,7 @@ def read_split_file(root: Path, path: Path, modality: str, problems: Problems) -
         if (
             len(parts) < 3
             or parts[0] != folder
-            or not parts[1].isdigit()
+            or not (parts[1].isascii() and parts[1].isdigit())
             or ".." in parts
             or rel.startswith("/")
         ):
@@ -88,7 +88,7 @@ def read_split_file(root: Path, path: Path, modality: str, problems: Problems) -
                 f"{where}: path {rel!r} is not of the form {folder}/<pid>/<file>; {expected}"
             )
             continue
-        if not label_text.isdigit():
+        if not (label_text.isascii() and label_text.isdigit()):
             problems.add(f"{where}: label {label_text!r} is not a non-negative integer; {expected}")
             continue
         if rel in seen:

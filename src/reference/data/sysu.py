@@ -11,6 +11,7 @@ both modalities. Validation happens on open; see :func:`scan_sysu`.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,11 +67,11 @@ def read_id_file(path: Path, problems: Problems) -> tuple[int, ...] | None:
     ids: list[int] = []
     for pos, token in enumerate(lines[0].split(","), start=1):
         token = token.strip()
-        if not token.isdigit() or int(token) < 1:
+        if not (token.isascii() and token.isdigit()) or int(token) < 1:
             problems.add(f"{path}: entry {pos} is {token!r}, not a positive integer; {expected}")
             return None
         ids.append(int(token))
-    dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:
         problems.add(f"{path}: ids {dup} are listed more than once; {expected}, each once")
         return None
