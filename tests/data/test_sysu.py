@@ -343,3 +343,17 @@ def test_collecting_mode_reports_every_problem(broken):
         f"identity 2 listed in {broken / 'exp/train_id.txt'} has visible images only",
     ]
     assert "val" not in layout.splits and layout.splits["train"] == (3, 1, 2)
+
+
+def test_each_modality_in_the_predecessors_list_order(tiny):
+    # The predecessor builds one list per modality: ids sorted, its cameras in order, files sorted.
+    rec = read_sysu_train(tiny)
+    for modality, cams in ((0, RGB), (1, IR)):
+        expected = [
+            str(tiny / f"cam{cam}" / f"{pid:04d}" / name)
+            for pid in sorted([1, 2, 3, 4])
+            for cam in cams
+            if (tiny / f"cam{cam}" / f"{pid:04d}").is_dir()
+            for name in sorted(os.listdir(tiny / f"cam{cam}" / f"{pid:04d}"))
+        ]
+        assert [str(p) for p in rec.subset(rec.modality == modality).paths] == expected
