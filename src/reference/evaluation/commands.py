@@ -1,0 +1,119 @@
+"""The ``vireid evaluate sysu`` and ``vireid evaluate regdb`` commands.
+
+Spec: ``spec/evaluation/sysu.md``, ``spec/evaluation/regdb.md`` (sections "Command line") and
+``spec/evaluation/scores.md`` (the table and the JSON document).
+
+Each command loads (or, with ``--example``, generates) the features, runs the protocol, prints the
+table on stdout (progress on stderr) and, with ``--json OUT``, writes the scores atomically; an
+existing OUT is only replaced with ``--force``, and that is checked before any work is done.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reference.errors import VireidError
+from reference.evaluation import example as examples
+from reference.evaluation.features import load_features
+from reference.evaluation.regdb import evaluate_regdb as run_regdb
+from reference.evaluation.sysu import evaluate_sysu as run_sysu
+from reference.evaluation.sysu import load_official_split
+from reference.fileio import check_writable
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _finish(scores, json_out: Path | None, force: bool) -> int:
+    print(scores.table(), end="")
+    if json_out is not None:
+        scores.write_json(json_out, overwrite=force)
+        _progress(f"wrote {json_out}")
+    return 0
+
+
+def evaluate_sysu(
+    *,
+    features: Path | None,
+    example: bool,
+    mode: str,
+    shots: int,
+    sampling: str,
+    split: Path | None,
+    trials: int,
+    metric: str,
+    json_out: Path | None,
+    force: bool,
+) -> int:
+    """Score a SYSU-MM01 features file (or the generated example) and print the table."""
+    if json_out is not None:
+        check_writable(json_out, overwrite=force)
+    if sampling == "official" and split is None:
+        raise VireidError(
+            "--split: --sampling official needs the dataset authors' rand_perm_cam.mat "
+            "(--split PATH); use --sampling agw to draw the galleries without it"
+        )
+    if sampling != "official" and split is not None:
+        raise VireidError("--split: only used with --sampling official")
+    official = load_official_split(split) if split is not None else None
+    if example:
+        # with the official draw the example takes its folder sizes from the split
+        fs = (
+            examples.sysu_example()
+            if official is None
+            else examples.sysu_example_from_split(official)
+        )
+        source = "example"
+        print(
+            f"features: generated SYSU-MM01-shaped example ({len(set(fs.pids.tolist()))} "
+            f"identities, {len(fs)} images, d={fs.dim}; synthetic, not a model's features)"
+        )
+    else:
+        if features is None:
+            raise VireidError("--features: expected a features file (or --example)")
+        fs = load_features(features, "sysu")
+        source = str(features)
+    scores = run_sysu(
+        fs,
+        mode=mode,
+        shots=shots,
+        sampling=sampling,
+        split=official,
+        trials=trials,
+        metric=metric,
+        source=source,
+        progress=_progress,
+    )
+    return _finish(scores, json_out, force)
+
+
+def evaluate_regdb(
+    *,
+    features: list[Path] | None,
+    example: bool,
+    direction: str,
+    metric: str,
+    json_out: Path | None,
+    force: bool,
+) -> int:
+    """Score one RegDB features file per trial (or the generated example) and print the table."""
+    if json_out is not None:
+        check_writable(json_out, overwrite=force)
+    if example:
+        sets = examples.regdb_example()
+        sources = None
+        print(
+            f"features: generated RegDB-shaped example ({len(sets)} trials, {len(sets[0])} "
+            f"images each, d={sets[0].dim}; synthetic, not a model's features)"
+        )
+    else:
+        if not features:
+            raise VireidError("--features: expected one features file per trial (or --example)")
+        sets = [load_features(path, "regdb") for path in features]
+        sources = [str(path) for path in features]
+    scores = run_regdb(
+        sets, direction=direction, metric=metric, sources=sources, progress=_progress
+    )
+    return _finish(scores, json_out, force)
