@@ -59,9 +59,9 @@ def as_feature_tensor(
         features = features.to(device)
     if features.dtype not in (torch.float32, torch.float64):
         features = features.to(torch.float32)
-    bad = ~torch.isfinite(features)
-    if bool(bad.any()):
-        row = int(bad.any(dim=1).nonzero()[0, 0])
+    # a finite sum proves every entry finite (NaN and inf propagate); search only when it is not
+    if not bool(torch.isfinite(features.sum())) and not bool(torch.isfinite(features).all()):
+        row = int((~torch.isfinite(features)).any(dim=1).nonzero()[0, 0])
         raise VireidError(f"{field}: contains NaN or inf (first in row {row}); expected finite")
     return features
 

@@ -44,8 +44,11 @@ CMC_KINDS: tuple[str, ...] = ("identity", "standard")
 SYSU_QUERY_CAMERA = 3
 SYSU_SKIPPED_CAMERA = 2
 
-#: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor.
-DEFAULT_CHUNK_ELEMENTS = 1 << 21
+#: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor (a few MB
+#: each, cache-friendly; larger chunks were not faster on CPU), but at least
+#: ``DEFAULT_MIN_CHUNK_ROWS`` rows so that huge galleries do not pay per-chunk overhead per row.
+DEFAULT_CHUNK_ELEMENTS = 1 << 18
+DEFAULT_MIN_CHUNK_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -168,18 +171,33 @@ def rank_metrics_from_features(
 
 
 class _Scorer:
-    """Accumulates per-query ranks, AP and INP chunk by chunk; reduces them once at the end."""
+    """Accumulates per-query ranks, AP and INP chunk by chunk; reduces them once at the end.
+
+    Per chunk of ``c`` queries the work is: one int64 sort key per (query, gallery item) whose
+    order is the ranking (spec: "Computation"), one row sort of the keys, and for the positives
+    only (``c x width``, ``width`` = the largest identity in the gallery) a binary search of
+    their keys in the sorted rows, which gives their ranks. No per-element gather or cumulative
+    sum over ``(c, n_gallery)`` is needed.
+    """
 
     def __init__(self, g_pids: torch.Tensor, g_camids: torch.Tensor, rule: str, kind: str):
         self.g_pids = g_pids
         self.g_camids = g_camids
         self.rule = rule
         self.kind = kind
+        device = g_pids.device
         n_gallery = g_pids.numel()
         self.index_bits = max(1, n_gallery.bit_length())
-        self.index = torch.arange(n_gallery, device=g_pids.device)
-        # compact identity labels 0..U-1 for the per-identity first-occurrence scatter
+        self.index = torch.arange(n_gallery, device=device)
+        # compact identity labels 0..U-1, and the gallery items of each identity side by side
         self.g_ids, self.g_labels = torch.unique(g_pids, return_inverse=True)
+        sizes = torch.bincount(self.g_labels, minlength=self.g_ids.numel())
+        self.by_identity = torch.sort(self.g_labels, stable=True).indices
+        self.identity_start = sizes.cumsum(0) - sizes
+        self.identity_size = sizes
+        self.width = int(sizes.max())
+        if rule == "sysu":
+            self.g_skipped = g_camids == SYSU_SKIPPED_CAMERA
         self.parts: list[tuple[torch.Tensor, ...]] = []
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
@@ -189,35 +207,41 @@ class _Scorer:
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         c = dist.shape[0]
-        bits = self.index_bits
-        excluded = _exclusion(q_pids, self.g_pids, q_camids, self.g_camids, self.rule)
-        keys = _order_keys(dist, self.index, bits)
-        # excluded items get keys above every distance: they sort after all kept items, so a
-        # kept item's rank is its position + 1 and no cumulative count is needed
-        sentinel = (_INT64_MAX >> bits << bits) | self.index
-        keys = torch.where(excluded, sentinel, keys)
+        device = dist.device
+        keys = _order_keys(dist, self.index, self.index_bits)
+
+        # the query's positives candidates: the gallery items of its identity, (c, width)
+        label = torch.searchsorted(self.g_ids, q_pids).clamp_max(self.g_ids.numel() - 1)
+        known = self.g_ids[label] == q_pids
+        slot = torch.arange(self.width, device=device)
+        present = known[:, None] & (slot[None] < self.identity_size[label][:, None])
+        where = (self.identity_start[label][:, None] + slot[None]).clamp_max(self.index.numel() - 1)
+        item = self.by_identity[where]
+
+        # excluded items get a key above every distance: they sort after all kept items, so a
+        # kept item's rank is the number of keys up to its own
+        if self.rule == "sysu":
+            skips = (q_camids == SYSU_QUERY_CAMERA)[:, None] & self.g_skipped[None]
+            keys.masked_fill_(skips, _EXCLUDED)
+        elif self.rule == "same-id-same-camera":
+            same_camera = present & (self.g_camids[item] == q_camids[:, None])
+            rows = torch.arange(c, device=device)[:, None].expand_as(item)
+            keys[rows[same_camera], item[same_camera]] = _EXCLUDED
         sorted_keys = _sort_rows(keys)
         if dist.dtype == torch.float64:
-            sorted_keys = self._resolve_truncation(dist, excluded, keys, sorted_keys)
+            sorted_keys = self._resolve_truncation(dist, keys, sorted_keys)
 
-        positive = (self.g_pids[None] == q_pids[:, None]) & ~excluded
-        n_pos = positive.sum(dim=1)
-        valid = n_pos > 0
-        # the positives' keys, padded to (c, P) with a key above every other
-        rows, cols = positive.nonzero(as_tuple=True)
-        width = max(int(n_pos.max()), 1)
-        row_start = n_pos.cumsum(0) - n_pos
-        slot = torch.arange(rows.numel(), device=dist.device) - row_start[rows]
-        pos_keys = torch.full((c, width), _INT64_MAX, device=dist.device)
-        pos_keys[rows, slot] = keys[rows, cols]
+        pos_keys = torch.where(present, keys.gather(1, item), _PAD)
+        pos_keys = torch.where(pos_keys == _EXCLUDED, _PAD, pos_keys)
         pos_keys = torch.sort(pos_keys, dim=1).values
-        # rank (1-based) of each positive = number of keys below it + 1
+        n_pos = (pos_keys != _PAD).sum(dim=1)
+        valid = n_pos > 0
+        # 1-based rank of each positive: the number of keys up to and including its own
         ranks = torch.searchsorted(sorted_keys, pos_keys) + 1
 
         f64 = torch.float64
-        m = torch.arange(1, width + 1, device=dist.device)
-        present = m[None] <= n_pos[:, None]
-        precision = torch.where(present, m.to(f64)[None] / ranks.to(f64), 0.0)
+        m = torch.arange(1, self.width + 1, device=device, dtype=f64)
+        precision = torch.where(pos_keys != _PAD, m[None] / ranks.to(f64), 0.0)
         last = (n_pos - 1).clamp_min(0)[:, None]
         # cumsum adds each row left to right whatever the chunk: chunk-independent rounding
         ap = precision.cumsum(dim=1).gather(1, last)[:, 0] / n_pos.clamp_min(1).to(f64)
@@ -226,18 +250,14 @@ class _Scorer:
             rank = ranks[:, 0]
         else:
             # an identity precedes the query's own iff its first key is below the first
-            # positive's; identities with only excluded items have sentinel keys: never counted
-            first = torch.full((c, self.g_ids.numel()), _INT64_MAX, device=dist.device)
+            # positive's; identities with only excluded items keep _EXCLUDED: never counted
+            first = torch.full((c, self.g_ids.numel()), _PAD, device=device)
             first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
             rank = (first <= pos_keys[:, :1]).sum(dim=1)
         return valid, rank, ap, inp
 
     def _resolve_truncation(
-        self,
-        dist: torch.Tensor,
-        excluded: torch.Tensor,
-        keys: torch.Tensor,
-        sorted_keys: torch.Tensor,
+        self, dist: torch.Tensor, keys: torch.Tensor, sorted_keys: torch.Tensor
     ) -> torch.Tensor:
         """Rows where two kept float64 keys share their distance part get exact keys.
 
@@ -245,16 +265,17 @@ class _Scorer:
         are recomputed from a stable sort of the float64 distances (positions in that order).
         """
         bits = self.index_bits
-        high = sorted_keys >> bits
-        shared = (high[:, 1:] == high[:, :-1]) & (high[:, 1:] < (_INT64_MAX >> bits))
+        # neighbours differ only in the index bits: 0 < a ^ b < 2**bits (kept keys are
+        # distinct, excluded ones all equal to _EXCLUDED, so a ^ b == 0 only between those)
+        xor = sorted_keys[:, 1:] ^ sorted_keys[:, :-1]
+        shared = (xor > 0) & (xor < (1 << bits))
         rows = shared.any(dim=1).nonzero()[:, 0]
         if rows.numel() == 0:
             return sorted_keys
         order = torch.sort(dist[rows], dim=1, stable=True).indices
         position = torch.empty_like(order).scatter_(1, order, self.index.expand_as(order))
-        exact = (position << bits) | self.index
-        sentinel = (_INT64_MAX >> bits << bits) | self.index
-        exact = torch.where(excluded[rows], sentinel, exact)
+        sub = keys[rows]
+        exact = torch.where(sub == _EXCLUDED, _EXCLUDED, (position << bits) | self.index)
         keys[rows] = exact
         sorted_keys[rows] = _sort_rows(exact)
         return sorted_keys
@@ -283,27 +304,37 @@ class _Scorer:
 
 
 _INT64_MAX = torch.iinfo(torch.int64).max
+#: key of an excluded item: above every distance key (those stay below 0x7FF1 << 48)
+_EXCLUDED = _INT64_MAX - 1
+#: padding of the positives' key matrix: above everything
+_PAD = _INT64_MAX
 
 
 def _order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tensor:
-    """int64 keys whose order is the order of ``(dist[i, j], j)`` (see the spec, "Keys").
+    """int64 keys whose order is the order of ``(dist[i, j], j)`` (spec: "Computation").
 
-    The float's bits, made monotone as a signed integer, form the high part and the gallery
-    index the low ``bits`` bits. float32 (and narrower) distances fit exactly; float64 ones lose
-    their low ``bits`` bits, which :meth:`_Scorer._resolve_truncation` checks after sorting.
+    The float's bits, read as a signed integer (monotone for non-negative floats; negative ones
+    are reflected), form the high part and the gallery index ``j`` the low part. float32 (and
+    narrower) distances fit exactly, with ``j`` in the low 32 bits; float64 ones keep all but
+    their low ``bits`` bits, and :meth:`_Scorer._resolve_truncation` repairs the rare rows where
+    that matters.
     """
-    dist = dist + 0.0  # -0.0 -> +0.0: equal distances must have equal bits
     if dist.dtype == torch.float64:
         high = dist.view(torch.int64)
-        high = high ^ ((high >> 63) & _INT64_MAX)  # negative floats: reverse their order
-        return (high >> bits << bits) | index
-    high32 = dist.to(torch.float32).view(torch.int32)
-    high32 = high32 ^ ((high32 >> 31) & torch.iinfo(torch.int32).max)
-    return (high32.to(torch.int64) << 32) | index
+        if bool((high < 0).any()):  # negative distances or -0.0
+            high = (dist + 0.0).view(torch.int64)  # -0.0 -> +0.0: equal floats, equal bits
+            high = high ^ ((high >> 63) & _INT64_MAX)
+        return (high & ~((1 << bits) - 1)) | index
+    dist = dist.to(torch.float32)
+    high32 = dist.view(torch.int32)
+    if bool((high32 < 0).any()):
+        high32 = (dist + 0.0).view(torch.int32)
+        high32 = high32 ^ ((high32 >> 31) & torch.iinfo(torch.int32).max)
+    return torch.add(index, high32.to(torch.int64), alpha=1 << 32)
 
 
 def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
-    """Each row sorted ascending; keys are distinct, so any sort gives the same result."""
+    """Each row sorted ascending (equal keys are interchangeable: only their values are used)."""
     if keys.device.type == "cpu":
         # NumPy's SIMD sort is several times faster than torch's on CPU for int64
         return torch.from_numpy(np.sort(keys.numpy(), axis=1))
@@ -331,7 +362,7 @@ def _exclusion(
 
 def _chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
+        chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
     return max(1, min(chunk_size, n_query))
 
 
@@ -387,9 +418,10 @@ def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
             f"distmat: expected a 2-D array (n_query, n_gallery), got shape {tuple(distmat.shape)}"
         )
     _check_sizes(distmat.shape[0], distmat.shape[1], "distmat", "distmat")
-    bad = ~torch.isfinite(distmat)
-    if bool(bad.any()):
-        i, j = (int(v) for v in bad.nonzero()[0])
+    # a finite sum proves every entry finite (NaN and inf propagate), at a fraction of the cost
+    # of an elementwise test; only a non-finite sum (or an overflow) needs the search
+    if not bool(torch.isfinite(distmat.sum())) and not bool(torch.isfinite(distmat).all()):
+        i, j = (int(v) for v in (~torch.isfinite(distmat)).nonzero()[0])
         raise VireidError(
             f"distmat: contains NaN or inf (first at row {i}, column {j}); expected finite"
         )
