@@ -153,3 +153,12 @@ def test_problems_raise_or_collect():
     collect.add("a: first")
     collect.add("b: second")
     assert collect and collect.items == ["a: first", "b: second"]
+
+
+def test_equality_compares_rows():
+    a = ImageRecords(**_fields())
+    assert a == ImageRecords(**_fields()) and a == a.subset(slice(None))
+    assert a != a.subset([1, 0, 2, 3]) and a != ImageRecords(**_fields(frames=np.ones(4, int)))
+    assert a != "records"
+    with pytest.raises(TypeError):
+        hash(a)

@@ -37,7 +37,7 @@ def _frozen_int64(value: object, name: str, n: int) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageRecords:
     """One row per image; every array has one int64 entry per path (read-only copies).
 
@@ -86,6 +86,16 @@ class ImageRecords:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def __eq__(self, other: object) -> bool:
+        """Same paths and columns, row by row (``root`` is not compared)."""
+        if not isinstance(other, ImageRecords):
+            return NotImplemented
+        return self.paths == other.paths and all(
+            np.array_equal(getattr(self, k), getattr(other, k)) for k in _INT_FIELDS
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # numpy columns: not hashable
 
     @property
     def num_classes(self) -> int:
