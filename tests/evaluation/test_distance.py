@@ -1,0 +1,200 @@
+"""Pairwise distances against a float64 loop oracle written from ``spec/evaluation/distance.md``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference.errors import VireidError
+from reference.evaluation.distance import pairwise_distance
+
+
+def oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list[list[float]]:
+    """Plain loops in Python floats (float64)."""
+    out = []
+    for q in query.tolist():
+        row = []
+        for g in gallery.tolist():
+            if metric == "euclidean":
+                row.append(math.sqrt(sum((a - b) ** 2 for a, b in zip(q, g, strict=True))))
+            else:
+                dot = sum(a * b for a, b in zip(q, g, strict=True))
+                nq = math.sqrt(sum(a * a for a in q))
+                ng = math.sqrt(sum(b * b for b in g))
+                row.append(1.0 - dot / (nq * ng))
+        out.append(row)
+    return out
+
+
+@st.composite
+def feature_pairs(draw, *, nonzero: bool = False):
+    n_query = draw(st.integers(1, 6))
+    n_gallery = draw(st.integers(1, 7))
+    d = draw(st.integers(1, 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    query = rng.normal(size=(n_query, d)) * scale
+    gallery = rng.normal(size=(n_gallery, d)) * scale
+    if draw(st.booleans()):  # exact duplicates: distance 0 up to rounding
+        gallery[0] = query[0]
+    if nonzero:
+        query[np.linalg.norm(query, axis=1) == 0] = 1.0
+        gallery[np.linalg.norm(gallery, axis=1) == 0] = 1.0
+    return query, gallery
+
+
+def eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps
+
+
+@given(pair=feature_pairs(), dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_euclidean_matches_oracle(device, pair, dtype):
+    query, gallery = pair
+    q = torch.as_tensor(query, dtype=dtype, device=device)
+    g = torch.as_tensor(gallery, dtype=dtype, device=device)
+    got = pairwise_distance(q, g, "euclidean")
+    assert got.dtype == dtype and got.device.type == device.type
+    assert got.shape == (len(query), len(gallery))
+    # the oracle on the values the function received (float32 rounding included)
+    expected = np.array(oracle(q.double().cpu().numpy(), g.double().cpu().numpy(), "euclidean"))
+    # the expansion |q|^2 + |g|^2 - 2 q.g loses ~eps * (|q|^2 + |g|^2) on the squared distance
+    sq_q = (q.double() ** 2).sum(1).cpu().numpy()[:, None]
+    sq_g = (g.double() ** 2).sum(1).cpu().numpy()[None, :]
+    bound = 8 * query.shape[1] * eps(dtype) * (sq_q + sq_g)
+    assert np.all(np.abs(got.double().cpu().numpy() ** 2 - expected**2) <= bound)
+    assert torch.all(got >= 0)
+
+
+@given(pair=feature_pairs(nonzero=True), dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_cosine_matches_oracle(device, pair, dtype):
+    query, gallery = pair
+    q = torch.as_tensor(query, dtype=dtype, device=device)
+    g = torch.as_tensor(gallery, dtype=dtype, device=device)
+    got = pairwise_distance(q, g, "cosine")
+    assert got.dtype == dtype and got.device.type == device.type
+    expected = np.array(oracle(q.double().cpu().numpy(), g.double().cpu().numpy(), "cosine"))
+    tol = 8 * query.shape[1] * eps(dtype)
+    np.testing.assert_allclose(got.double().cpu().numpy(), expected, rtol=0, atol=tol)
+
+
+@given(pair=feature_pairs(nonzero=True), scales=st.lists(st.floats(0.01, 100.0), min_size=1))
+def test_cosine_ignores_the_norms(device, pair, scales):
+    query, gallery = pair
+    factors = np.resize(np.array(scales), len(query))[:, None]
+    a = pairwise_distance(torch.as_tensor(query, device=device), gallery, "cosine")
+    b = pairwise_distance(torch.as_tensor(query * factors, device=device), gallery, "cosine")
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@given(pair=feature_pairs(nonzero=True))
+def test_unit_features_rank_alike_under_both_metrics(device, pair):
+    """For L2-normalised features, euclidean^2 = 2 * cosine distance (spec: same ranking)."""
+    query, gallery = pair
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    gallery = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    q = torch.as_tensor(query, device=device)
+    euclid = pairwise_distance(q, gallery, "euclidean")
+    cosine = pairwise_distance(q, gallery, "cosine")
+    torch.testing.assert_close(euclid**2, 2 * cosine, rtol=0, atol=1e-12)
+
+
+@given(pair=feature_pairs())
+def test_euclidean_is_symmetric(device, pair):
+    query, gallery = pair
+    q = torch.as_tensor(query, device=device)
+    g = torch.as_tensor(gallery, device=device)
+    scale = float(max(np.abs(query).max(), np.abs(gallery).max()))
+    torch.testing.assert_close(
+        pairwise_distance(q, g), pairwise_distance(g, q).T, rtol=0, atol=1e-6 * scale
+    )
+
+
+def test_hand_example(device):
+    q = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=torch.float64, device=device)
+    g = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64, device=device)
+    assert pairwise_distance(q, g).tolist() == [[5.0, 1.0], [0.0, math.sqrt(18.0)]]
+    cos = pairwise_distance(g, g, "cosine").tolist()
+    assert cos[0][1] == pytest.approx(1.0 - 4.0 / 5.0, abs=1e-15)
+    assert cos[0][0] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_numpy_and_half_inputs(device):
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(4, 3)).astype(np.float32)
+    gallery = rng.normal(size=(5, 3)).astype(np.float32)
+    from_numpy = pairwise_distance(query, gallery)
+    assert from_numpy.dtype == torch.float32 and from_numpy.device.type == "cpu"
+    half = pairwise_distance(
+        torch.as_tensor(query, device=device).half(), torch.as_tensor(gallery, device=device)
+    )
+    assert half.dtype == torch.float32  # float16 is computed in float32
+    mixed = pairwise_distance(
+        torch.as_tensor(query, device=device), torch.as_tensor(gallery, device=device).double()
+    )
+    assert mixed.dtype == torch.float64  # the wider of the two
+
+
+@pytest.mark.parametrize(
+    ("query", "gallery", "metric", "message"),
+    [
+        (
+            torch.zeros(2, 3),
+            torch.zeros(4, 2),
+            "euclidean",
+            "gallery_features: expected 3 columns like query_features, got 2",
+        ),
+        (
+            torch.zeros(2, 3, dtype=torch.int32),
+            torch.zeros(4, 3),
+            "euclidean",
+            "query_features: expected a floating-point array (n, d), got dtype torch.int32",
+        ),
+        (
+            np.zeros((2, 3), dtype=np.int64),
+            torch.zeros(4, 3),
+            "euclidean",
+            "query_features: expected a floating-point array (n, d), got dtype int64",
+        ),
+        (
+            [[0.0, 1.0]],
+            torch.zeros(4, 2),
+            "euclidean",
+            "query_features: expected a torch.Tensor or numpy.ndarray (n, d), got <class 'list'>",
+        ),
+        (
+            torch.zeros(2, 3),
+            torch.zeros(3),
+            "euclidean",
+            "gallery_features: expected a 2-D array (n, d), got shape (3,)",
+        ),
+        (
+            torch.tensor([[0.0, 1.0], [1.0, float("inf")]]),
+            torch.zeros(4, 2),
+            "euclidean",
+            "query_features: contains NaN or inf (first in row 1); expected finite",
+        ),
+        (
+            torch.ones(2, 2),
+            torch.tensor([[1.0, 1.0], [0.0, 0.0]]),
+            "cosine",
+            "gallery_features: row 1 has zero norm; the cosine distance needs non-zero features",
+        ),
+        (
+            torch.ones(2, 2),
+            torch.ones(2, 2),
+            "l1",
+            "metric: unknown metric 'l1'; expected one of 'euclidean', 'cosine'",
+        ),
+    ],
+)
+def test_bad_input_is_named(device, query, gallery, metric, message):
+    if isinstance(query, torch.Tensor):
+        query = query.to(device)
+    with pytest.raises(VireidError) as info:
+        pairwise_distance(query, gallery, metric)
+    assert str(info.value) == message
