@@ -79,20 +79,44 @@ def pairwise_distance(
     check_metric(metric)
     q = as_feature_tensor(query, "query_features")
     g = as_feature_tensor(gallery, "gallery_features", device=q.device)
-    if g.shape[1] != q.shape[1]:
-        raise VireidError(
-            f"gallery_features: expected {q.shape[1]} columns like query_features, got {g.shape[1]}"
-        )
-    dtype = torch.promote_types(q.dtype, g.dtype)
-    q, g = q.to(dtype), g.to(dtype)
-    if metric == "cosine":
-        q = _unit_rows(q, "query_features")
-        g = _unit_rows(g, "gallery_features")
-        return 1.0 - q @ g.T
-    q_sq = (q * q).sum(dim=1, keepdim=True)
-    g_sq = (g * g).sum(dim=1)
-    # the expansion can dip below zero by rounding when q_i ~ g_j: clamp before the root
-    return (q_sq + g_sq - 2.0 * (q @ g.T)).clamp_min_(0.0).sqrt_()
+    prepared = PreparedGallery.build(g, metric, q.dtype, q.shape[1])
+    return prepared.distances(q)
+
+
+class PreparedGallery:
+    """The gallery side of the distance, computed once for many query chunks.
+
+    ``euclidean`` keeps the gallery and its squared norms; ``cosine`` the L2-normalised gallery.
+    """
+
+    def __init__(self, gallery: torch.Tensor, sq_norms: torch.Tensor | None, metric: str):
+        self.gallery = gallery
+        self.sq_norms = sq_norms
+        self.metric = metric
+
+    @classmethod
+    def build(
+        cls, gallery: torch.Tensor, metric: str, query_dtype: torch.dtype, dim: int
+    ) -> PreparedGallery:
+        """From a checked gallery (``as_feature_tensor``) and the queries' dtype and width."""
+        if gallery.shape[1] != dim:
+            raise VireidError(
+                f"gallery_features: expected {dim} columns like query_features, "
+                f"got {gallery.shape[1]}"
+            )
+        g = gallery.to(torch.promote_types(query_dtype, gallery.dtype))
+        if metric == "cosine":
+            return cls(_unit_rows(g, "gallery_features"), None, metric)
+        return cls(g, (g * g).sum(dim=1), metric)
+
+    def distances(self, query: torch.Tensor) -> torch.Tensor:
+        """``(n_query, n_gallery)`` distances of checked queries to this gallery."""
+        q = query.to(self.gallery.dtype)
+        if self.metric == "cosine":
+            return 1.0 - _unit_rows(q, "query_features") @ self.gallery.T
+        q_sq = (q * q).sum(dim=1, keepdim=True)
+        # the expansion can dip below zero by rounding when q_i ~ g_j: clamp before the root
+        return (q_sq + self.sq_norms - 2.0 * (q @ self.gallery.T)).clamp_min_(0.0).sqrt_()
 
 
 def _unit_rows(x: torch.Tensor, field: str) -> torch.Tensor:

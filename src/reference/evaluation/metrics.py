@@ -30,9 +30,9 @@ import torch
 from reference.errors import VireidError
 from reference.evaluation.distance import (
     Metric,
+    PreparedGallery,
     as_feature_tensor,
     check_metric,
-    pairwise_distance,
 )
 
 Exclusion = Literal["sysu", "same-id-same-camera", "none"]
@@ -48,7 +48,7 @@ SYSU_SKIPPED_CAMERA = 2
 #: each, cache-friendly; larger chunks were not faster on CPU), but at least
 #: ``DEFAULT_MIN_CHUNK_ROWS`` rows so that huge galleries do not pay per-chunk overhead per row.
 DEFAULT_CHUNK_ELEMENTS = 1 << 18
-DEFAULT_MIN_CHUNK_ROWS = 8
+DEFAULT_MIN_CHUNK_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -148,20 +148,15 @@ def rank_metrics_from_features(
     qf = as_feature_tensor(query_features, "query_features")
     device = qf.device
     gf = as_feature_tensor(gallery_features, "gallery_features", device=device)
-    if gf.shape[1] != qf.shape[1]:
-        raise VireidError(
-            f"gallery_features: expected {qf.shape[1]} columns like query_features, "
-            f"got {gf.shape[1]}"
-        )
     n_query, n_gallery = qf.shape[0], gf.shape[0]
     _check_sizes(n_query, n_gallery, "query_features", "gallery_features")
+    gallery = PreparedGallery.build(gf, metric, qf.dtype, qf.shape[1])
     qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
     chunk = _chunk_rows(chunk_size, n_query, n_gallery)
     scorer = _Scorer(gp, gc, exclusion, cmc_kind)
     for start in range(0, n_query, chunk):
         stop = min(start + chunk, n_query)
-        dist = pairwise_distance(qf[start:stop], gf, metric)
-        scorer.add(dist, qp[start:stop], qc[start:stop])
+        scorer.add(gallery.distances(qf[start:stop]), qp[start:stop], qc[start:stop])
     return scorer.result(n_query, max_rank)
 
 
