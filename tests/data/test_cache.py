@@ -309,3 +309,10 @@ def test_synthvi_images_decode(tmp_path, device):
     assert images.shape == (len(rec), 3, 64, 32)
     expected = torch.from_numpy(np.stack([oracle(p, (64, 32)) for p in rec.paths]))
     assert torch.equal(images, expected.to(device))
+
+
+def test_empty_records_round_trip(tmp_path):
+    empty = ImageRecords(paths=(), labels=[], pids=[], camids=[], modality=[], frames=[])
+    first = load_decoded(empty, size=(8, 4), cache_dir=tmp_path)
+    again = load_decoded(empty, size=(8, 4), cache_dir=tmp_path)
+    assert first.shape == again.shape == (0, 3, 8, 4) and len(cache_files(tmp_path)) == 1

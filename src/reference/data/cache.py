@@ -215,8 +215,8 @@ def read_cache(path: Path, expected_fingerprint: str | None = None) -> torch.Ten
         payload = int(np.prod(shape))
         if os.fstat(handle.fileno()).st_size != len(MAGIC) + 8 + length + payload:
             raise CorruptCache(f"file size does not match shape {shape} (truncated?)")
-        out = torch.empty(shape, dtype=torch.uint8)
-        flat = memoryview(out.numpy()).cast("B")
+        buffer = np.empty(payload, dtype=np.uint8)
+        flat = memoryview(buffer)
         crc, pos = 0, 0
         while pos < payload:
             got = handle.readinto(flat[pos : pos + (64 << 20)])
@@ -226,7 +226,7 @@ def read_cache(path: Path, expected_fingerprint: str | None = None) -> torch.Ten
             pos += got
         if crc != crc_expected:
             raise CorruptCache("payload checksum mismatch")
-    return out
+    return torch.from_numpy(buffer).reshape(shape)
 
 
 def cache_path(cache_dir: Path, key: str) -> Path:
