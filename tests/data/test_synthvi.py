@@ -229,6 +229,12 @@ def test_same_seed_gives_byte_identical_folders(tmp_path, writer):
     assert shared and all(a[rel] != c[rel] for rel in shared)
 
 
+def test_chunking_does_not_change_a_byte(tmp_path, monkeypatch):
+    whole = files_of(write_regdb(tmp_path / "a", ids=4, seed=7, image_size=SMALL))
+    monkeypatch.setattr(synthvi, "_CHUNK_PIXELS", 3 * 32 * 16)  # three images per chunk
+    assert files_of(write_regdb(tmp_path / "b", ids=4, seed=7, image_size=SMALL)) == whole
+
+
 def test_different_seeds_give_different_sysu_splits():
     plans = {tuple(tuple(v) for v in synthvi._sysu_plan(40, s)[0].values()) for s in range(4)}
     assert len(plans) == 4
@@ -255,7 +261,7 @@ def test_sysu_split_sizes_of_the_real_count():
     assert sysu_split_sizes(5) == (2, 1, 2)
 
 
-@given(st.integers(4, 500), st.integers(0, 2**32), st.integers(1, 10))
+@given(st.integers(4, 500), st.integers(0, 2**32 - 1), st.integers(1, 10))
 def test_regdb_split_properties(ids, seed, trial):
     train, test = regdb_split(ids, seed, trial)
     assert len(train) == ids // 2 and len(test) == ids - ids // 2
@@ -384,10 +390,11 @@ def test_regdb_bad_ids(tmp_path, ids):
 
 
 @pytest.mark.parametrize("writer", [write_sysu, write_regdb])
-def test_bad_seed(tmp_path, writer):
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
+def test_bad_seed(tmp_path, writer, seed):
     with pytest.raises(VireidError) as info:
-        writer(tmp_path / "d", ids=6, seed=-1)
-    assert str(info.value) == "seed: expected an integer >= 0, got -1"
+        writer(tmp_path / "d", ids=6, seed=seed)
+    assert str(info.value) == f"seed: expected an integer from 0 to 4294967295, got {seed!r}"
 
 
 BAD_SIZES = [

@@ -42,6 +42,7 @@ from reference.errors import VireidError
 __all__ = [
     "DEFAULT_IDS",
     "MAX_IDS",
+    "MAX_SEED",
     "MIN_IDS_REGDB",
     "MIN_IDS_SYSU",
     "REGDB_IMAGES_PER_ID",
@@ -74,8 +75,9 @@ _SYSU_PRESENCE = 0.75
 _JPEG_QUALITY = 90
 _MIN_SIZE = (16, 8)
 _MAX_SIZE = 1024
-# Images rendered at once: bounds memory for big image sizes.
-_CHUNK = 256
+# Pixels rendered at once: bounds the working memory (about 50 MB per float64 RGB array).
+_CHUNK_PIXELS = 1 << 21
+MAX_SEED = 2**32 - 1
 
 # Stream tags mixed into every seed, so that no two kinds of draw share a generator.
 _S_IDENTITY = 1
@@ -128,7 +130,9 @@ def _check_size(image_size: object) -> tuple[int, int]:
 
 
 def _rng(seed: int, stream: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng((seed, stream, *key))
+    # The seed is the entropy and (stream, *key) the spawn key: distinct keys never share a
+    # generator, whatever their lengths (a plain entropy tuple would confuse (s, 3) and (s, 3, 0)).
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,18 +349,32 @@ def _render(
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
-def _render_all(
+def _write_images(
+    tmp: Path,
+    rels: list[str],
     ident: _Identities,
     rows: np.ndarray,
     cam: _Camera,
     poses: _Poses,
     size: tuple[int, int],
-) -> np.ndarray:
-    out = np.empty((rows.shape[0], *size, 3), dtype=np.uint8)
-    for start in range(0, rows.shape[0], _CHUNK):
-        sl = slice(start, start + _CHUNK)
-        out[sl] = _render(ident, rows[sl], cam, _subset(poses, sl), size)
-    return out
+    fmt: str,
+) -> None:
+    """Render image ``i`` (identity row ``rows[i]``, ``poses`` row i) and write it to ``rels[i]``.
+
+    Rendered a chunk at a time, so the memory is bounded whatever the dataset size. Each pose
+    carries its own noise seed, so the chunk size does not change a single byte.
+    """
+    chunk = max(1, _CHUNK_PIXELS // (size[0] * size[1]))
+    made: set[Path] = set()
+    for start in range(0, rows.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        imgs = _render(ident, rows[sl], cam, _subset(poses, sl), size)
+        for rel, img in zip(rels[sl], imgs, strict=True):
+            path = tmp / rel
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            path.write_bytes(_encode(img, fmt))
 
 
 def _encode(img: np.ndarray, fmt: str) -> bytes:
@@ -478,7 +496,7 @@ def _write_sysu(
     out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
 ) -> SynthVIInfo:
     ids = _check_ids(ids, "sysu")
-    seed = _check_int("seed", seed, 0, None)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     size = _check_size(image_size)
     split, counts = _sysu_plan(ids, seed)
     ident = _identities(range(1, ids + 1), seed)
@@ -491,12 +509,12 @@ def _write_sysu(
             n = np.array([counts[int(p)][cam - 1] for p in pids], dtype=np.int64)
             rows = np.repeat(pids - 1, n)
             poses = _poses(_rng(seed, _S_IMAGES, cam), rows.shape[0])
-            imgs = _render_all(ident, rows, camera, poses, size)
-            frame = np.concatenate([np.arange(1, k + 1) for k in n]) if n.size else n
-            for img, row, f in zip(imgs, rows, frame, strict=True):
-                path = tmp / f"cam{cam}" / f"{row + 1:04d}" / f"{f:04d}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(_encode(img, "JPEG"))
+            rels = [
+                f"cam{cam}/{pid:04d}/{f:04d}.jpg"
+                for pid, k in zip(pids, n, strict=True)
+                for f in range(1, k + 1)
+            ]
+            _write_images(tmp, rels, ident, rows, camera, poses, size, "JPEG")
             (tmp / f"cam{cam}").mkdir(exist_ok=True)
             images[f"cam{cam}"] = int(rows.shape[0])
         exp = tmp / "exp"
@@ -512,7 +530,7 @@ def _write_sysu(
 def regdb_split(ids: int, seed: int, trial: int) -> tuple[list[int], list[int]]:
     """(train pids, test pids) of RegDB trial ``trial`` (1..10); an odd id count favours test."""
     ids = _check_ids(ids, "regdb")
-    seed = _check_int("seed", seed, 0, None)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     trial = _check_int("trial", trial, 1, REGDB_TRIALS)
     perm = _rng(seed, _S_REGDB_SPLIT, trial).permutation(np.arange(1, ids + 1))
     n_train = ids // 2
@@ -542,7 +560,7 @@ def _write_regdb(
     out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
 ) -> SynthVIInfo:
     ids = _check_ids(ids, "regdb")
-    seed = _check_int("seed", seed, 0, None)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     size = _check_size(image_size)
     ident = _identities(range(1, ids + 1), seed)
     k = REGDB_IMAGES_PER_ID
@@ -555,15 +573,13 @@ def _write_regdb(
     def fill(tmp: Path) -> None:
         for cam, (folder, letter) in enumerate((("Visible", "v"), ("Thermal", "t")), start=1):
             camera = _camera(seed, 100 + cam, infrared=folder == "Thermal")
-            imgs = _render_all(ident, rows, camera, poses, size)
-            for i, (img, row) in enumerate(zip(imgs, rows, strict=True)):
-                pid = int(row) + 1
-                name = _regdb_name(bool(ident.female[row]), bool(front[i]), letter, i + 1, pid)
-                rel = f"{folder}/{pid}/{name}"
-                path = tmp / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(_encode(img, "BMP"))
-                names[folder].append(rel)
+            rels = [
+                f"{folder}/{row + 1}/"
+                + _regdb_name(bool(ident.female[row]), bool(front[i]), letter, i + 1, int(row) + 1)
+                for i, row in enumerate(rows)
+            ]
+            _write_images(tmp, rels, ident, rows, camera, poses, size, "BMP")
+            names[folder] = rels
         idx = tmp / "idx"
         idx.mkdir()
         for trial in range(1, REGDB_TRIALS + 1):
