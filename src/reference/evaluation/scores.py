@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,42 +118,53 @@ class Scores:
 
     def table(self) -> str:
         """One row per trial and a ``mean ± std`` row; figures in percent."""
-        head = ["trial", *FIGURES, "valid queries"]
-        rows: list[list[str]] = []
+        head: list[Cell] = [("trial", ""), *((n, "") for n in FIGURES), ("valid queries", "")]
+        rows: list[list[Cell]] = []
         for t in self.trials:
             label = str(t.trial) if t.source is None else f"{t.trial} {Path(t.source).name}"
             rows.append(
                 [
-                    label,
-                    *(f"{100 * t.figure(n):.2f}" for n in FIGURES),
-                    f"{t.metrics.num_valid}/{t.metrics.num_query}",
+                    (label, ""),
+                    *((f"{100 * t.figure(n):.2f}", "") for n in FIGURES),
+                    (f"{t.metrics.num_valid}/{t.metrics.num_query}", ""),
                 ]
             )
         valid = self.values("num_valid")
         n_query = {t.metrics.num_query for t in self.trials}
         if valid.min() == valid.max() and len(n_query) == 1:
-            valid_text = f"{int(valid[0])}/{n_query.pop()}"
+            valid_cell = (f"{int(valid[0])}/{n_query.pop()}", "")
         else:
-            valid_text = f"{self.mean('num_valid'):.1f} ± {self.std('num_valid'):.1f}"
+            valid_cell = (f"{self.mean('num_valid'):.1f}", f"{self.std('num_valid'):.1f}")
         rows.append(
             [
-                "mean ± std",
-                *(f"{100 * self.mean(n):.2f} ± {100 * self.std(n):.2f}" for n in FIGURES),
-                valid_text,
+                ("mean ± std", ""),
+                *((f"{100 * self.mean(n):.2f}", f"{100 * self.std(n):.2f}") for n in FIGURES),
+                valid_cell,
             ]
         )
         return _format_table(self.title, head, rows)
 
 
-def _format_table(title: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+Cell = tuple[str, str]  # (value, spread); the spread is shown as "± spread" when not empty
 
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest]).rstrip()
 
-    rule = "-" * len(line(head))
+def _format_table(title: str, head: list[Cell], rows: list[list[Cell]]) -> str:
+    table = [head, *rows]
+    value_w = [max(len(r[i][0]) for r in table) for i in range(len(head))]
+    spread_w = [max(len(r[i][1]) for r in table) for i in range(len(head))]
+
+    def cell(i: int, c: Cell) -> str:
+        if i == 0:
+            return c[0].ljust(value_w[0])
+        text = c[0].rjust(value_w[i])
+        if spread_w[i]:  # values line up with the means, spreads in their own sub-column
+            text += f" ± {c[1].rjust(spread_w[i])}" if c[1] else " " * (3 + spread_w[i])
+        return text
+
+    def line(cells: list[Cell]) -> str:
+        return "  ".join(cell(i, c) for i, c in enumerate(cells)).rstrip()
+
+    rule = "-" * max(len(line(r)) for r in table)
     out = [title] if title else []
     out += [line(head), rule]
     out += [line(r) for r in rows[:-1]]

@@ -1,0 +1,137 @@
+"""Scores (spec/evaluation/scores.md): mean and spread, JSON keys, the table, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference.errors import VireidError
+from reference.evaluation.metrics import RankMetrics
+from reference.evaluation.scores import Scores, TrialScores
+
+
+def metrics(r1: float, m_ap: float, m_inp: float, valid: int = 8, n: int = 10) -> RankMetrics:
+    cmc = np.minimum(1.0, r1 + np.arange(20) * 0.01)
+    return RankMetrics(
+        cmc=cmc,
+        mAP=m_ap,
+        mINP=m_inp,
+        num_valid=valid,
+        num_query=n,
+        max_rank=20,
+        exclusion="sysu",
+        cmc_kind="identity",
+    )
+
+
+def two_trials() -> Scores:
+    return Scores(
+        protocol="sysu",
+        settings={"mode": "all", "trials": 2},
+        trials=(
+            TrialScores(0, metrics(0.5, 0.4, 0.2), num_gallery=30),
+            TrialScores(1, metrics(0.7, 0.6, 0.3), num_gallery=31),
+        ),
+        title="demo",
+    )
+
+
+@given(values=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=12))
+def test_mean_and_population_std(values):
+    scores = Scores(
+        protocol="regdb",
+        settings={},
+        trials=tuple(TrialScores(t, metrics(v, v, v), 5) for t, v in enumerate(values)),
+    )
+    mean = math.fsum(values) / len(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+    assert scores.mean("R1") == pytest.approx(mean, abs=1e-12)
+    assert scores.std("mAP") == pytest.approx(std, abs=1e-12)
+    assert scores.mean("num_valid") == 8.0 and scores.std("num_valid") == 0.0
+    if len(values) == 1:
+        assert scores.std("R1") == 0.0
+
+
+def test_figures_read_the_cmc_at_ranks_1_5_10_20():
+    t = TrialScores(0, metrics(0.5, 0.4, 0.2), 3)
+    assert [t.figure(n) for n in ("R1", "R5", "R10", "R20")] == pytest.approx(
+        [0.5, 0.54, 0.59, 0.69]
+    )
+    assert (t.figure("mAP"), t.figure("mINP"), t.figure("num_valid")) == (0.4, 0.2, 8.0)
+    with pytest.raises(VireidError) as info:
+        t.figure("R0")
+    assert str(info.value) == "rank: expected an integer 1 <= r <= 20, got 0"
+    with pytest.raises(VireidError) as info:
+        t.figure("top1")
+    assert str(info.value) == (
+        "figure: unknown figure 'top1'; expected one of ('R1', 'R5', 'R10', 'R20', 'mAP', 'mINP')"
+    )
+
+
+def test_json_document_keys_and_values():
+    doc = json.loads(two_trials().to_json())
+    assert list(doc) == ["schema", "protocol", "title", "settings", "summary", "trials"]
+    assert doc["schema"] == "vireid.scores/1"
+    assert doc["settings"] == {"mode": "all", "trials": 2}
+    assert list(doc["summary"]) == ["R1", "R5", "R10", "R20", "mAP", "mINP", "num_valid"]
+    assert doc["summary"]["R1"]["mean"] == pytest.approx(0.6)
+    assert doc["summary"]["R1"]["std"] == pytest.approx(0.1)
+    assert doc["summary"]["num_valid"] == {"mean": 8.0, "std": 0.0}
+    first = doc["trials"][0]
+    assert list(first) == [
+        "trial", "R1", "R5", "R10", "R20", "mAP", "mINP", "cmc", "num_valid", "num_query",
+        "num_gallery",
+    ]  # fmt: skip
+    assert (first["trial"], first["num_gallery"], first["num_query"]) == (0, 30, 10)
+    assert first["cmc"][0] == 0.5 and len(first["cmc"]) == 20
+
+
+def test_table_layout():
+    rule = "-" * 114
+    assert two_trials().table().splitlines() == [
+        "demo",
+        "trial          R1             R5            R10            R20            mAP"
+        "           mINP         valid queries",
+        rule,
+        "0           50.00          54.00          59.00          69.00          40.00"
+        "          20.00                  8/10",
+        "1           70.00          74.00          79.00          89.00          60.00"
+        "          30.00                  8/10",
+        rule,
+        "mean ± std  60.00 ± 10.00  64.00 ± 10.00  69.00 ± 10.00  79.00 ± 10.00  50.00 ± 10.00"
+        "  25.00 ± 5.00           8/10",
+    ]
+
+
+def test_table_shows_a_varying_valid_count_as_mean_and_std():
+    scores = Scores(
+        "sysu",
+        {},
+        (
+            TrialScores(0, metrics(0.5, 0.4, 0.2, valid=6), 3),
+            TrialScores(1, metrics(0.5, 0.4, 0.2), 3),
+        ),
+    )
+    assert scores.table().splitlines()[-1].endswith("7.0 ± 1.0")
+
+
+def test_write_json_is_atomic_and_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "s.json"
+    two_trials().write_json(path)
+    with pytest.raises(VireidError) as info:
+        two_trials().write_json(path)
+    assert "file exists" in str(info.value)
+    two_trials().write_json(path, overwrite=True)
+    assert json.loads(path.read_text())["protocol"] == "sysu"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+def test_no_trial_is_an_error():
+    with pytest.raises(VireidError) as info:
+        Scores("sysu", {}, ())
+    assert str(info.value) == "trials: expected at least one trial"
