@@ -1,0 +1,217 @@
+"""``ModelConfig`` and ``build_model(config)``: the one way to make a network.
+
+Spec: ``spec/models/build.md``. A config is a frozen dataclass; fields left as ``None`` take the
+default of the config's ``kind`` (``method_a``, ``method_b``, ``baseline``), so the three models
+differ only in data. Values are checked when the config is made: a bad value is a
+:class:`VireidError` naming the field (``model.<field>``) and what was expected.
+
+Parameters are initialised from ``init_seed`` alone: the torchvision constructors draw from the
+global CPU generator, so building runs inside ``torch.random.fork_rng`` with that generator seeded
+from ``init_seed``; the caller's global random state is untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from reference.errors import VireidError
+from reference.models.backbone import MultiStreamResNet50
+from reference.models.heads import EMBEDDING_NORMS, EMBEDDINGS, MultiGranularityHead
+from reference.models.network import DERIVED_ROUTINGS, TWO_MODALITIES, ReidNetwork
+from reference.models.pretrained import load_pretrained
+
+KINDS = ("method_a", "method_b", "baseline")
+
+# per-kind defaults of the fields left as None
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "method_a": dict(
+        reduce_global=True, coarse_stripes=3, fine_stripes=6, embedding="all", derived_routing=None
+    ),
+    "method_b": dict(
+        reduce_global=False, coarse_stripes=0, fine_stripes=0, embedding="global",
+        derived_routing="base",
+    ),
+    "baseline": dict(
+        reduce_global=False, coarse_stripes=0, fine_stripes=0, embedding="global",
+        derived_routing=None,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["method_a", "method_b", "baseline"]
+    num_classes: int
+    share_from: int = 2
+    last_stride: int = 1
+    gem_p: float = 3.0
+    global_branch: bool = True
+    reduce_global: bool | None = None
+    coarse_stripes: int | None = None
+    fine_stripes: int | None = None
+    reduction_dim: int = 256
+    bn_neck: bool = True
+    embedding: Literal["all", "global", "fine", "coarse"] | None = None
+    embedding_norm: Literal["concat", "branch"] = "concat"
+    embedding_neck: bool = False
+    derived_routing: Literal["base", "cross", "own"] | None = None
+    pretrained: Path | None = None
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise VireidError(f"model.kind: expected one of {KINDS}, got {self.kind!r}")
+        given_routing = self.derived_routing
+        for name, value in KIND_DEFAULTS[self.kind].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if isinstance(self.pretrained, str):
+            object.__setattr__(self, "pretrained", Path(self.pretrained))
+        _check_int("num_classes", self.num_classes, 1)
+        _check_int("share_from", self.share_from, 0, 5)
+        if self.last_stride not in (1, 2) or isinstance(self.last_stride, bool):
+            raise VireidError(f"model.last_stride: expected 1 or 2, got {self.last_stride!r}")
+        p = self.gem_p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 1:
+            raise VireidError(f"model.gem_p: expected a finite number >= 1, got {p!r}")
+        for name in ("global_branch", "reduce_global", "bn_neck", "embedding_neck"):
+            if not isinstance(getattr(self, name), bool):
+                raise VireidError(
+                    f"model.{name}: expected true or false, got {getattr(self, name)!r}"
+                )
+        _check_int("coarse_stripes", self.coarse_stripes, 0)
+        _check_int("fine_stripes", self.fine_stripes, 0)
+        _check_int("reduction_dim", self.reduction_dim, 1)
+        _check_int("init_seed", self.init_seed, 0)
+        if self.embedding not in EMBEDDINGS:
+            raise VireidError(
+                f"model.embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}"
+            )
+        if self.embedding_norm not in EMBEDDING_NORMS:
+            raise VireidError(
+                f"model.embedding_norm: expected one of {EMBEDDING_NORMS}, "
+                f"got {self.embedding_norm!r}"
+            )
+        if self.pretrained is not None and not isinstance(self.pretrained, Path):
+            raise VireidError(
+                f"model.pretrained: expected a path or None, got {type(self.pretrained).__name__}"
+            )
+        if not (self.global_branch or self.coarse_stripes or self.fine_stripes):
+            raise VireidError(
+                "model: at least one branch is needed (global_branch, coarse_stripes or "
+                "fine_stripes)"
+            )
+        present = {
+            "global": self.global_branch,
+            "coarse": self.coarse_stripes > 0,
+            "fine": self.fine_stripes > 0,
+        }
+        if self.embedding != "all" and not present[self.embedding]:
+            raise VireidError(
+                f"model.embedding: {self.embedding!r} needs the {self.embedding} branch"
+            )
+        if self.embedding_neck and not self.bn_neck:
+            raise VireidError("model.embedding_neck: needs bn_neck=true")
+        if self.kind == "baseline" and (
+            not self.global_branch or self.coarse_stripes or self.fine_stripes
+        ):
+            raise VireidError(
+                "model: the baseline has the global branch only; got "
+                f"global_branch={self.global_branch}, coarse_stripes={self.coarse_stripes}, "
+                f"fine_stripes={self.fine_stripes}"
+            )
+        if self.kind == "method_b":
+            if self.derived_routing not in DERIVED_ROUTINGS:
+                raise VireidError(
+                    f"model.derived_routing: expected one of {tuple(DERIVED_ROUTINGS)}, "
+                    f"got {self.derived_routing!r}"
+                )
+        elif given_routing is not None:
+            raise VireidError(
+                f"model.derived_routing: only method_b takes derived modalities; "
+                f"got {given_routing!r} for kind {self.kind!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """A config from a mapping (e.g. a preset file's ``model`` table)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise VireidError(
+                f"model: unknown field(s) {unknown}; expected some of {sorted(known)}"
+            )
+        missing = sorted({"kind", "num_classes"} - set(values))
+        if missing:
+            raise VireidError(f"model: missing field(s) {missing}")
+        return cls(**dict(values))
+
+    @property
+    def routing(self) -> tuple[int | None, ...]:
+        if self.kind == "method_b":
+            return DERIVED_ROUTINGS[self.derived_routing]
+        return TWO_MODALITIES
+
+    @property
+    def num_streams(self) -> int:
+        return max(s for s in self.routing if s is not None) + 1
+
+
+def predecessor_config(num_classes: int, **changes: Any) -> ModelConfig:
+    """The hetero-center triplet network [predecessor]: six GeM stripes, no global/coarse
+    branch, no BN neck, embedding = L2-normalised concatenation of the six stripe features."""
+    base = ModelConfig(
+        kind="method_a",
+        num_classes=num_classes,
+        global_branch=False,
+        coarse_stripes=0,
+        fine_stripes=6,
+        bn_neck=False,
+        embedding="fine",
+    )
+    return replace(base, **changes)
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if ok and (high is None or value <= high):
+        return
+    want = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
+    raise VireidError(f"model.{name}: expected {want}, got {value!r}")
+
+
+def build_model(config: ModelConfig) -> ReidNetwork:
+    """The network ``config`` describes, initialised from ``config.init_seed`` and, when
+    ``config.pretrained`` is set, with the backbone loaded from that local file."""
+    if not isinstance(config, ModelConfig):
+        raise VireidError(f"config: expected a ModelConfig, got {type(config).__name__}")
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(config.init_seed)
+        backbone = MultiStreamResNet50(
+            share_from=config.share_from,
+            last_stride=config.last_stride,
+            num_streams=config.num_streams,
+        )
+        head = MultiGranularityHead(
+            num_classes=config.num_classes,
+            global_branch=config.global_branch,
+            reduce_global=config.reduce_global,
+            coarse_stripes=config.coarse_stripes,
+            fine_stripes=config.fine_stripes,
+            reduction_dim=config.reduction_dim,
+            gem_p=config.gem_p,
+            bn_neck=config.bn_neck,
+            embedding=config.embedding,
+            embedding_norm=config.embedding_norm,
+            embedding_neck=config.embedding_neck,
+        )
+    model = ReidNetwork(backbone, head, config.routing)
+    if config.pretrained is not None:
+        load_pretrained(model, config.pretrained)
+    return model
