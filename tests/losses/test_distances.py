@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.losses.distances import COSINE_EPS, pairwise_distances
+from reference.losses.distances import COSINE_EPS, paired_distances, pairwise_distances
 from tests.strategies import feature_batches
 
 # float64: a few ulps of the distance; float32: the same in float32 ulps (no expansion, so no
@@ -45,6 +45,62 @@ def test_matches_oracle(device, dtype, metric, batch, split):
     got = pairwise_distances(x, y, metric=metric)
     assert got.shape == (x.shape[0], y.shape[0]) and got.dtype == dtype
     torch.testing.assert_close(got.cpu().double(), oracle(x, y, metric), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.sampled_from([0.0, 1.0, 1e3]),
+    gap=st.sampled_from([0.0, 1e-6, 1e-3, 1.0]),
+    d=st.integers(1, 64),
+)
+def test_relative_accuracy_near_duplicates(device, dtype, seed, offset, gap, d):
+    # pairs of rows (v, v + gap * noise) far from the origin: the expansion alone would cancel
+    # catastrophically; every entry must keep a small *relative* error
+    gen = torch.Generator().manual_seed(seed)
+    base = offset + torch.randn(6, d, generator=gen, dtype=torch.float64) * 10
+    near = base + gap * torch.randn(6, d, generator=gen, dtype=torch.float64)
+    x = torch.cat([base, near]).to(dtype)
+    want = oracle(x, x, "euclidean")
+    got = pairwise_distances(x.to(device)).cpu().double()
+    rtol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(got, want, rtol=rtol, atol=0.0)
+    got = pairwise_distances(x[:6].to(device), x[6:].to(device)).cpu().double()
+    torch.testing.assert_close(got, want[:6, 6:], rtol=rtol, atol=0.0)
+
+
+def test_near_duplicate_gradient_matches_finite_differences(device):
+    gen = torch.Generator().manual_seed(2)
+    base = 100.0 + torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    x = torch.cat([base, base + 1e-4 * torch.randn(3, 4, generator=gen, dtype=torch.float64)])
+    x = x.to(device).requires_grad_(True)
+    # off-diagonal entries only: the diagonal is a 0 with a subgradient, not differentiable
+    off = ~torch.eye(6, dtype=torch.bool, device=device)
+    assert torch.autograd.gradcheck(lambda a: pairwise_distances(a)[off], (x,), eps=1e-7)
+
+
+@given(batch=feature_batches(), shift=st.floats(-10, 10))
+def test_paired_distances(device, batch, shift):
+    x = batch.features.to(device).requires_grad_(True)
+    y = torch.flip(batch.features, dims=[0]).to(device) + shift
+    got = paired_distances(x, y)
+    want = oracle(x, y, "euclidean").diagonal()
+    torch.testing.assert_close(got.detach().cpu(), want, rtol=1e-12, atol=1e-12)
+    got.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.equal(
+        paired_distances(x, x), torch.zeros(x.shape[0], dtype=x.dtype, device=device)
+    )
+
+
+def test_paired_distances_bad_input(device):
+    x = torch.zeros(3, 2, device=device)
+    with pytest.raises(VireidError, match=r"^y: expected shape \(3, 2\) like x, got \(2, 2\)$"):
+        paired_distances(x, torch.zeros(2, 2, device=device))
+    with pytest.raises(
+        VireidError, match=r"^y: expected finite values, found NaN or inf \(first in row 0\)$"
+    ):
+        paired_distances(x, torch.full((3, 2), float("nan"), device=device))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

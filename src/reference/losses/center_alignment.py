@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
-from reference.losses.distances import check_features, compute_dtype, pairwise_distances
+from reference.losses.distances import (
+    check_features,
+    compute_dtype,
+    paired_distances,
+    pairwise_distances,
+)
 from reference.losses.hetero_center import identity_modality_centers
 from reference.losses.triplet import check_labels, check_two_identities
 
@@ -148,8 +153,7 @@ def center_alignment_terms(
         kept_f, kept_y = f[keep], labels[keep]
         targets = centers.detach() if config.detach_centers else centers
         row_center = targets[torch.searchsorted(ids, kept_y)]
-        # distance of each row to its own center, with the same zero-distance gradient rule (0)
-        to_center = pairwise_distances(kept_f - row_center, kept_f.new_zeros(1, f.shape[1]))[:, 0]
+        to_center = paired_distances(kept_f, row_center)
         pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
 
         p = ids.numel()

@@ -2,11 +2,15 @@
 
 Spec: ``spec/losses/distances.md``.
 
-- Euclidean: ``D[i, j] = ||x_i - y_j||_2``, computed from the row differences themselves
-  (``torch.cdist`` without the ``|x|^2 + |y|^2 - 2 x.y`` expansion), so identical rows are at
-  distance exactly 0 and the relative error is a few ulps, with no cancellation. Safe square root:
-  the backward of that computation defines the gradient at zero distance as 0 (a subgradient), so
-  identical features give finite (zero) gradients, never ``inf``/``NaN``; the tests check it.
+- Euclidean: ``D[i, j] = ||x_i - y_j||_2``. Fast path: the expansion
+  ``sq = |a_i|^2 + |b_j|^2 - 2 a_i.b_j`` (one matrix product) on rows shifted by a common vector
+  ``s`` (``a = x - s``, ``b = y - s``; the distance does not change, the cancellation shrinks).
+  Exact path: wherever the expansion may have cancelled away more than two bits,
+  ``sq <= NEAR * (|a_i|^2 + |b_j|^2)`` with ``NEAR = 1/4``, the entry is recomputed from the
+  difference ``sum_k (x_ik - y_jk)^2`` of the original rows. So identical rows are at distance
+  exactly 0, near-duplicates keep their digits, and every other entry has a relative error of a
+  few ulps. Safe square root: ``sqrt`` only ever sees positive entries (a where-trick); entries
+  with ``sq == 0`` are 0 with gradient 0 (a subgradient), never ``inf``/``NaN``.
 - Cosine: ``D[i, j] = 1 - <x_i / max(|x_i|, eps), y_j / max(|y_j|, eps)>`` with ``eps = 1e-12``,
   clamped to ``[0, 2]``; a zero row is at distance 1 from every other row.
 
@@ -27,6 +31,10 @@ from reference.errors import VireidError
 Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
 COSINE_EPS = 1e-12
+# entries whose squared distance is below NEAR * (|a|^2 + |b|^2) are recomputed from differences
+NEAR = 0.25
+# gathered row differences are computed in chunks of at most this many elements
+_CHUNK_ELEMENTS = 1 << 24
 
 
 def check_features(features: Tensor, field: str = "features", *, finite: bool = True) -> None:
@@ -85,6 +93,57 @@ def pairwise_distances(
                 eye = torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device)
                 dist = dist.masked_fill(eye, 0.0)
             return dist
-        # Differences, not the expansion: exact zeros for identical rows, no cancellation, and a
-        # backward that is 0 (not NaN) at zero distance.
-        return torch.cdist(a, b, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+        return _euclidean(x.to(dtype), None if y is None else y.to(dtype))
+
+
+def paired_distances(x: Tensor, y: Tensor) -> Tensor:
+    """``(n, d), (n, d) -> (n,)`` Euclidean distances ``||x_i - y_i||_2`` of matching rows.
+
+    Computed from the differences (exact zeros, no cancellation) with the same safe square root
+    as :func:`pairwise_distances`; float16/bfloat16 inputs give float32.
+    """
+    check_features(x, "x")
+    check_features(y, "y")
+    if y.shape != x.shape:
+        raise VireidError(f"y: expected shape {tuple(x.shape)} like x, got {tuple(y.shape)}")
+    if y.device != x.device:
+        raise VireidError(f"y: expected a tensor on {x.device} like x, got {y.device}")
+    dtype = compute_dtype(torch.promote_types(x.dtype, y.dtype))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        sq = (x.to(dtype) - y.to(dtype)).square().sum(dim=1)
+        return _safe_sqrt(sq)
+
+
+def _safe_sqrt(sq: Tensor) -> Tensor:
+    positive = sq > 0
+    # where-trick: sqrt never sees a 0, so its backward never gives inf * 0 = NaN
+    return torch.where(positive, torch.where(positive, sq, 1.0).sqrt(), 0.0)
+
+
+def _euclidean(x: Tensor, y: Tensor | None) -> Tensor:
+    both = x if y is None else torch.cat([x, y])
+    if both.shape[0] == 0:
+        return x.new_zeros(x.shape[0], x.shape[0] if y is None else y.shape[0])
+    shift = both.detach().mean(dim=0, keepdim=True)
+    a = x - shift
+    b = a if y is None else y - shift
+    na = (a * a).sum(dim=1)
+    nb = na if y is None else (b * b).sum(dim=1)
+    scale = na[:, None] + nb[None, :]
+    sq = (scale - 2.0 * (a @ b.T)).clamp(min=0.0)
+    if y is None:
+        sq = 0.5 * (sq + sq.T)  # a matrix product is not exactly symmetric
+    near = sq.detach() <= NEAR * scale.detach()
+    rows, cols = near.nonzero(as_tuple=True)
+    if rows.numel():
+        # where the expansion cancelled, the difference of the original rows is exact
+        other = x if y is None else y
+        step = max(1, _CHUNK_ELEMENTS // x.shape[1])
+        exact = torch.cat(
+            [
+                (x[rows[k : k + step]] - other[cols[k : k + step]]).square().sum(dim=1)
+                for k in range(0, rows.numel(), step)
+            ]
+        )
+        sq = sq.index_put((rows, cols), exact)
+    return _safe_sqrt(sq)
