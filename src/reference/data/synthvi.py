@@ -12,11 +12,13 @@ scale over a smooth random background and adds pixel noise. A visible (RGB) came
 and an infrared camera keeps the shape and texture but maps colour to one intensity through a
 camera-specific non-linear response
 
-    s = w_cam . colour,   ir = alpha * (l0 + l1 * (1 - cos(pi * a_cam * s ** g_cam)) / 2 + heat)
-                            + (1 - alpha) * background_ir
+    s = clip(w_cam . colour),   R = (1 - cos(pi * kappa_cam * s ** gamma_cam)) / 2
+    ir = box3x3(alpha * (l0 + l1 * R + heat + emissivity * (t - 1/2))
+                + (1 - alpha) * background_ir) + noise
 
-stored with three equal channels. Every random draw comes from a ``numpy.random.Generator`` seeded
-from ``(seed, stream, key)``, so the same arguments give byte-identical files.
+(t: the texture's 0..1 mix of the two colours), stored with three equal channels. Every random
+draw comes from a ``numpy.random.Generator`` seeded from ``(seed, stream, key)``, so the same
+arguments give byte-identical files.
 
 Folders are written in the SYSU-MM01 layout (``cam1..cam6/<pid:04d>/<frame:04d>.jpg`` and
 ``exp/{train,val,test,available}_id.txt``) or the RegDB layout (``Visible/<pid>/*.bmp``,
