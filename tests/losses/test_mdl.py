@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
@@ -20,6 +20,7 @@ from reference.losses.mdl import (
     mdl_loss,
     mdl_terms,
 )
+from reference.losses.triplet import batch_hard_triplet
 from tests.strategies import feature_batches
 
 SHORT = ("V", "I", "DV", "DI")
@@ -140,6 +141,24 @@ def test_directional_triplet_is_one_term(device):
     for a, b in (*ALL_DIRECTIONS, (0, 0), (3, 3)):
         got = directional_triplet(x, y, m, (a, b))
         assert float(got) == pytest.approx(oracle_direction(x, y, m, a, b), rel=1e-12)
+
+
+@given(
+    feature_batches(modalities=FOUR),
+    st.sampled_from((*ALL_DIRECTIONS, (0, 0), (1, 1), (2, 2), (3, 3))),
+    st.sampled_from(["euclidean", "cosine"]),
+    st.booleans(),
+)
+def test_same_value_as_batch_hard_triplet_with_masks(device, batch, direction, metric, soft):
+    """T(A->B) is the shared batch-hard triplet restricted by anchor and candidate masks."""
+    a, b = direction
+    assume(a != b or batch.k > 1)  # else no positive: one raises, the other returns 0
+    x, y, m = _on(batch, device)
+    got = directional_triplet(x, y, m, direction, metric=metric, soft_margin=soft)
+    want = batch_hard_triplet(
+        x, y, metric=metric, soft_margin=soft, anchors=m == a, candidates=m == b
+    )
+    assert float(got) == pytest.approx(float(want), rel=1e-12, abs=1e-12)
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -322,6 +341,12 @@ def test_bad_directions_and_reduction(device):
         mdl_loss(x, y, m, directions=((0, 1), (0, 1)))
     with _raises("reduction: expected 'mean' or 'sum', got 'max'"):
         mdl_loss(x, y, m, directions=BASE_DIRECTIONS, reduction="max")
+    with _raises("margin: expected a finite number >= 0, got -0.1"):
+        mdl_loss(x, y, m, directions=BASE_DIRECTIONS, margin=-0.1)
+    with _raises("margin: expected a finite number >= 0, got inf"):
+        directional_triplet(x, y, m, (0, 1), margin=float("inf"))
+    with _raises("metric: expected 'euclidean' or 'cosine', got 'manhattan'"):
+        mdl_terms(x, y, m, directions=BASE_DIRECTIONS, metric="manhattan")
 
 
 def test_bad_tags_and_labels(device):

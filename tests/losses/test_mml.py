@@ -288,3 +288,7 @@ def test_bad_modalities_and_reduction(device):
         mml_loss(x, y, m, modalities=(1, 1))
     with _raises("reduction: expected 'mean' or 'sum', got 'none'"):
         mml_loss(x, y, m, reduction="none")
+    with _raises("margin: expected a finite number >= 0, got nan"):
+        mml_loss(x, y, m, margin=float("nan"))
+    with _raises("metric: expected 'euclidean' or 'cosine', got 'l1'"):
+        mml_terms(x, y, m, metric="l1")

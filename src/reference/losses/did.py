@@ -53,8 +53,12 @@ def check_logit_inputs(logits: torch.Tensor, labels: torch.Tensor, modality: tor
         )
 
 
-def _selected(modality: torch.Tensor, modalities: Sequence[int] | None) -> tuple[int, ...]:
-    present = [int(m) for m in Modality if bool((modality == m).any())]
+def _selected(
+    modality: torch.Tensor, modalities: Sequence[int] | None
+) -> tuple[tuple[int, ...], bool]:
+    """The selected modalities, and whether they cover every row of the batch."""
+    counts = torch.bincount(modality.long(), minlength=len(Modality)).tolist()
+    present = [m for m, c in enumerate(counts) if c]
     chosen = _resolve_modalities(modalities, present)
     missing = [m for m in chosen if m not in present]
     if missing:
@@ -62,7 +66,7 @@ def _selected(modality: torch.Tensor, modalities: Sequence[int] | None) -> tuple
             f"modality: DID needs rows of modality {Modality(missing[0]).short} ({missing[0]}); "
             f"the batch has {', '.join(Modality(m).short for m in present)}"
         )
-    return chosen
+    return chosen, set(present) <= set(chosen)
 
 
 def did_terms(
@@ -75,7 +79,7 @@ def did_terms(
 ) -> dict[str, torch.Tensor]:
     """Mean cross-entropy of each selected modality's rows, by short name (for logging)."""
     check_logit_inputs(logits, labels, modality)
-    chosen = _selected(modality, modalities)
+    chosen, _ = _selected(modality, modalities)
     out = {}
     for m in chosen:
         rows = modality == m
@@ -99,6 +103,8 @@ def did_loss(
         terms = did_terms(logits, labels, modality, modalities=modalities, epsilon=epsilon)
         return torch.stack(list(terms.values())).mean()
     check_logit_inputs(logits, labels, modality)
-    chosen = _selected(modality, modalities)
+    chosen, every_row = _selected(modality, modalities)
+    if every_row:  # the usual case: no copy of the logits
+        return identity_loss(logits, labels, epsilon=epsilon)
     rows = torch.isin(modality, torch.tensor(chosen, device=modality.device))
     return identity_loss(logits[rows], labels[rows], epsilon=epsilon)

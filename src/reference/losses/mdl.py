@@ -13,19 +13,23 @@ differ (``V<->I`` [seed] plus ``V<->DI``, ``DV<->I``, ``DV<->DI`` [reconstructio
 
 Every anchor must have a positive and a negative in ``B``: a batch where it has not (a missing
 modality, an identity without rows in ``B``, a single identity) is an error, never a silent
-zero. :func:`directional_triplet` is also the building block of MML (``A == B``).
+zero. :func:`directional_triplet` is also the building block of MML (``A == B``). It is the
+batch-hard triplet of ``spec/losses/triplet.md`` restricted by anchor and candidate masks, computed
+on the (|A|, |B|) distance block with the shared ``pairwise_distances``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
-from reference.losses.distances import check_features
-from reference.losses.triplet import batch_hard_triplet, check_labels, check_two_identities
+from reference.losses.distances import check_features, check_metric, pairwise_distances
+from reference.losses.triplet import check_labels, check_two_identities
 
 _V, _I, _DV, _DI = (int(m) for m in Modality)
 
@@ -164,22 +168,49 @@ def directional_triplet(
     """``T(A->B)``: batch-hard triplet, anchors of modality ``A``, candidates of modality ``B``."""
     check_metric_inputs(features, labels, modality)
     (direction,) = _check_directions([direction])
+    check_triplet_options(margin, metric)
     what = what or f"direction {direction_name(direction)}"
     check_direction(labels, modality, direction, what=what)
     return _triplet(features, labels, modality, direction, margin, soft_margin, metric)
 
 
+def check_triplet_options(margin: float, metric: str) -> None:
+    """Raise :class:`VireidError` unless ``margin`` is finite and >= 0 and ``metric`` is known."""
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, int | float)
+        or not 0 <= margin < math.inf
+    ):
+        raise VireidError(f"margin: expected a finite number >= 0, got {margin!r}")
+    check_metric(metric)
+
+
 def _triplet(features, labels, modality, direction, margin, soft_margin, metric) -> torch.Tensor:
+    """``T(A->B)`` on the (|A|, |B|) block of distances only (inputs already checked).
+
+    The same value as ``batch_hard_triplet(features, labels, anchors=modality == A,
+    candidates=modality == B)`` (the tests check it), without the full (N, N) distance matrix per
+    direction: with eight directions that matrix and its backward dominated the cost.
+    """
     a, b = direction
-    return batch_hard_triplet(
-        features,
-        labels,
-        margin=margin,
-        soft_margin=soft_margin,
-        metric=metric,
-        anchors=modality == a,
-        candidates=modality == b,
-    )
+    in_a = modality == a
+    xa, ya = features[in_a], labels[in_a]
+    if a == b:
+        dist = pairwise_distances(xa, metric=metric)
+        same = ya[:, None] == ya[None, :]
+        # a row is not its own positive
+        pos = same & ~torch.eye(len(ya), dtype=torch.bool, device=same.device)
+    else:
+        in_b = modality == b
+        dist = pairwise_distances(xa, features[in_b], metric=metric)
+        same = ya[:, None] == labels[in_b][None, :]
+        pos = same
+    # every anchor has a positive and a negative (check_direction), so no row is all -inf / inf
+    d_ap = torch.where(pos, dist, -math.inf).amax(dim=1)
+    d_an = torch.where(~same, dist, math.inf).amin(dim=1)
+    if soft_margin:
+        return F.softplus(d_ap - d_an).mean()
+    return F.relu(margin + d_ap - d_an).mean()
 
 
 def mdl_terms(
@@ -195,6 +226,7 @@ def mdl_terms(
     """``T(A->B)`` for each configured direction, by name (``"V->I"``), in the given order."""
     check_metric_inputs(features, labels, modality)
     directions = _check_directions(directions)
+    check_triplet_options(margin, metric)
     counts = _counts(labels, modality)
     for d in directions:
         check_direction(

@@ -26,6 +26,7 @@ from reference.losses.mdl import (
     _triplet,
     check_direction,
     check_metric_inputs,
+    check_triplet_options,
 )
 
 #: Method B's four modalities [seed].
@@ -60,6 +61,7 @@ def mml_terms(
 ) -> dict[str, torch.Tensor]:
     """``T(m)`` for each modality, by short name (``"V"``, ``"I"``, ``"DV"``, ``"DI"``)."""
     check_metric_inputs(features, labels, modality)
+    check_triplet_options(margin, metric)
     counts = _counts(labels, modality)
     present = [int(m) for m in Modality if int(counts[1][m].sum()) > 0]
     chosen = _resolve_modalities(modalities, present)
