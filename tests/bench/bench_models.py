@@ -1,0 +1,104 @@
+"""Forward + backward throughput of every model against plain torchvision ResNet-50.
+
+Run: ``nox -s bench`` (or ``pytest tests/bench/bench_models.py -o python_files=bench_*.py
+--benchmark-only``). Device from ``TEST_DEVICE`` (``cpu`` by default).
+
+- CPU part (any device): one training step (zero grad, forward, a loss touching every output,
+  backward) on a batch of 8 images of 96x48, for plain torchvision ResNet-50 (the same-run
+  baseline), torchvision ResNet-50 with last stride 1 (the baseline with the backbone change
+  every model makes, so that the difference to it is the cost of the streams and the heads), and
+  the three models. 96x48 gives a 6-row map, which Method A's 3 and 6 stripes divide. Images per
+  second = 8 / time per step.
+- GPU part (``TEST_DEVICE=cuda`` only; skipped otherwise): the same step at 288x144, batch 32,
+  in fp32 and in bf16 autocast with channels_last memory format.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet50
+
+from reference.models.build import ModelConfig, build_model
+from tests.plugin import test_device_from_env
+
+DEVICE = test_device_from_env()
+NUM_CLASSES = 395
+
+
+def plain_resnet50(last_stride: int) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(0)
+        net = resnet50(weights=None, num_classes=NUM_CLASSES)
+    if last_stride == 1:
+        net.layer4[0].conv2.stride = (1, 1)
+        net.layer4[0].downsample[0].stride = (1, 1)
+    return net
+
+
+def make(name: str) -> tuple[torch.nn.Module, bool]:
+    """The module and whether it takes modality tags."""
+    if name == "torchvision_resnet50":
+        return plain_resnet50(2), False
+    if name == "torchvision_resnet50_last_stride1":
+        return plain_resnet50(1), False
+    return build_model(ModelConfig(kind=name, num_classes=NUM_CLASSES)), True
+
+
+def step_fn(name: str, batch: int, size: tuple[int, int], *, bf16: bool = False):
+    model, tagged = make(name)
+    model = model.to(DEVICE).train()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, *size, generator=gen).to(DEVICE)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    n_tags = 4 if name == "method_b" else 2
+    tags = (torch.arange(batch) % n_tags).to(DEVICE)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
+            if tagged:
+                out = model(images, tags)
+                loss = sum(v.float().square().mean() for v in out.logits.values())
+                loss = loss + sum(v.float().square().mean() for v in out.features.values())
+            else:
+                loss = model(images).float().square().mean()
+        loss.backward()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+MODELS = [
+    "torchvision_resnet50",
+    "torchvision_resnet50_last_stride1",
+    "baseline",
+    "method_a",
+    "method_b",
+]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_step_small(benchmark, name):
+    batch = 8
+    step = step_fn(name, batch, (96, 48))
+    benchmark.group = f"train step, batch {batch} at 96x48, {DEVICE.type}"
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1, iterations=1)
+    benchmark.extra_info["images"] = batch
+    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16_channels_last"])
+@pytest.mark.parametrize("name", ["torchvision_resnet50_last_stride1", "baseline", "method_a"])
+def test_train_step_gpu(benchmark, name, precision):
+    if DEVICE.type != "cuda":
+        pytest.skip("GPU-only variant: run with TEST_DEVICE=cuda")
+    batch = 32
+    step = step_fn(name, batch, (288, 144), bf16=precision != "fp32")
+    benchmark.group = f"train step, batch {batch} at 288x144, {name}"
+    benchmark.pedantic(step, rounds=10, warmup_rounds=3, iterations=1)
+    benchmark.extra_info["images"] = batch
+    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.mean
