@@ -581,3 +581,10 @@ def test_default_ids(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(synthvi, "DEFAULT_IDS", 5)
     assert synth_command(layout="sysu", out=tmp_path / "d", ids=None, seed=0, force=False) == 0
     assert ": 5 identities" in capsys.readouterr().out
+
+
+def test_synth_command_unknown_layout(tmp_path):
+    with pytest.raises(VireidError) as info:
+        synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
+    assert str(info.value) == "layout: expected 'sysu' or 'regdb', got 'market'"
+    assert not (tmp_path / "d").exists()
