@@ -282,7 +282,10 @@ def _raises(message: str):
 
 def _tiny(device) -> ModelOutput:
     return ModelOutput(
-        features={"global": torch.zeros(4, 2, device=device), "fine.0": torch.zeros(4, 2)},
+        features={
+            "global": torch.zeros(4, 2, device=device),
+            "fine.0": torch.zeros(4, 2, device=device),
+        },
         logits={"global": torch.zeros(4, 3, device=device)},
         modality=torch.tensor([0, 1, 0, 1], device=device),
         embedding=torch.zeros(4, 2, device=device),
@@ -315,9 +318,9 @@ def test_labels_must_match_the_output(device):
     with _raises("labels: expected shape (4,) to match the model output, got (3,)"):
         compute_losses(baseline_losses(), out, torch.tensor([0, 0, 1], device=device))
     with _raises("output: expected a ModelOutput, got <class 'dict'>"):
-        compute_losses(baseline_losses(), {}, torch.tensor([0, 0, 1, 1]))
+        compute_losses(baseline_losses(), {}, torch.tensor([0, 0, 1, 1], device=device))
     with _raises("spec: expected a LossSpec, got <class 'str'>"):
-        compute_losses("baseline", out, torch.tensor([0, 0, 1, 1]))
+        compute_losses("baseline", out, torch.tensor([0, 0, 1, 1], device=device))
 
 
 def test_duplicate_term_names(device):
