@@ -8,7 +8,10 @@ generate their own.
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -588,3 +591,12 @@ def test_synth_command_unknown_layout(tmp_path):
         synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
     assert str(info.value) == "layout: expected 'sysu' or 'regdb', got 'market'"
     assert not (tmp_path / "d").exists()
+
+
+def test_byte_identical_across_processes(tmp_path):
+    # A fresh interpreter with another hash seed: no dependence on set order or process state.
+    out = tmp_path / "sub"
+    argv = ["-m", "reference", "synth", "--layout", "regdb", "--out", str(out), "--ids", "4"]
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, *argv], check=True, env=env, capture_output=True)
+    assert files_of(out) == files_of(write_regdb(tmp_path / "here", ids=4))
