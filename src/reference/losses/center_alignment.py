@@ -33,8 +33,8 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     check_features,
     compute_dtype,
-    paired_distances,
-    pairwise_distances,
+    distances_unchecked,
+    paired_unchecked,
 )
 from reference.losses.hetero_center import identity_modality_centers
 from reference.losses.triplet import check_labels, check_two_identities
@@ -153,11 +153,11 @@ def center_alignment_terms(
         kept_f, kept_y = f[keep], labels[keep]
         targets = centers.detach() if config.detach_centers else centers
         row_center = targets[torch.searchsorted(ids, kept_y)]
-        to_center = paired_distances(kept_f, row_center)
+        to_center = paired_unchecked(kept_f, row_center)
         pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
 
         p = ids.numel()
-        between = pairwise_distances(centers)
+        between = distances_unchecked(centers)
         if config.push == "hardest":
             eye = torch.eye(p, dtype=torch.bool, device=f.device)
             nearest = torch.where(eye, float("inf"), between).amin(dim=1)

@@ -47,9 +47,16 @@ def check_features(features: Tensor, field: str = "features", *, finite: bool = 
         raise VireidError(
             f"{field}: expected shape (n, d) with d >= 1, got {tuple(features.shape)}"
         )
-    if finite and features.numel() and not bool(torch.isfinite(features).all()):
-        bad = int((~torch.isfinite(features)).any(dim=1).nonzero()[0, 0])
-        raise VireidError(f"{field}: expected finite values, found NaN or inf (first in row {bad})")
+    if not finite or features.numel() == 0:
+        return
+    # fast path: a sum is finite when every entry is; only a non-finite sum (a NaN/inf, or an
+    # overflow of finite values) pays for the element-wise check
+    if not bool(features.detach().sum(dtype=compute_dtype(features.dtype)).isfinite()):
+        bad = (~torch.isfinite(features)).any(dim=1).nonzero()
+        if bad.numel():
+            raise VireidError(
+                f"{field}: expected finite values, found NaN or inf (first in row {int(bad[0, 0])})"
+            )
 
 
 def check_metric(metric: str) -> None:
@@ -79,6 +86,13 @@ def pairwise_distances(
             )
         if y.device != x.device:
             raise VireidError(f"y: expected a tensor on {x.device} like x, got {y.device}")
+    return distances_unchecked(x, y, metric=metric)
+
+
+def distances_unchecked(
+    x: Tensor, y: Tensor | None = None, *, metric: Metric = "euclidean"
+) -> Tensor:
+    """:func:`pairwise_distances` without input validation, for callers that validated already."""
     dtype = compute_dtype(x.dtype if y is None else torch.promote_types(x.dtype, y.dtype))
     with torch.autocast(device_type=x.device.type, enabled=False):
         a = x.to(dtype)
@@ -93,7 +107,7 @@ def pairwise_distances(
                 eye = torch.eye(dist.shape[0], dtype=torch.bool, device=dist.device)
                 dist = dist.masked_fill(eye, 0.0)
             return dist
-        return _euclidean(x.to(dtype), None if y is None else y.to(dtype))
+        return _euclidean(a, None if y is None else b)
 
 
 def paired_distances(x: Tensor, y: Tensor) -> Tensor:
@@ -108,10 +122,15 @@ def paired_distances(x: Tensor, y: Tensor) -> Tensor:
         raise VireidError(f"y: expected shape {tuple(x.shape)} like x, got {tuple(y.shape)}")
     if y.device != x.device:
         raise VireidError(f"y: expected a tensor on {x.device} like x, got {y.device}")
+    return paired_unchecked(x, y)
+
+
+def paired_unchecked(x: Tensor, y: Tensor) -> Tensor:
+    """:func:`paired_distances` without input validation."""
     dtype = compute_dtype(torch.promote_types(x.dtype, y.dtype))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        sq = (x.to(dtype) - y.to(dtype)).square().sum(dim=1)
-        return _safe_sqrt(sq)
+        diff = x.to(dtype) - y.to(dtype)
+        return _safe_sqrt((diff * diff).sum(dim=1))
 
 
 def _safe_sqrt(sq: Tensor) -> Tensor:
@@ -122,8 +141,6 @@ def _safe_sqrt(sq: Tensor) -> Tensor:
 
 def _euclidean(x: Tensor, y: Tensor | None) -> Tensor:
     both = x if y is None else torch.cat([x, y])
-    if both.shape[0] == 0:
-        return x.new_zeros(x.shape[0], x.shape[0] if y is None else y.shape[0])
     shift = both.detach().mean(dim=0, keepdim=True)
     a = x - shift
     b = a if y is None else y - shift
@@ -139,11 +156,10 @@ def _euclidean(x: Tensor, y: Tensor | None) -> Tensor:
         # where the expansion cancelled, the difference of the original rows is exact
         other = x if y is None else y
         step = max(1, _CHUNK_ELEMENTS // x.shape[1])
-        exact = torch.cat(
-            [
-                (x[rows[k : k + step]] - other[cols[k : k + step]]).square().sum(dim=1)
-                for k in range(0, rows.numel(), step)
-            ]
-        )
+        chunks = []
+        for k in range(0, rows.numel(), step):
+            diff = x[rows[k : k + step]] - other[cols[k : k + step]]
+            chunks.append((diff * diff).sum(dim=1))
+        exact = torch.cat(chunks)
         sq = sq.index_put((rows, cols), exact)
     return _safe_sqrt(sq)

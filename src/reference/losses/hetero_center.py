@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
-from reference.losses.distances import check_features, compute_dtype, pairwise_distances
+from reference.losses.distances import (
+    check_features,
+    compute_dtype,
+    distances_unchecked,
+    paired_unchecked,
+)
 from reference.losses.triplet import check_labels, check_two_identities
 
 
@@ -120,12 +125,11 @@ def hetero_center_triplet(
         centers, ids = identity_modality_centers(features.to(dtype), labels, modality, pair)
         p = ids.numel()
         flat = centers.reshape(2 * p, -1)  # row 2q + s: identity q, modality slot s
-        dist = pairwise_distances(flat).view(p, 2, p, 2)
+        dist = distances_unchecked(flat).view(p, 2, p, 2)
         same_id = torch.eye(p, dtype=torch.bool, device=flat.device)[:, None, :, None]
         d_an = torch.where(same_id, float("inf"), dist).amin(dim=(2, 3))  # (p, 2)
-        # counterpart: slot s of identity q against slot 1 - s of the same identity
-        idx = torch.arange(p, device=flat.device)
-        d_ap = torch.stack((dist[idx, 0, idx, 1], dist[idx, 1, idx, 0]), dim=1)  # (p, 2)
+        # counterpart: the same identity's center in the other modality (same for both slots)
+        d_ap = paired_unchecked(centers[:, 0], centers[:, 1])[:, None]  # (p, 1)
         return F.relu(margin + d_ap - d_an).mean()
 
 

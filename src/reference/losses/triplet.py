@@ -29,7 +29,7 @@ from reference.losses.distances import (
     Metric,
     check_features,
     check_metric,
-    pairwise_distances,
+    distances_unchecked,
 )
 
 
@@ -97,7 +97,7 @@ def batch_hard_triplet(
     labels = labels.to(features.device)
     check_two_identities(labels)
 
-    dist = pairwise_distances(features, metric=metric)
+    dist = distances_unchecked(features, metric=metric)
     same = labels[:, None] == labels[None, :]
     not_self = ~torch.eye(n, dtype=torch.bool, device=features.device)
     pos = same & not_self & candidates[None, :]
