@@ -163,6 +163,11 @@ def test_from_records_decodes_once_and_never_reads_files_again(
     )
     decoded = load_decoded(synth_records, size=(32, 16))
     assert torch.equal(pipeline.images, decoded)
+    resident = TrainPipeline.from_records(
+        synth_records, config, device=device, cache_dir=tmp_path / "cache", images_on_device=True
+    )
+    assert resident.images.device.type == torch.device(device).type
+    assert torch.equal(resident.images.cpu(), decoded)
 
     import PIL.Image
 
@@ -207,3 +212,16 @@ def test_bad_input_names_the_field():
         with pytest.raises(VireidError) as info:
             TrainPipeline(*args, config)
         assert str(info.value).startswith(message)
+
+
+def test_images_already_on_the_device_give_the_same_batches(device):
+    labels = np.repeat(np.arange(3), 4)
+    modality = np.tile([0, 1], 6)
+    camids = np.tile([1, 3], 6)
+    config = PipelineConfig(p=2, k=2, transform=SMALL, four_modality=True, seed=2)
+    images = _images(12)
+    host = list(TrainPipeline(images, labels, modality, camids, config, device=device))
+    resident = TrainPipeline(images.to(device), labels, modality, camids, config, device=device)
+    assert resident.images.device.type == torch.device(device).type
+    for a, b in zip(host, resident, strict=True):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)

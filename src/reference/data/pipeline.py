@@ -61,7 +61,9 @@ class TrainPipeline:
     """Iterate over the training batches of one epoch (per rank), as :class:`Batch` values.
 
     Args:
-        images: the decoded uint8 (N, 3, H, W) images, one row per image, kept on the CPU.
+        images: the decoded uint8 (N, 3, H, W) images, one row per image. Rows are gathered
+            where the tensor is: on the CPU (then copied to ``device`` per batch) or already on
+            ``device`` (a GPU holds the whole SYSU-MM01 cache: 34k x 288 x 144 x 3 B = 4.3 GB).
         labels, modality, camids: one integer per image (modality 0 = V, 1 = I).
         config: see :class:`PipelineConfig`.
         device: where the transforms run and the batches are delivered.
@@ -81,7 +83,7 @@ class TrainPipeline:
         world_size: int | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
-        self.images = check_uint8_images(images).cpu()
+        self.images = check_uint8_images(images)
         self.sampler = CrossModalitySampler(
             labels,
             modality,
@@ -123,10 +125,15 @@ class TrainPipeline:
         cache_dir: Path | None = None,
         workers: int = 0,
         progress: bool = False,
+        images_on_device: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> TrainPipeline:
-        """Decode ``records`` once at the transform's size (through the decoded cache)."""
+        """Decode ``records`` once at the transform's size (through the decoded cache).
+
+        ``images_on_device=True`` moves the decoded images to ``device`` once, so batches are
+        gathered there without a host-to-device copy per batch.
+        """
         from reference.data.cache import load_decoded
 
         config = config or PipelineConfig()
@@ -137,6 +144,8 @@ class TrainPipeline:
             workers=workers,
             progress=progress,
         )
+        if images_on_device:
+            images = images.to(device)
         return cls(
             images,
             records.labels,
@@ -163,10 +172,10 @@ class TrainPipeline:
     def make_batch(self, index: list[int] | torch.Tensor, generator: torch.Generator) -> Batch:
         """The transformed :class:`Batch` of the given image indices (in sampler row order)."""
         idx = torch.as_tensor(index, dtype=torch.int64)
-        non_blocking = self.device.type == "cuda"
-        raw = self.images.index_select(0, idx)
+        raw = self.images.index_select(0, idx.to(self.images.device))
+        non_blocking = raw.device.type == "cpu" and self.device.type == "cuda"
         if non_blocking:
-            raw = raw.pin_memory()
+            raw = raw.pin_memory()  # lets the copy to the GPU run asynchronously
         batch = Batch(
             images=self.transform.geometric(
                 raw.to(self.device, non_blocking=non_blocking), generator
