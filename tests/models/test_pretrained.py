@@ -32,9 +32,9 @@ def weights(tmp_path_factory):
 
 
 @pytest.mark.parametrize("k", [0, 2, 5])
-def test_every_key_is_copied_into_every_stream(weights, k):
+def test_every_key_is_copied_into_every_stream(device, weights, k):
     path, state = weights
-    net = seeded(lambda: MultiStreamResNet50(share_from=k), 0)
+    net = seeded(lambda: MultiStreamResNet50(share_from=k), 0).to(device)
     written = load_pretrained(net, path)
     assert sorted(written) == sorted(net.state_dict())  # every model entry written once
     used = set()
@@ -43,7 +43,8 @@ def test_every_key_is_copied_into_every_stream(weights, k):
             for key, value in net.stage(name, stream).state_dict().items():
                 tv = torchvision_key(name, key)
                 used.add(tv)
-                assert torch.equal(value, state[tv]), (stream, tv)
+                assert value.device.type == device.type
+                assert torch.equal(value.cpu(), state[tv]), (stream, tv)
     assert used == {key for key in state if not key.startswith("fc.")}  # every key mapped
     if k > 0:
         # streams hold copies, not aliases of one tensor
@@ -52,7 +53,7 @@ def test_every_key_is_copied_into_every_stream(weights, k):
         assert a is not b and a.data_ptr() != b.data_ptr()
         with torch.no_grad():
             a.add_(1.0)
-        assert torch.equal(b, state["conv1.weight"])
+        assert torch.equal(b.cpu(), state["conv1.weight"])
 
 
 def test_key_mapping():
