@@ -600,3 +600,13 @@ def test_byte_identical_across_processes(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, *argv], check=True, env=env, capture_output=True)
     assert files_of(out) == files_of(write_regdb(tmp_path / "here", ids=4))
+
+
+def test_out_under_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" / "d" / "e"
+    with pytest.raises(VireidError) as info:
+        write_sysu(out, ids=5, image_size=SMALL)
+    assert str(info.value) == (
+        f"{out}: cannot create the dataset folder there: {tmp_path / 'f'} is a file"
+    )

@@ -428,8 +428,16 @@ def _commit(tmp: Path, out: Path, layout_dirs: tuple[str, ...]) -> None:
 
 def _write(out: Path, force: bool, layout_dirs: tuple[str, ...], fill) -> None:
     _prepare(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synthvi.", dir=out.parent))
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise VireidError(f"{out}: cannot create the dataset folder there: {blocker} is a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synthvi.", dir=out.parent))
+    except OSError as exc:
+        raise VireidError(
+            f"{out}: cannot create the dataset folder there ({exc.strerror or exc})"
+        ) from exc
     try:
         fill(tmp)
         _commit(tmp, out, layout_dirs)
