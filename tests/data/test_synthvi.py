@@ -610,3 +610,29 @@ def test_out_under_a_file(tmp_path):
     assert str(info.value) == (
         f"{out}: cannot create the dataset folder there: {tmp_path / 'f'} is a file"
     )
+
+
+def test_identity_appearance_depends_only_on_seed_and_pid():
+    alone = synthvi._identities([7], 4)
+    among = synthvi._identities(range(1, 12), 4)
+    for field in ("bounds", "halfwidth", "base", "second", "kind", "freq", "emissivity"):
+        np.testing.assert_array_equal(getattr(alone, field)[0], getattr(among, field)[6])
+
+
+def test_regdb_pairs_share_poses(tmp_path, monkeypatch):
+    seen = []
+    real = synthvi._render
+
+    def spy(ident, rows, cam, poses, size):
+        seen.append((cam.infrared, rows.copy(), poses))
+        return real(ident, rows, cam, poses, size)
+
+    monkeypatch.setattr(synthvi, "_render", spy)
+    write_regdb(tmp_path / "r", ids=4, image_size=SMALL)
+    visible = [s for s in seen if not s[0]]
+    thermal = [s for s in seen if s[0]]
+    assert len(visible) == len(thermal) >= 1
+    for (_, rv, pv), (_, rt, pt) in zip(visible, thermal, strict=True):
+        np.testing.assert_array_equal(rv, rt)
+        for field in pv.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(pv, field), getattr(pt, field))
