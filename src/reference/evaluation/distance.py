@@ -113,10 +113,13 @@ class PreparedGallery:
         """``(n_query, n_gallery)`` distances of checked queries to this gallery."""
         q = query.to(self.gallery.dtype)
         if self.metric == "cosine":
-            return 1.0 - _unit_rows(q, "query_features") @ self.gallery.T
+            one = q.new_ones(1, 1)
+            return torch.addmm(one, _unit_rows(q, "query_features"), self.gallery.T, alpha=-1.0)
         q_sq = (q * q).sum(dim=1, keepdim=True)
-        # the expansion can dip below zero by rounding when q_i ~ g_j: clamp before the root
-        return (q_sq + self.sq_norms - 2.0 * (q @ self.gallery.T)).clamp_min_(0.0).sqrt_()
+        # |q|^2 + |g|^2 - 2 q.g in one fused product; rounding can dip below zero when q ~ g:
+        # clamp before the root
+        sq = torch.addmm(q_sq + self.sq_norms, q, self.gallery.T, alpha=-2.0)
+        return sq.clamp_min_(0.0).sqrt_()
 
 
 def _unit_rows(x: torch.Tensor, field: str) -> torch.Tensor:

@@ -44,10 +44,10 @@ CMC_KINDS: tuple[str, ...] = ("identity", "standard")
 SYSU_QUERY_CAMERA = 3
 SYSU_SKIPPED_CAMERA = 2
 
-#: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor (a few MB
-#: each, cache-friendly; larger chunks were not faster on CPU), but at least
-#: ``DEFAULT_MIN_CHUNK_ROWS`` rows so that huge galleries do not pay per-chunk overhead per row.
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
+#: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor (32 MB as
+#: int64; ~120 MB for the whole working set), but at least ``DEFAULT_MIN_CHUNK_ROWS`` rows. Few
+#: large chunks mean few parallel regions: on a loaded CPU each one costs a scheduling delay.
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
 DEFAULT_MIN_CHUNK_ROWS = 32
 
 
@@ -192,7 +192,7 @@ class _Scorer:
         self.identity_size = sizes
         self.width = int(sizes.max())
         if rule == "sysu":
-            self.g_skipped = g_camids == SYSU_SKIPPED_CAMERA
+            self.g_skipped = (g_camids == SYSU_SKIPPED_CAMERA).nonzero()[:, 0]
         self.parts: list[tuple[torch.Tensor, ...]] = []
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
@@ -216,8 +216,8 @@ class _Scorer:
         # excluded items get a key above every distance: they sort after all kept items, so a
         # kept item's rank is the number of keys up to its own
         if self.rule == "sysu":
-            skips = (q_camids == SYSU_QUERY_CAMERA)[:, None] & self.g_skipped[None]
-            keys.masked_fill_(skips, _EXCLUDED)
+            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
+            keys[rows, self.g_skipped[None]] = _EXCLUDED  # camera-3 rows x camera-2 columns
         elif self.rule == "same-id-same-camera":
             same_camera = present & (self.g_camids[item] == q_camids[:, None])
             rows = torch.arange(c, device=device)[:, None].expand_as(item)
@@ -316,16 +316,17 @@ def _order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Ten
     """
     if dist.dtype == torch.float64:
         high = dist.view(torch.int64)
-        if bool((high < 0).any()):  # negative distances or -0.0
+        if int(high.min()) < 0:  # negative distances or -0.0
             high = (dist + 0.0).view(torch.int64)  # -0.0 -> +0.0: equal floats, equal bits
             high = high ^ ((high >> 63) & _INT64_MAX)
         return (high & ~((1 << bits) - 1)) | index
     dist = dist.to(torch.float32)
     high32 = dist.view(torch.int32)
-    if bool((high32 < 0).any()):
+    if int(high32.min()) < 0:
         high32 = (dist + 0.0).view(torch.int32)
         high32 = high32 ^ ((high32 >> 31) & torch.iinfo(torch.int32).max)
-    return torch.add(index, high32.to(torch.int64), alpha=1 << 32)
+    # index + high * 2**32 in one int64 pass (the product is computed in int64)
+    return torch.add(index, high32, alpha=1 << 32)
 
 
 def _sort_rows(keys: torch.Tensor) -> torch.Tensor:
