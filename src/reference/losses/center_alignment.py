@@ -36,8 +36,8 @@ from reference.losses.distances import (
     distances_unchecked,
     paired_unchecked,
 )
-from reference.losses.hetero_center import identity_modality_centers
-from reference.losses.triplet import check_labels, check_two_identities
+from reference.losses.hetero_center import RowGroups, group_rows, modality_centers
+from reference.losses.triplet import check_labels
 
 CenterKind = Literal["modality_mean", "sample_mean"]
 PullDistance = Literal["euclidean", "squared"]
@@ -106,27 +106,15 @@ class CenterAlignmentConfig:
                 )
 
 
-def identity_centers(
-    features: Tensor, labels: Tensor, modality: Tensor, config: CenterAlignmentConfig
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Cross-modality centers ``(P, d)``, sorted labels ``(P,)``, mask of the rows used ``(n,)``."""
-    mods = torch.tensor(config.modalities, device=features.device)
-    keep = (modality[:, None] == mods[None, :]).any(dim=1)
+def identity_centers(features: Tensor, groups: RowGroups, config: CenterAlignmentConfig) -> Tensor:
+    """Cross-modality centers ``(P, d)`` of the identities ``groups.ids`` (see the spec)."""
     if config.center == "modality_mean":
-        per_modality, ids = identity_modality_centers(features, labels, modality, config.modalities)
-        return per_modality.mean(dim=1), ids, keep
-    if not bool(keep.any()):
-        raise VireidError(
-            "modality: no rows of modalities "
-            + " or ".join(f"{Modality(m).short} ({m})" for m in config.modalities)
-            + " in the batch"
-        )
-    ids, row_id = torch.unique(labels[keep], return_inverse=True)
-    kept = features[keep]
-    sums = torch.zeros(ids.numel(), kept.shape[1], dtype=kept.dtype, device=kept.device)
-    sums = sums.index_add(0, row_id, kept)
-    counts = torch.bincount(row_id, minlength=ids.numel()).to(kept.dtype)
-    return sums / counts[:, None], ids, keep
+        return modality_centers(features, groups, config.modalities).mean(dim=1)
+    used = groups.select(features)
+    p = groups.ids.numel()
+    sums = used.new_zeros(p, used.shape[1]).index_add(0, groups.identity, used)
+    counts = torch.bincount(groups.identity, minlength=p).to(used.dtype)
+    return sums / counts[:, None]
 
 
 def center_alignment_terms(
@@ -141,22 +129,17 @@ def center_alignment_terms(
     n = features.shape[0]
     check_labels(labels, n)
     check_modality_tags(modality, n)
-    labels = labels.to(features.device)
-    modality = modality.to(features.device)
-    mods = torch.tensor(config.modalities, device=features.device)
-    check_two_identities(labels[(modality[:, None] == mods[None, :]).any(dim=1)])
+    groups = group_rows(labels.to(features.device), modality.to(features.device), config.modalities)
 
     dtype = compute_dtype(features.dtype)
     with torch.autocast(device_type=features.device.type, enabled=False):
         f = features.to(dtype)
-        centers, ids, keep = identity_centers(f, labels, modality, config)
-        kept_f, kept_y = f[keep], labels[keep]
+        centers = identity_centers(f, groups, config)
         targets = centers.detach() if config.detach_centers else centers
-        row_center = targets[torch.searchsorted(ids, kept_y)]
-        to_center = paired_unchecked(kept_f, row_center)
+        to_center = paired_unchecked(groups.select(f), targets[groups.identity])
         pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
 
-        p = ids.numel()
+        p = groups.ids.numel()
         between = distances_unchecked(centers)
         if config.push == "hardest":
             eye = torch.eye(p, dtype=torch.bool, device=f.device)

@@ -148,9 +148,12 @@ def _euclidean(x: Tensor, y: Tensor | None) -> Tensor:
     nb = na if y is None else (b * b).sum(dim=1)
     scale = na[:, None] + nb[None, :]
     sq = (scale - 2.0 * (a @ b.T)).clamp(min=0.0)
+    near = sq.detach() <= NEAR * scale.detach()
     if y is None:
         sq = 0.5 * (sq + sq.T)  # a matrix product is not exactly symmetric
-    near = sq.detach() <= NEAR * scale.detach()
+        eye = torch.eye(sq.shape[0], dtype=torch.bool, device=sq.device)
+        sq = sq.masked_fill(eye, 0.0)  # a row is at distance exactly 0 from itself
+        near = (near | near.T) & ~eye
     rows, cols = near.nonzero(as_tuple=True)
     if rows.numel():
         # where the expansion cancelled, the difference of the original rows is exact

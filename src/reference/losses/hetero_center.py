@@ -17,6 +17,7 @@ labels. Computed (and returned) in float32 for float16/bfloat16 features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,64 @@ def _check_margin(margin: float) -> None:
         raise VireidError(f"margin: expected a finite number >= 0, got {margin!r}")
 
 
+@dataclass(frozen=True)
+class RowGroups:
+    """Rows of a batch grouped by identity and modality slot (see :func:`group_rows`)."""
+
+    keep: Tensor | None  # (n,) bool: the rows used; None when every row is used
+    ids: Tensor  # (P,) sorted identity labels of the rows used
+    identity: Tensor  # (n_used,) index into ``ids`` of each row used
+    slot: Tensor  # (n_used,) index into ``modalities`` of each row used
+
+    def select(self, rows: Tensor) -> Tensor:
+        """The rows used, in batch order (no copy when every row is used)."""
+        return rows if self.keep is None else rows[self.keep]
+
+
+def group_rows(labels: Tensor, modality: Tensor, modalities: Sequence[int]) -> RowGroups:
+    """Group rows by identity label and by position of their tag in ``modalities``.
+
+    Rows whose tag is not in ``modalities`` are left out. Fewer than two identities among the
+    rows used is a :class:`VireidError`. Inputs must be validated by the caller.
+    """
+    mods = torch.tensor([int(m) for m in modalities], device=labels.device)
+    onehot = modality[:, None] == mods[None, :]  # (n, M)
+    used = onehot.any(dim=1)
+    keep = None if bool(used.all()) else used
+    ids, identity = torch.unique(labels if keep is None else labels[keep], return_inverse=True)
+    if ids.numel() < 2:
+        check_two_identities(ids)
+    slot = (onehot if keep is None else onehot[keep]).long().argmax(dim=1)
+    return RowGroups(keep, ids, identity, slot)
+
+
+def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[int]) -> Tensor:
+    """Centers ``(P, M, d)``: the mean of each identity's rows in each of ``modalities``.
+
+    Every identity must have rows in each modality (a :class:`VireidError` lists those that do
+    not). ``features`` are all the batch's rows; the centers are in their dtype.
+    """
+    p, m_count = groups.ids.numel(), len(modalities)
+    group = groups.identity * m_count + groups.slot
+    counts = torch.bincount(group, minlength=p * m_count).view(p, m_count)
+    missing = counts == 0
+    if bool(missing.any()):
+        parts = []
+        for j, m in enumerate(modalities):
+            lacking = groups.ids[missing[:, j]].tolist()
+            if lacking:
+                parts.append(f"identity labels {lacking} have no {_name(int(m))} rows")
+        raise VireidError(
+            "modality: "
+            + "; ".join(parts)
+            + "; every identity needs rows in each of "
+            + ", ".join(_name(int(m)) for m in modalities)
+        )
+    used = groups.select(features)
+    sums = used.new_zeros(p * m_count, used.shape[1]).index_add(0, group, used)
+    return (sums / counts.view(-1, 1).to(used.dtype)).view(p, m_count, -1)
+
+
 def identity_modality_centers(
     features: Tensor, labels: Tensor, modality: Tensor, modalities: Sequence[int] = (0, 1)
 ) -> tuple[Tensor, Tensor]:
@@ -67,37 +126,8 @@ def identity_modality_centers(
     in each of ``modalities`` (a :class:`VireidError` lists those that do not). Features must be
     validated by the caller; the centers are in the features' dtype.
     """
-    mods = torch.tensor([int(m) for m in modalities], device=features.device)
-    slot = (modality[:, None] == mods[None, :]).long()  # (n, M) one-hot of the modality slot
-    keep = slot.any(dim=1)
-    if not bool(keep.any()):
-        raise VireidError(
-            "modality: no rows of modalities "
-            + " or ".join(_name(int(m)) for m in modalities)
-            + " in the batch"
-        )
-    ids, row_id = torch.unique(labels[keep], return_inverse=True)
-    m_count = len(modalities)
-    group = row_id * m_count + slot[keep].argmax(dim=1)  # group index of each kept row
-    counts = torch.bincount(group, minlength=ids.numel() * m_count).view(-1, m_count)
-    missing = counts == 0
-    if bool(missing.any()):
-        parts = []
-        for j, m in enumerate(modalities):
-            lacking = ids[missing[:, j]].tolist()
-            if lacking:
-                parts.append(f"identity labels {lacking} have no {_name(int(m))} rows")
-        raise VireidError(
-            "modality: "
-            + "; ".join(parts)
-            + "; every identity needs rows in each of "
-            + ", ".join(_name(int(m)) for m in modalities)
-        )
-    kept = features[keep]
-    sums = torch.zeros(ids.numel() * m_count, kept.shape[1], dtype=kept.dtype, device=kept.device)
-    sums = sums.index_add(0, group, kept)
-    centers = sums / counts.view(-1, 1).to(kept.dtype)
-    return centers.view(ids.numel(), m_count, -1), ids
+    groups = group_rows(labels, modality, modalities)
+    return modality_centers(features, groups, modalities), groups.ids
 
 
 def hetero_center_triplet(
@@ -115,15 +145,12 @@ def hetero_center_triplet(
     check_modality_tags(modality, n)
     pair = check_modality_pair(modalities)
     _check_margin(margin)
-    labels = labels.to(features.device)
-    modality = modality.to(features.device)
-    in_pair = (modality == pair[0]) | (modality == pair[1])
-    check_two_identities(labels[in_pair])
+    groups = group_rows(labels.to(features.device), modality.to(features.device), pair)
 
     dtype = compute_dtype(features.dtype)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        centers, ids = identity_modality_centers(features.to(dtype), labels, modality, pair)
-        p = ids.numel()
+        centers = modality_centers(features.to(dtype), groups, pair)
+        p = groups.ids.numel()
         flat = centers.reshape(2 * p, -1)  # row 2q + s: identity q, modality slot s
         dist = distances_unchecked(flat).view(p, 2, p, 2)
         same_id = torch.eye(p, dtype=torch.bool, device=flat.device)[:, None, :, None]
