@@ -382,3 +382,21 @@ def test_bad_dicts():
         LossSpec.from_dict(
             {"method": "x", "entries": [{"loss": "tri", "on": "global", "wieght": 1}]}
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["method_a", "method_b"])
+def test_presets_fit_the_models_of_their_method(device, kind):
+    """The presets select branches by the names the models area's networks produce."""
+    from reference.models.build import ModelConfig, build_model
+
+    model = build_model(ModelConfig(kind=kind, num_classes=4)).to(device).train()
+    mods = (0, 1, 2, 3) if kind == "method_b" else (0, 1)
+    y = torch.arange(2).repeat_interleave(2 * len(mods)).to(device)
+    m = torch.tensor(mods).repeat_interleave(2).repeat(2).to(device)
+    images = torch.randn(len(y), 3, 96, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(images.to(device), m)
+    terms = compute_losses(preset(kind), out, y)
+    assert list(terms.terms) == list(_by_hand(preset(kind), out, y))
+    assert torch.isfinite(terms.total)
