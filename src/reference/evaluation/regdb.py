@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from reference.errors import VireidError
@@ -55,25 +56,27 @@ def evaluate_regdb(
             raise VireidError(f"{source}: expected a RegDB features file (dataset 'regdb')")
         if progress is not None:
             progress(f"RegDB trial {t + 1}/{len(feature_sets)}: {source}")
-        feats = torch.tensor(fs.features, device=dev)  # a copy: FeatureSet arrays are read-only
-        pids = torch.tensor(fs.pids, device=dev)
-        camids = torch.tensor(fs.camids, device=dev)
-        q = (camids == q_cam).nonzero()[:, 0]
-        g = (camids == g_cam).nonzero()[:, 0]
+        q = np.flatnonzero(fs.camids == q_cam)
+        g = np.flatnonzero(fs.camids == g_cam)
         for rows, cam, role in ((q, q_cam, "query"), (g, g_cam, "gallery")):
-            if rows.numel() == 0:
+            if rows.size == 0:
                 raise VireidError(
                     f"{source}: no {MODALITY_NAMES[cam]} images (camid {cam}): the {role} set "
                     f"of direction {direction} is empty"
                 )
-        dist = pairwise_distance(feats[q], feats[g], metric)
+        # NumPy fancy indexing copies the rows (FeatureSet arrays are read-only)
+        dist = pairwise_distance(
+            torch.from_numpy(fs.features[q]).to(dev),
+            torch.from_numpy(fs.features[g]).to(dev),
+            metric,
+        )
         try:
             metrics = rank_metrics(
                 dist,
-                pids[q],
-                pids[g],
-                camids[q],
-                camids[g],
+                fs.pids[q],
+                fs.pids[g],
+                fs.camids[q],
+                fs.camids[g],
                 exclusion="none",
                 cmc_kind="standard",
                 max_rank=MAX_RANK,
@@ -85,7 +88,7 @@ def evaluate_regdb(
             TrialScores(
                 trial=t + 1,
                 metrics=metrics,
-                num_gallery=int(g.numel()),
+                num_gallery=int(g.size),
                 source=None if sources is None else source,
             )
         )

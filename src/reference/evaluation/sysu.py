@@ -315,29 +315,30 @@ def evaluate_sysu(
             )
         galleries.append(rows)
 
-    # one distance matrix for every gallery row any trial uses, sliced per trial
+    # one distance matrix for every gallery row any trial uses, sliced per trial; NumPy fancy
+    # indexing copies just the rows needed (FeatureSet arrays are read-only)
     union = np.unique(np.concatenate(galleries))
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    feats = torch.tensor(fs.features, device=dev)  # a copy: FeatureSet arrays are read-only
-    q_index = torch.from_numpy(queries).to(dev)
-    dist = pairwise_distance(feats[q_index], feats[torch.from_numpy(union).to(dev)], metric)
-    pids = torch.tensor(fs.pids, device=dev)
-    cams_t = torch.tensor(fs.camids, device=dev)
-    q_pids, q_cams = pids[q_index], cams_t[q_index]
+    dist = pairwise_distance(
+        torch.from_numpy(fs.features[queries]).to(dev),
+        torch.from_numpy(fs.features[union]).to(dev),
+        metric,
+    )
+    q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
+    q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
 
     results = []
     for t, rows in enumerate(galleries):
         if progress is not None:
             progress(f"SYSU-MM01 trial {t + 1}/{trials}: {queries.size} x {rows.size}")
         cols = torch.from_numpy(np.searchsorted(union, rows)).to(dev)
-        g_rows = torch.from_numpy(rows).to(dev)
         try:
             metrics = rank_metrics(
                 dist[:, cols],
                 q_pids,
-                pids[g_rows],
+                torch.from_numpy(fs.pids[rows]).to(dev),
                 q_cams,
-                cams_t[g_rows],
+                torch.from_numpy(fs.camids[rows]).to(dev),
                 exclusion="sysu",
                 cmc_kind="identity",
                 max_rank=MAX_RANK,

@@ -1,0 +1,231 @@
+"""Whole protocols, distances included: ``evaluate_sysu`` / ``evaluate_regdb`` against loops.
+
+Run: ``nox -s bench`` (or ``pytest tests/bench/bench_protocols.py -o python_files=bench_*.py
+--benchmark-only``). Synthetic float32 features, d = 2048, with the real set sizes: SYSU-MM01
+folder sizes from the official split when ``../shared/sysu-mm01-official`` is present (3,803
+queries; 301 / 3,010 gallery images per trial all-search), the generated example's otherwise;
+RegDB 2,060 x 2,060 per trial. Ten trials each. Targets (issue 2, 2-core machine): SYSU-MM01
+single-shot < 0.5 s, multi-shot < 5 s, RegDB < 3 s.
+
+Baseline in the same run (``loop``): per trial, the gallery features are gathered, a NumPy
+distance matrix computed, and every query scored in its own NumPy pass (stable argsort, camera
+rule, identity or standard CMC, AP, INP) -- the structure of the field's common code, computing
+this project's definitions. It is checked to give the same figures.
+
+Peak memory: each protocol also runs once in a fresh subprocess; ``extra_info`` holds its peak
+resident set (``ru_maxrss``) after setup and after the run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reference.evaluation.example import regdb_example, sysu_example, sysu_example_counts
+from reference.evaluation.features import FeatureSet
+from reference.evaluation.regdb import evaluate_regdb
+from reference.evaluation.scores import Scores
+from reference.evaluation.sysu import (
+    ALL_CAMERAS,
+    agw_gallery,
+    evaluate_sysu,
+    folders_of,
+    load_official_split,
+    query_rows,
+)
+
+SPLIT = Path(__file__).resolve().parents[3] / "shared" / "sysu-mm01-official" / "rand_perm_cam.mat"
+DIM = 2048
+TRIALS = 10
+
+
+def sysu_counts() -> dict[tuple[int, int], int]:
+    if SPLIT.is_file():
+        split = load_official_split(SPLIT)
+        assert split.test_ids is not None
+        return {(c, p): split.count(c, p) for p in split.test_ids for c in ALL_CAMERAS}
+    return sysu_example_counts(0)
+
+
+def make_sysu() -> FeatureSet:
+    return sysu_example(counts=sysu_counts(), dim=DIM)
+
+
+def make_regdb() -> list[FeatureSet]:
+    one = regdb_example(trials=1, dim=DIM)[0]
+    return [one] * TRIALS  # the same work per trial; one copy in memory
+
+
+@pytest.fixture(scope="module")
+def sysu_fs() -> FeatureSet:
+    return make_sysu()
+
+
+@pytest.fixture(scope="module")
+def regdb_sets() -> list[FeatureSet]:
+    return make_regdb()
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-query loop baseline
+# ---------------------------------------------------------------------------------------------
+
+
+def _euclidean(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    d = (q * q).sum(1)[:, None] + (g * g).sum(1)[None] - 2.0 * (q @ g.T)
+    return np.sqrt(np.maximum(d, 0.0))
+
+
+def _loop_metrics(dist, qp, gp, qc, gc, *, sysu_rule: bool, identity: bool, max_rank=20):
+    hits = np.zeros(max_rank)
+    aps, inps = [], []
+    for i in range(dist.shape[0]):
+        order = np.argsort(dist[i], kind="stable")
+        g_pids = gp[order]
+        if sysu_rule and qc[i] == 3:
+            g_pids = g_pids[gc[order] != 2]
+        match = g_pids == qp[i]
+        if not match.any():
+            continue
+        ranks = np.flatnonzero(match) + 1
+        aps.append(np.mean(np.arange(1, ranks.size + 1) / ranks))
+        inps.append(ranks.size / ranks[-1])
+        if identity:
+            _, first = np.unique(g_pids, return_index=True)
+            identities = g_pids[np.sort(first)]  # each identity at its first occurrence
+            rank = int(np.flatnonzero(identities == qp[i])[0]) + 1
+        else:
+            rank = int(ranks[0])
+        hits[rank - 1 :] += 1
+    v = len(aps)
+    return hits / v, float(np.mean(aps)), float(np.mean(inps)), v
+
+
+def loop_sysu(fs: FeatureSet, shots: int) -> list[tuple]:
+    folders = folders_of(fs)
+    q = query_rows(folders)
+    qf = fs.features[q]
+    out = []
+    for t in range(TRIALS):
+        g = agw_gallery(folders, mode="all", shots=shots, trial=t)
+        dist = _euclidean(qf, fs.features[g])
+        out.append(
+            _loop_metrics(
+                dist, fs.pids[q], fs.pids[g], fs.camids[q], fs.camids[g],
+                sysu_rule=True, identity=True,
+            )
+        )  # fmt: skip
+    return out
+
+
+def loop_regdb(sets: list[FeatureSet]) -> list[tuple]:
+    out = []
+    for fs in sets:
+        q, g = fs.camids == 1, fs.camids == 2
+        dist = _euclidean(fs.features[q], fs.features[g])
+        out.append(
+            _loop_metrics(
+                dist, fs.pids[q], fs.pids[g], fs.camids[q], fs.camids[g],
+                sysu_rule=False, identity=False,
+            )
+        )  # fmt: skip
+    return out
+
+
+def same_figures(scores: Scores, loops: list[tuple]) -> None:
+    for trial, (cmc, m_ap, m_inp, valid) in zip(scores.trials, loops, strict=True):
+        assert trial.metrics.num_valid == valid
+        # float32 distances from two different matrix products: near-ties may swap, rarely
+        np.testing.assert_allclose(trial.metrics.cmc, cmc, atol=2e-3)
+        assert abs(trial.metrics.mAP - m_ap) < 2e-3 and abs(trial.metrics.mINP - m_inp) < 2e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory in a fresh process
+# ---------------------------------------------------------------------------------------------
+
+
+def peak_memory(kind: str) -> dict[str, float]:
+    code = textwrap.dedent(
+        f"""
+        import json, resource
+        from tests.bench import bench_protocols as b
+        from reference.evaluation.sysu import evaluate_sysu
+        from reference.evaluation.regdb import evaluate_regdb
+        kind = {kind!r}
+        data = b.make_regdb() if kind == "regdb" else b.make_sysu()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if kind == "regdb":
+            evaluate_regdb(data)
+        else:
+            evaluate_sysu(data, shots=1 if kind == "sysu-single" else 10)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({{"peak_rss_after_setup_mb": before / 1024,
+                          "peak_rss_after_run_mb": after / 1024}}))
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shots", [1, 10], ids=["single", "multi"])
+def test_sysu_protocol(benchmark, device, sysu_fs, shots):
+    benchmark.group = f"sysu-all-{'single' if shots == 1 else 'multi'}-10-trials"
+    benchmark.name = "vectorised"
+    scores = benchmark.pedantic(
+        evaluate_sysu,
+        args=(sysu_fs,),
+        kwargs={"mode": "all", "shots": shots, "trials": TRIALS, "device": device},
+        rounds=5 if shots == 1 else 3,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info["sizes"] = [
+        scores.trials[0].metrics.num_query,
+        scores.trials[0].num_gallery,
+    ]
+    benchmark.extra_info.update(peak_memory("sysu-single" if shots == 1 else "sysu-multi"))
+
+
+@pytest.mark.parametrize("shots", [1, 10], ids=["single", "multi"])
+def test_sysu_loop(benchmark, sysu_fs, shots):
+    benchmark.group = f"sysu-all-{'single' if shots == 1 else 'multi'}-10-trials"
+    benchmark.name = "loop"
+    loops = benchmark.pedantic(loop_sysu, args=(sysu_fs, shots), rounds=1, iterations=1)
+    same_figures(evaluate_sysu(sysu_fs, shots=shots, trials=TRIALS), loops)
+
+
+def test_regdb_protocol(benchmark, device, regdb_sets):
+    benchmark.group = "regdb-10-trials"
+    benchmark.name = "vectorised"
+    scores = benchmark.pedantic(
+        evaluate_regdb,
+        args=(regdb_sets,),
+        kwargs={"device": device},
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
+    benchmark.extra_info["sizes"] = [scores.trials[0].metrics.num_query, 2060]
+    benchmark.extra_info.update(peak_memory("regdb"))
+
+
+def test_regdb_loop(benchmark, regdb_sets):
+    benchmark.group = "regdb-10-trials"
+    benchmark.name = "loop"
+    loops = benchmark.pedantic(loop_regdb, args=(regdb_sets,), rounds=1, iterations=1)
+    same_figures(evaluate_regdb(regdb_sets), loops)
