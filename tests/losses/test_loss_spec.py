@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.losses.center_alignment import CenterAlignmentConfig, center_alignment_terms
-from reference.losses.did import did_loss
+from reference.losses.did import did_loss, did_terms
 from reference.losses.hetero_center import hetero_center_triplet
 from reference.losses.identity import identity_loss
 from reference.losses.loss_spec import (
@@ -32,8 +32,8 @@ from reference.losses.loss_spec import (
     predecessor_losses,
     preset,
 )
-from reference.losses.mdl import mdl_loss
-from reference.losses.mml import mml_loss
+from reference.losses.mdl import mdl_loss, mdl_terms
+from reference.losses.mml import mml_loss, mml_terms
 from reference.losses.triplet import batch_hard_triplet
 from reference.models.output import ModelOutput
 from tests.strategies import FeatureBatch, feature_batches
@@ -273,6 +273,48 @@ def test_name_override_separates_two_entries(device):
     assert torch.equal(terms.terms["tri_wide/global"], batch_hard_triplet(x, y, margin=0.9))
 
 
+@pytest.mark.parametrize(
+    ("loss", "reduction", "subs"),
+    [
+        ("did", "rows", ["V", "I", "DV", "DI"]),
+        ("did", "modality", ["V", "I", "DV", "DI"]),
+        ("mml", "mean", ["V", "I", "DV", "DI"]),
+        ("mml", "sum", ["V", "I", "DV", "DI"]),
+        ("mdl", "mean", ["V->I", "I->V", "V->DI", "DI->V", "DV->I", "I->DV", "DV->DI", "DI->DV"]),
+        ("mdl", "sum", ["V->I", "I->V", "V->DI", "DI->V", "DV->I", "I->DV", "DV->DI", "DI->DV"]),
+    ],
+)
+def test_split_reports_each_own_term_and_keeps_the_total(device, loss, reduction, subs):
+    batch = _fixed_batch(3, 2, (0, 1, 2, 3), seed=4)
+    if loss == "did":  # unbalanced: one more V row, so "rows" weighs V by 7/25
+        extra = _fixed_batch(3, 2, (0,), seed=5)
+        batch = FeatureBatch(
+            torch.cat([batch.features, extra.features[:1]]),
+            torch.cat([batch.labels, extra.labels[:1]]),
+            torch.cat([batch.modality, extra.modality[:1]]),
+            3,
+            2,
+            (0, 1, 2, 3),
+        )
+    out, y = _output(batch, device, coarse=0, fine=0), batch.labels.to(device)
+    whole = LossSpec("w", (LossEntry(loss, "global", 0.5, {"reduction": reduction}),))
+    split = LossSpec("s", (LossEntry(loss, "global", 0.5, {"reduction": reduction}, split=True),))
+    a, b = compute_losses(whole, out, y), compute_losses(split, out, y)
+    assert list(b.terms) == [f"{loss}/global/{k}" for k in subs]
+    torch.testing.assert_close(b.total, a.total, rtol=1e-12, atol=1e-12)
+    fn = {"did": did_terms, "mml": mml_terms, "mdl": mdl_terms}[loss]
+    own = fn(out.logits["global"] if loss == "did" else out.features["global"], y, out.modality)
+    for k in subs:
+        assert torch.equal(b.terms[f"{loss}/global/{k}"], own[k])
+    if loss == "did" and reduction == "rows":
+        assert b.weights["did/global/V"] == pytest.approx(0.5 * 7 / 25)
+        assert b.weights["did/global/I"] == pytest.approx(0.5 * 6 / 25)
+    elif reduction in ("mean", "modality"):
+        assert set(b.weights.values()) == {0.5 / len(subs)}
+    else:
+        assert set(b.weights.values()) == {0.5}
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 
@@ -361,6 +403,11 @@ def test_bad_entries():
         LossEntry("tri", "global", options={"epsilon": 0.1})
     with _raises("margin: expected a finite number >= 0, got -1"):
         LossEntry("ca", "global", options={"margin": -1})
+    with _raises(
+        "split: only 'did', 'mml', 'mdl' can be split into their per-modality or per-direction "
+        "terms, got split=True for 'hctri'"
+    ):
+        LossEntry("hctri", "global", split=True)
     with _raises("name: expected lower-case letters, digits, '_' or '.', got 'Tri/2'"):
         LossEntry("tri", "global", name="Tri/2")
     with _raises("entries: a loss spec needs at least one entry"):
@@ -371,6 +418,17 @@ def test_bad_entries():
         "method: expected one of 'baseline', 'predecessor', 'method_a', 'method_b', got 'c'"
     ):
         preset("c")
+
+
+def test_split_checks_the_reduction(device):
+    out = _output(_fixed_batch(3, 2, (0, 1, 2, 3)), device, coarse=0, fine=0)
+    y = _fixed_batch(3, 2, (0, 1, 2, 3)).labels.to(device)
+    bad = LossEntry("mdl", "global", options={"reduction": "max"}, split=True)
+    with _raises("reduction: expected 'mean' or 'sum', got 'max'"):
+        compute_losses(LossSpec("x", (bad,)), out, y)
+    bad = LossEntry("did", "global", options={"reduction": "mean"}, split=True)
+    with _raises("reduction: expected 'rows' or 'modality', got 'mean'"):
+        compute_losses(LossSpec("x", (bad,)), out, y)
 
 
 def test_bad_dicts():

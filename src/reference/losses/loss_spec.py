@@ -28,13 +28,14 @@ from typing import Any
 
 import torch
 
+from reference.data.modality import Modality
 from reference.errors import VireidError
 from reference.losses.center_alignment import CenterAlignmentConfig, center_alignment_terms
-from reference.losses.did import did_loss
+from reference.losses.did import did_loss, did_terms
 from reference.losses.hetero_center import hetero_center_triplet
 from reference.losses.identity import identity_loss
-from reference.losses.mdl import mdl_loss
-from reference.losses.mml import mml_loss
+from reference.losses.mdl import mdl_loss, mdl_terms
+from reference.losses.mml import mml_loss, mml_terms
 from reference.losses.terms import LossTerms
 from reference.losses.triplet import batch_hard_triplet, check_labels
 from reference.models.output import ModelOutput
@@ -63,6 +64,8 @@ _EACH = re.compile(r"^(coarse|fine)\.\*$")
 _CONCAT = re.compile(r"^(coarse|fine)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
 _DATASETS = ("sysu", "regdb")
+#: losses whose own terms (per modality, per direction) an entry can report one by one
+_SPLIT = ("did", "mml", "mdl")
 
 
 def _frozen(value: Any) -> Any:
@@ -86,6 +89,9 @@ class LossEntry:
     ``name`` replaces ``loss`` in the term names (needed only when two entries of the same loss
     select the same branch, e.g. two triplet margins). ``provenance`` is the label and reason of
     the entry ([seed], [predecessor], [protocol] or [reconstruction]), kept with the data.
+    ``split`` (DID, MML, MDL only) reports the loss's own terms instead of their reduction:
+    ``"mdl/global/V->I"``, ``"mml/global/DV"``, ``"did/global/I"``, weighted so that the total
+    is unchanged.
     """
 
     loss: str
@@ -94,6 +100,7 @@ class LossEntry:
     options: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
     name: str | None = None
     provenance: str = ""
+    split: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -132,6 +139,11 @@ class LossEntry:
         object.__setattr__(self, "options", options)
         if self.loss == "ca":
             CenterAlignmentConfig(**dict(options))  # checks the values now, not at step 1
+        if not isinstance(self.split, bool) or (self.split and self.loss not in _SPLIT):
+            raise VireidError(
+                f"split: only {', '.join(map(repr, _SPLIT))} can be split into their per-modality "
+                f"or per-direction terms, got split={self.split!r} for {self.loss!r}"
+            )
         if self.name is not None and not (isinstance(self.name, str) and _NAME.match(self.name)):
             raise VireidError(
                 f"name: expected lower-case letters, digits, '_' or '.', got {self.name!r}"
@@ -187,6 +199,7 @@ class LossSpec:
                     "options": {k: _listed(v) for k, v in e.options},
                     "name": e.name,
                     "provenance": e.provenance,
+                    "split": e.split,
                 }
                 for e in self.entries
             ],
@@ -200,7 +213,7 @@ class LossSpec:
         for i, item in enumerate(data["entries"]):
             if not isinstance(item, Mapping) or not {"loss", "on"} <= set(item):
                 raise VireidError(f"entries[{i}]: expected a mapping with 'loss' and 'on'")
-            unknown = set(item) - {"loss", "on", "weight", "options", "name", "provenance"}
+            unknown = set(item) - {"loss", "on", "weight", "options", "name", "provenance", "split"}
             if unknown:
                 raise VireidError(f"entries[{i}]: unknown field(s) {sorted(unknown)}")
             entries.append(LossEntry(**item))
@@ -288,9 +301,43 @@ def compute_losses(spec: LossSpec, output: ModelOutput, labels: torch.Tensor) ->
                 put(f"{entry.prefix}.pull/{branch}", ca.pull, entry.weight * ca.pull_weight, index)
                 put(f"{entry.prefix}.push/{branch}", ca.push, entry.weight * ca.push_weight, index)
                 continue
+            if entry.split:
+                for sub, value, weight in _split_terms(entry, tensor, labels, output.modality):
+                    put(f"{entry.prefix}/{branch}/{sub}", value, weight, index)
+                continue
             args = (tensor, labels, output.modality) if kind.needs_modality else (tensor, labels)
             put(f"{entry.prefix}/{branch}", kind.fn(*args, **entry.kwargs()), entry.weight, index)
     return LossTerms(terms=terms, weights=weights)
+
+
+def _split_terms(
+    entry: LossEntry, x: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor
+) -> list[tuple[str, torch.Tensor, float]]:
+    """(name, unweighted term, weight) of a DID/MML/MDL entry's own terms; the weights make
+    ``sum weight * term`` equal ``entry.weight`` times the unsplit loss."""
+    kwargs = entry.kwargs()
+    allowed = ("rows", "modality") if entry.loss == "did" else ("mean", "sum")
+    reduction = kwargs.pop("reduction", allowed[0])
+    if reduction not in allowed:
+        raise VireidError(
+            f"reduction: expected {allowed[0]!r} or {allowed[1]!r}, got {reduction!r}"
+        )
+    if entry.loss == "did":
+        terms = did_terms(x, labels, modality, **kwargs)
+        if reduction == "modality":
+            share = {k: 1.0 / len(terms) for k in terms}
+        else:  # "rows" (default): each modality's mean weighs by its share of the rows
+            counts = {
+                Modality(int(m)).short: int(c)
+                for m, c in zip(*torch.unique(modality, return_counts=True), strict=True)
+            }
+            rows = sum(counts[k] for k in terms)
+            share = {k: counts[k] / rows for k in terms}
+    else:
+        fn = mml_terms if entry.loss == "mml" else mdl_terms
+        terms = fn(x, labels, modality, **kwargs)
+        share = {k: (1.0 if reduction == "sum" else 1.0 / len(terms)) for k in terms}
+    return [(k, v, entry.weight * share[k]) for k, v in terms.items()]
 
 
 # --- presets -------------------------------------------------------------------------------------
