@@ -102,11 +102,14 @@ def feature_batches(
     modalities: tuple[int, ...] = (0, 1),
     shuffle: bool = True,
     identical: bool | None = None,
+    uneven: bool | None = False,
 ) -> FeatureBatch:
     """A P x K x M batch in shuffled row order.
 
     Features are drawn from a few distinct values so that zero distances and exact ties occur;
     ``identical=True`` makes every feature the same vector (the zero-distance edge case).
+    ``uneven=True`` (or drawn when ``None``) then drops rows at random, keeping at least one per
+    (identity, modality): groups hold 1..K rows.
     """
     p = draw(st.integers(min_p, max_p))
     k = draw(st.integers(1, max_k))
@@ -123,6 +126,11 @@ def feature_batches(
         features = torch.randint(-2, 3, (n, d), generator=gen).to(torch.float64)
     else:
         features = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    if draw(st.booleans()) if uneven is None else uneven:
+        keep = torch.rand(n, generator=gen) < 0.6
+        keep[::k] = True  # rows come in groups of k per (identity, modality): keep each first
+        features, labels, modality = features[keep], labels[keep], modality[keep]
+        n = labels.numel()
     if shuffle:
         order = torch.randperm(n, generator=gen)
         features, labels, modality = features[order], labels[order], modality[order]

@@ -58,6 +58,32 @@ def test_identical_feature_batches_are_identical(batch):
     assert torch.equal(batch.features, batch.features[:1].expand_as(batch.features))
 
 
+@given(feature_batches(modalities=(0, 1, 2), uneven=True))
+def test_uneven_feature_batches_keep_every_group(batch):
+    assert batch.features.shape[0] == batch.labels.numel() == batch.modality.numel()
+    for pid in range(batch.p):
+        for m in batch.modalities:
+            count = int(((batch.labels == pid) & (batch.modality == m)).sum())
+            assert 1 <= count <= batch.k
+
+
+def test_uneven_feature_batches_produce_unequal_groups():
+    seen_unequal = False
+
+    @given(feature_batches(uneven=True, max_k=3))
+    def probe(batch):
+        nonlocal seen_unequal
+        counts = {
+            int(((batch.labels == pid) & (batch.modality == m)).sum())
+            for pid in range(batch.p)
+            for m in batch.modalities
+        }
+        seen_unequal |= len(counts) > 1
+
+    probe()
+    assert seen_unequal
+
+
 @given(uint8_images(), st.data())
 def test_uint8_images_shape_and_dtype(images, data):
     assert images.dtype == torch.uint8 and images.dim() == 4 and images.shape[1] == 3
