@@ -9,6 +9,8 @@ Run: ``nox -s bench`` (or ``pytest tests/bench/bench_models.py -o python_files=b
   every model makes, so that the difference to it is the cost of the streams and the heads), and
   the three models. 96x48 gives a 6-row map, which Method A's 3 and 6 stripes divide. Images per
   second = 8 / time per step.
+- Head part (any device): the heads alone on batches of backbone maps (6x3: the 96x48 input
+  above; 18x9: a 288x144 input), to show their share of a step without the backbone's noise.
 - GPU part (``TEST_DEVICE=cuda`` only; skipped otherwise): the same step at 288x144, batch 32,
   in fp32 and in bf16 autocast with channels_last memory format.
 """
@@ -102,3 +104,25 @@ def test_train_step_gpu(benchmark, name, precision):
     benchmark.pedantic(step, rounds=10, warmup_rounds=3, iterations=1)
     benchmark.extra_info["images"] = batch
     benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("rows", [6, 18])
+@pytest.mark.parametrize("name", ["baseline", "method_a"])
+def test_head_step(benchmark, name, rows):
+    """The head alone (forward + backward) on a batch of 8 backbone maps of ``rows`` x rows/2:
+    its share of a training step, measured without the backbone's noise."""
+    model = build_model(ModelConfig(kind=name, num_classes=NUM_CLASSES)).to(DEVICE).train()
+    gen = torch.Generator().manual_seed(0)
+    fmap = torch.rand(8, 2048, rows, rows // 2, generator=gen).to(DEVICE).requires_grad_(True)
+    tags = (torch.arange(8) % 2).to(DEVICE)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        out = model.head(fmap, tags)
+        loss = sum(v.square().mean() for v in (*out.logits.values(), *out.features.values()))
+        loss.backward()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+    benchmark.group = f"head step, batch 8, map {rows}x{rows // 2}, {DEVICE.type}"
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1, iterations=1)
