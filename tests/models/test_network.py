@@ -155,3 +155,16 @@ def test_bad_routing(parts):
     with pytest.raises(VireidError) as info:
         ReidNetwork(*parts, routing=(0, 1))
     assert str(info.value) == "routing: expected one entry per modality (4), got 2"
+
+
+def test_parameter_groups_cover_every_trainable_parameter_once(parts):
+    net = ReidNetwork(*parts)
+    groups = net.parameter_groups()
+    ids = [id(p) for group in groups.values() for p in group]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in net.parameters() if p.requires_grad}
+    assert {id(p) for p in groups["backbone"]} == {id(p) for p in net.backbone.parameters()}
+    # the frozen neck shifts are in no group
+    assert sum(p.numel() for p in groups["head"]) == sum(
+        p.numel() for n, p in net.head.named_parameters() if not n.endswith("neck.bias")
+    )

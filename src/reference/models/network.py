@@ -50,6 +50,15 @@ class ReidNetwork(nn.Module):
         table = torch.tensor([-1 if s is None else s for s in routing], dtype=torch.int64)
         self.register_buffer("_route", table, persistent=False)
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split into ``backbone`` (ImageNet-initialised, each shared
+        parameter once) and ``head`` (new layers): the predecessor trains them with learning
+        rates 0.01 and 0.1."""
+        return {
+            "backbone": [p for p in self.backbone.parameters() if p.requires_grad],
+            "head": [p for p in self.head.parameters() if p.requires_grad],
+        }
+
     def accepted(self) -> list[Modality]:
         return [m for m in Modality if self.routing[m] is not None]
 
