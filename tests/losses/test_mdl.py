@@ -334,7 +334,15 @@ def test_bad_directions_and_reduction(device):
     with _raises("directions: expected (from, to) pairs of modality tags 0..3, got (0, 5)"):
         mdl_loss(x, y, m, directions=((0, 5),))
     with _raises("directions: expected (from, to) pairs of modality tags 0..3, got 'VI'"):
-        mdl_loss(x, y, m, directions=("VI",))
+        mdl_loss(x, y, m, directions=["VI"])
+    with _raises("directions: expected (from, to) pairs of modality tags 0..3, got ('V', 'I')"):
+        mdl_loss(x, y, m, directions=(("V", "I"),))
+    with _raises("directions: expected (from, to) pairs of modality tags 0..3, got (0.0, 1)"):
+        mdl_loss(x, y, m, directions=((0.0, 1),))
+    with _raises("directions: expected a sequence of (from, to) pairs, got 'VI'"):
+        mdl_loss(x, y, m, directions="VI")
+    with _raises("directions: expected a sequence of (from, to) pairs, got 1"):
+        mdl_terms(x, y, m, directions=1)
     with _raises("directions: expected at least one (from, to) pair, got none"):
         mdl_loss(x, y, m, directions=())
     with _raises("directions: each direction may appear once, got [(0, 1), (0, 1)]"):

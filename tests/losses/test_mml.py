@@ -282,6 +282,8 @@ def test_bad_modalities_and_reduction(device):
     x, y, m = _small(device)
     with _raises("modalities: expected modality tags 0..3, got 4"):
         mml_loss(x, y, m, modalities=(0, 4))
+    with _raises("modalities: expected a sequence of modality tags, got 2"):
+        mml_loss(x, y, m, modalities=2)
     with _raises("modalities: expected at least one modality, got none"):
         mml_loss(x, y, m, modalities=())
     with _raises("modalities: each modality may appear once, got [1, 1]"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -130,13 +131,19 @@ def check_direction(
 
 
 def _check_directions(directions: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    if isinstance(directions, str) or not isinstance(directions, Sequence):
+        raise VireidError(
+            f"directions: expected a sequence of (from, to) pairs, got {directions!r}"
+        )
     out = []
     valid = {int(m) for m in Modality}
     for item in directions:
         if (
             not isinstance(item, tuple | list)
             or len(item) != 2
-            or any(isinstance(x, bool) or int(x) != x or int(x) not in valid for x in item)
+            or any(
+                isinstance(x, bool) or not isinstance(x, Integral) or x not in valid for x in item
+            )
         ):
             raise VireidError(
                 f"directions: expected (from, to) pairs of modality tags 0..3, got {item!r}"

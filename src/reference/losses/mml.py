@@ -15,6 +15,7 @@ and ``MML = mean`` (default) or ``sum`` of ``T(m)`` over the modalities: the fou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 
@@ -36,10 +37,12 @@ ALL_MODALITIES: tuple[int, ...] = tuple(int(m) for m in Modality)
 def _resolve_modalities(modalities: Sequence[int] | None, present: list[int]) -> tuple[int, ...]:
     if modalities is None:
         return tuple(present)
+    if isinstance(modalities, str) or not isinstance(modalities, Sequence):
+        raise VireidError(f"modalities: expected a sequence of modality tags, got {modalities!r}")
     valid = {int(m) for m in Modality}
     out = []
     for m in modalities:
-        if isinstance(m, bool) or not isinstance(m, int) or m not in valid:
+        if isinstance(m, bool) or not isinstance(m, Integral) or m not in valid:
             raise VireidError(f"modalities: expected modality tags 0..3, got {m!r}")
         out.append(int(m))
     if not out:
