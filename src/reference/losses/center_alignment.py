@@ -36,7 +36,12 @@ from reference.losses.distances import (
     distances_unchecked,
     paired_unchecked,
 )
-from reference.losses.hetero_center import RowGroups, group_rows, modality_centers
+from reference.losses.hetero_center import (
+    RowGroups,
+    group_counts,
+    group_rows,
+    modality_centers,
+)
 from reference.losses.triplet import check_labels
 
 CenterKind = Literal["modality_mean", "sample_mean"]
@@ -113,7 +118,7 @@ def identity_centers(features: Tensor, groups: RowGroups, config: CenterAlignmen
     used = groups.select(features)
     p = groups.ids.numel()
     sums = used.new_zeros(p, used.shape[1]).index_add(0, groups.identity, used)
-    counts = torch.bincount(groups.identity, minlength=p).to(used.dtype)
+    counts = group_counts(groups.identity, p).to(used.dtype)
     return sums / counts[:, None]
 
 

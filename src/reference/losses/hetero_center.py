@@ -90,6 +90,12 @@ def group_rows(labels: Tensor, modality: Tensor, modalities: Sequence[int]) -> R
     return RowGroups(keep, ids, identity, slot)
 
 
+def group_counts(index: Tensor, size: int) -> Tensor:
+    """How many entries of ``index`` equal each of ``0..size-1`` (``bincount`` without its
+    non-deterministic CUDA kernel, which ``torch.use_deterministic_algorithms`` refuses)."""
+    return (index[:, None] == torch.arange(size, device=index.device)).sum(dim=0)
+
+
 def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[int]) -> Tensor:
     """Centers ``(P, M, d)``: the mean of each identity's rows in each of ``modalities``.
 
@@ -98,7 +104,7 @@ def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[i
     """
     p, m_count = groups.ids.numel(), len(modalities)
     group = groups.identity * m_count + groups.slot
-    counts = torch.bincount(group, minlength=p * m_count).view(p, m_count)
+    counts = group_counts(group, p * m_count).view(p, m_count)
     missing = counts == 0
     if bool(missing.any()):
         parts = []
