@@ -396,13 +396,8 @@ def test_bad_entries():
     for bad in (-1.0, float("inf"), float("nan"), True, "1"):
         with _raises(f"weight: expected a finite number >= 0, got {bad!r}"):
             LossEntry("tri", "global", bad)
-    with _raises(
-        "options: 'tri' has no option 'epsilon'; it takes anchors, candidates, margin, metric, "
-        "soft_margin"
-    ):
+    with _raises("options: 'tri' has no option 'epsilon'; it takes margin, metric, soft_margin"):
         LossEntry("tri", "global", options={"epsilon": 0.1})
-    with _raises("margin: expected a finite number >= 0, got -1"):
-        LossEntry("ca", "global", options={"margin": -1})
     with _raises(
         "split: only 'did', 'mml', 'mdl' can be split into their per-modality or per-direction "
         "terms, got split=True for 'hctri'"
@@ -420,15 +415,32 @@ def test_bad_entries():
         preset("c")
 
 
-def test_split_checks_the_reduction(device):
-    out = _output(_fixed_batch(3, 2, (0, 1, 2, 3)), device, coarse=0, fine=0)
-    y = _fixed_batch(3, 2, (0, 1, 2, 3)).labels.to(device)
-    bad = LossEntry("mdl", "global", options={"reduction": "max"}, split=True)
-    with _raises("reduction: expected 'mean' or 'sum', got 'max'"):
-        compute_losses(LossSpec("x", (bad,)), out, y)
-    bad = LossEntry("did", "global", options={"reduction": "mean"}, split=True)
-    with _raises("reduction: expected 'rows' or 'modality', got 'mean'"):
-        compute_losses(LossSpec("x", (bad,)), out, y)
+def test_option_values_are_checked_when_the_entry_is_made():
+    cases = [
+        ("mdl", {"reduction": "max"}, "reduction: expected 'mean' or 'sum', got 'max'"),
+        ("did", {"reduction": "mean"}, "reduction: expected 'rows' or 'modality', got 'mean'"),
+        ("mml", {"margin": -1.0}, "margin: expected a finite number >= 0, got -1.0"),
+        ("tri", {"metric": "l1"}, "metric: expected 'euclidean' or 'cosine', got 'l1'"),
+        ("hctri", {"margin": float("inf")}, "margin: expected a finite number >= 0, got inf"),
+        (
+            "mdl",
+            {"directions": [[0, 9]]},
+            "directions: expected (from, to) pairs of modality tags 0..3, got (0, 9)",
+        ),
+        ("mml", {"modalities": [0, 0]}, "modalities: each modality may appear once, got [0, 0]"),
+        ("did", {"modalities": [5]}, "modalities: expected modality tags 0..3, got 5"),
+        ("id", {"epsilon": 1.0}, "epsilon: expected a label-smoothing weight in [0, 1), got 1.0"),
+        ("ca", {"margin": -1}, "margin: expected a finite number >= 0, got -1"),
+    ]
+    for loss, options, message in cases:
+        with _raises(message):
+            LossEntry(loss, "global" if loss not in ("hctri",) else "fine", options=options)
+    with _raises("options: expected a mapping of option names to values, got ('margin',)"):
+        LossEntry("tri", "global", options=("margin",))
+    with _raises("method: expected a non-empty name, got ''"):
+        LossSpec("", (LossEntry("tri", "global"),))
+    with _raises("dataset: expected 'sysu', 'regdb' or None, got 'market'"):
+        LossSpec("x", (LossEntry("tri", "global"),), dataset="market")
 
 
 def test_bad_dicts():

@@ -34,8 +34,8 @@ from reference.losses.center_alignment import CenterAlignmentConfig, center_alig
 from reference.losses.did import did_loss, did_terms
 from reference.losses.hetero_center import hetero_center_triplet
 from reference.losses.identity import identity_loss
-from reference.losses.mdl import mdl_loss, mdl_terms
-from reference.losses.mml import mml_loss, mml_terms
+from reference.losses.mdl import _check_directions, check_triplet_options, mdl_loss, mdl_terms
+from reference.losses.mml import _resolve_modalities, mml_loss, mml_terms
 from reference.losses.terms import LossTerms
 from reference.losses.triplet import batch_hard_triplet, check_labels
 from reference.models.output import ModelOutput
@@ -75,11 +75,39 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+#: keyword arguments that are per-batch data (row masks), not configuration
+_NOT_OPTIONS = {"anchors", "candidates"}
+
+
 def _option_names(loss: str) -> set[str]:
     if loss == "ca":
         return {f.name for f in fields(CenterAlignmentConfig)}
     params = inspect.signature(LOSSES[loss].fn).parameters.values()
-    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY} - _NOT_OPTIONS
+
+
+def _check_option_values(loss: str, options: dict[str, Any]) -> None:
+    """The values a loss would reject at its first call, rejected when the spec is made."""
+    if loss == "ca":
+        CenterAlignmentConfig(**options)
+        return
+    if "margin" in options or "metric" in options:
+        check_triplet_options(options.get("margin", 0.3), options.get("metric", "euclidean"))
+    if "reduction" in options:
+        allowed = ("rows", "modality") if loss == "did" else ("mean", "sum")
+        if options["reduction"] not in allowed:
+            raise VireidError(
+                f"reduction: expected {allowed[0]!r} or {allowed[1]!r}, "
+                f"got {options['reduction']!r}"
+            )
+    if "directions" in options:
+        _check_directions(options["directions"])
+    if "modalities" in options and loss in ("did", "mml") and options["modalities"] is not None:
+        _resolve_modalities(options["modalities"], [])
+    if "epsilon" in options:
+        eps = options["epsilon"]
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps < 1:
+            raise VireidError(f"epsilon: expected a label-smoothing weight in [0, 1), got {eps!r}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +154,12 @@ class LossEntry:
             raise VireidError(f"weight: expected a finite number >= 0, got {w!r}")
         object.__setattr__(self, "weight", float(w))
         items = self.options.items() if isinstance(self.options, Mapping) else self.options
-        options = tuple(sorted((str(k), _frozen(v)) for k, v in items))
+        try:
+            options = tuple(sorted((str(k), _frozen(v)) for k, v in items))
+        except (TypeError, ValueError):
+            raise VireidError(
+                f"options: expected a mapping of option names to values, got {self.options!r}"
+            ) from None
         allowed = _option_names(self.loss)
         for key, _ in options:
             if key not in allowed:
@@ -137,8 +170,7 @@ class LossEntry:
         if len({k for k, _ in options}) != len(options):
             raise VireidError(f"options: each option may appear once, got {options}")
         object.__setattr__(self, "options", options)
-        if self.loss == "ca":
-            CenterAlignmentConfig(**dict(options))  # checks the values now, not at step 1
+        _check_option_values(self.loss, dict(options))
         if not isinstance(self.split, bool) or (self.split and self.loss not in _SPLIT):
             raise VireidError(
                 f"split: only {', '.join(map(repr, _SPLIT))} can be split into their per-modality "
@@ -167,6 +199,10 @@ class LossSpec:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or not self.method:
+            raise VireidError(f"method: expected a non-empty name, got {self.method!r}")
+        if self.dataset is not None and self.dataset not in _DATASETS:
+            raise VireidError(f"dataset: expected 'sysu', 'regdb' or None, got {self.dataset!r}")
         entries = tuple(self.entries)
         if not entries:
             raise VireidError("entries: a loss spec needs at least one entry")
@@ -316,12 +352,8 @@ def _split_terms(
     """(name, unweighted term, weight) of a DID/MML/MDL entry's own terms; the weights make
     ``sum weight * term`` equal ``entry.weight`` times the unsplit loss."""
     kwargs = entry.kwargs()
-    allowed = ("rows", "modality") if entry.loss == "did" else ("mean", "sum")
-    reduction = kwargs.pop("reduction", allowed[0])
-    if reduction not in allowed:
-        raise VireidError(
-            f"reduction: expected {allowed[0]!r} or {allowed[1]!r}, got {reduction!r}"
-        )
+    # the value was checked when the entry was made
+    reduction = kwargs.pop("reduction", "rows" if entry.loss == "did" else "mean")
     if entry.loss == "did":
         terms = did_terms(x, labels, modality, **kwargs)
         if reduction == "modality":
