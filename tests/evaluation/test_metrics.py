@@ -250,6 +250,22 @@ def test_float32_distances_are_ranked_like_float64(device, dtype):
     assert got.mINP == pytest.approx(float(m_inp), rel=0, abs=TOL)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_and_autograd_distances(device, dtype):
+    """Narrow floats rank like their float64 values; a tensor that requires grad is accepted."""
+    rng = np.random.default_rng(8)
+    distmat = rng.integers(-8, 9, (10, 30)).astype(np.float64) / 4  # exact in 8 bits
+    problem = RankProblem(
+        distmat,
+        rng.integers(0, 4, 10),
+        rng.integers(0, 4, 30),
+        rng.choice([3, 6], 10),
+        rng.choice([1, 2, 4, 5], 30),
+    )
+    narrow = torch.as_tensor(distmat, dtype=dtype, device=device).requires_grad_()
+    assert_same(call(device, problem, narrow), call(device, problem), exact=True)
+
+
 def test_numpy_inputs_give_the_same_figures(device):
     rng = np.random.default_rng(3)
     problem = RankProblem(

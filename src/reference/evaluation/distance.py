@@ -63,7 +63,7 @@ def as_feature_tensor(
     if not bool(torch.isfinite(features.sum())) and not bool(torch.isfinite(features).all()):
         row = int((~torch.isfinite(features)).any(dim=1).nonzero()[0, 0])
         raise VireidError(f"{field}: contains NaN or inf (first in row {row}); expected finite")
-    return features
+    return features.detach()
 
 
 def pairwise_distance(

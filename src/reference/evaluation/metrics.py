@@ -421,7 +421,7 @@ def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise VireidError(
             f"distmat: contains NaN or inf (first at row {i}, column {j}); expected finite"
         )
-    return distmat
+    return distmat.detach()  # scores are not differentiable; keys reinterpret the bits
 
 
 def _as_ids(
