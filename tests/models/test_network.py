@@ -168,3 +168,26 @@ def test_parameter_groups_cover_every_trainable_parameter_once(parts):
     assert sum(p.numel() for p in groups["head"]) == sum(
         p.numel() for n, p in net.head.named_parameters() if not n.endswith("neck.bias")
     )
+
+
+def test_bf16_autocast_with_channels_last(device, parts):
+    """The GPU benchmark's mixed-precision path: finite outputs and gradients, and an eval
+    embedding close in direction to the float32 one."""
+    net = ReidNetwork(*parts).to(device).to(memory_format=torch.channels_last)
+    x = images(4, seed=5).to(device).contiguous(memory_format=torch.channels_last)
+    m = tags(0, 1, 0, 1, device=device)
+    net.train().zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        out = net(x, m)
+    loss = sum(v.float().square().mean() for v in (*out.logits.values(), *out.features.values()))
+    loss.backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in net.parameters() if p.grad is not None)
+    net.eval().zero_grad(set_to_none=True)
+    with torch.no_grad():
+        full = net(x, m).embedding
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            low = net(x, m).embedding
+    assert low.dtype == torch.bfloat16
+    cosine = torch.nn.functional.cosine_similarity(full, low.float())
+    assert bool((cosine > 0.99).all()), cosine
+    net.to(memory_format=torch.contiguous_format)
