@@ -249,3 +249,35 @@ def test_bad_epoch():
     sampler = CrossModalitySampler(LABELS, MODALITY, p=2, k=2)
     with pytest.raises(VireidError, match=r"^epoch: expected a non-negative integer, got -1$"):
         sampler.set_epoch(-1)
+
+
+def _distributed_rank(rank, world_size, store, out):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size
+    )
+    try:
+        labels = np.repeat(np.arange(6), 4)
+        modality = np.tile([0, 1], 12)
+        # rank and world_size come from the process group
+        sampler = CrossModalitySampler(labels, modality, p=2, k=2, seed=3, num_batches=6)
+        sampler.set_epoch(2)
+        np.save(out / f"rank{rank}.npy", np.array(list(sampler)))
+        assert (sampler.rank, sampler.world_size) == (rank, world_size)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_of_a_real_process_group_partition_the_draw(tmp_path):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    torch.multiprocessing.spawn(
+        _distributed_rank, args=(2, tmp_path / "store", tmp_path), nprocs=2, join=True
+    )
+    ranks = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
+    labels = np.repeat(np.arange(6), 4)
+    modality = np.tile([0, 1], 12)
+    one = CrossModalitySampler(labels, modality, p=2, k=2, seed=3, num_batches=6)
+    one.set_epoch(2)
+    expected = np.array(list(one))
+    assert np.array_equal(ranks[0], expected[0::2]) and np.array_equal(ranks[1], expected[1::2])
