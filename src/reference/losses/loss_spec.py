@@ -480,7 +480,9 @@ def method_b_losses(dataset: str = "sysu") -> LossSpec:
             ),
         ),
         dataset=dataset,
-        notes=("[reconstruction] weights 1.0 and margins 0.3 (the predecessor's margin)",),
+        notes=(
+            "[reconstruction] weights 1.0; margins 0.3, the predecessor's hetero-center margin",
+        ),
     )
 
 
