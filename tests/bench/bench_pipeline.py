@@ -32,6 +32,9 @@ from reference.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 SIZE = (288, 144)
 P, K = 6, 8
 BATCHES = 8  # timed batches per round: 8 x 96 = 768 images
+# baseline figures of this run, by worker count, for the pipeline's speed-up (defined first, so
+# the baseline runs first)
+_PLAIN_RATES: dict[int, float] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,6 +116,7 @@ def test_plain_pil_dataloader(benchmark, records, device, workers):
     n = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     rate = _report(benchmark, n)
     benchmark.extra_info["images_per_second"] = round(rate())
+    _PLAIN_RATES[workers] = rate()
 
 
 @pytest.mark.parametrize("four_modality", [False, True], ids=["VI", "method-B"])
@@ -133,3 +137,5 @@ def test_full_pipeline(benchmark, records, decoded, device, four_modality):
     n = benchmark.pedantic(epoch, rounds=5, iterations=1, warmup_rounds=1)
     rate = _report(benchmark, n)
     benchmark.extra_info["images_per_second"] = round(rate())
+    for workers, plain in _PLAIN_RATES.items():
+        benchmark.extra_info[f"speedup_vs_plain_{workers}_workers"] = round(rate() / plain, 2)
