@@ -225,3 +225,17 @@ def test_images_already_on_the_device_give_the_same_batches(device):
     assert resident.images.device.type == torch.device(device).type
     for a, b in zip(host, resident, strict=True):
         assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"transform": {"size": (8, 4)}}, "transform: expected a TransformConfig, got {'size'"),
+        ({"derivatives": "gray"}, "derivatives: expected a DerivativeConfig, got 'gray'"),
+        ({"four_modality": "yes"}, "four_modality: expected True or False, got 'yes'"),
+    ],
+)
+def test_bad_config_names_the_field(kwargs, message):
+    with pytest.raises(VireidError) as info:
+        PipelineConfig(**kwargs)
+    assert str(info.value).startswith(message)

@@ -165,6 +165,12 @@ def test_test_transform_is_deterministic_per_image_v2(device, images):
         torch.testing.assert_close(out[b], one, atol=F32_ATOL, rtol=0)
 
 
+def test_config_from_lists_is_the_same_config():
+    from_lists = TransformConfig(size=[16, 8], mean=[0.5, 0.5, 0.5], erase_area=[0.1, 0.2])
+    assert from_lists == TransformConfig(size=(16, 8), mean=(0.5, 0.5, 0.5), erase_area=(0.1, 0.2))
+    assert isinstance(from_lists.size, tuple)
+
+
 def test_resize_is_a_no_op_at_the_target_size(device):
     images = torch.randint(0, 256, (2, 3, 8, 4), dtype=torch.uint8, device=device)
     assert T.resize(images, (8, 4)) is images
@@ -284,6 +290,13 @@ def test_random_erasing_erases_about_erase_p_of_the_samples(device):
         ({"erase_aspect": 2.0}, "erase_aspect: expected a ratio in (0, 1], got 2.0"),
         ({"std": (0.2, 0.0, 0.2)}, "std: expected positive values, got (0.2, 0.0, 0.2)"),
         ({"mean": (0.5, 0.5)}, "mean: expected 3 values (R, G, B), got (0.5, 0.5)"),
+        ({"size": 288}, "size: expected 2 values (H, W), got 288"),
+        ({"size": (288.0, 144)}, "size: expected two positive integers (H, W), got (288.0, 144)"),
+        ({"std": (0.2, "a", 0.2)}, "std: expected 3 numbers (R, G, B), got (0.2, 'a', 0.2)"),
+        ({"flip_p": "0.5"}, "flip_p: expected a probability in [0, 1], got '0.5'"),
+        ({"flip_p": float("nan")}, "flip_p: expected a probability in [0, 1], got nan"),
+        ({"channel_aug": 1}, "channel_aug: expected True or False, got 1"),
+        ({"mean": (0.5, float("inf"), 0.5)}, "mean, std, erase_value: expected finite numbers"),
     ],
 )
 def test_bad_config_names_the_field(kwargs, message):

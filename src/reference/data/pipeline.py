@@ -50,6 +50,15 @@ class PipelineConfig:
     four_modality: bool = False
     derivatives: DerivativeConfig = field(default_factory=DerivativeConfig)
 
+    def __post_init__(self) -> None:
+        # p, k, seed and the sampler switches are checked by the sampler, with its messages
+        if not isinstance(self.transform, TransformConfig):
+            raise VireidError(f"transform: expected a TransformConfig, got {self.transform!r}")
+        if not isinstance(self.derivatives, DerivativeConfig):
+            raise VireidError(f"derivatives: expected a DerivativeConfig, got {self.derivatives!r}")
+        if not isinstance(self.four_modality, bool):
+            raise VireidError(f"four_modality: expected True or False, got {self.four_modality!r}")
+
 
 def _transform_seed(seed: int, epoch: int, rank: int) -> int:
     # a distinct, well-mixed 63-bit stream per (seed, epoch, rank), apart from the sampler's

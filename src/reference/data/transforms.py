@@ -18,6 +18,7 @@ here, because a v2 transform called on a batch draws one set of parameters for t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,14 +52,28 @@ class TransformConfig:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        h, w = self.size
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        # tuples of numbers, whatever sequence a preset file gave (JSON has only lists)
+        for name, n in (
+            ("size", 2),
+            ("erase_area", 2),
+            ("mean", 3),
+            ("std", 3),
+            ("erase_value", 3),
+        ):
+            value = getattr(self, name)
+            what = "(H, W)" if name == "size" else "(min, max)" if n == 2 else "(R, G, B)"
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
+                raise VireidError(f"{name}: expected {n} values {what}, got {value!r}")
+            if not all(_is_real(v) for v in value):
+                raise VireidError(f"{name}: expected {n} numbers {what}, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not all(isinstance(v, int) and v > 0 for v in self.size):
             raise VireidError(f"size: expected two positive integers (H, W), got {self.size!r}")
         if not isinstance(self.pad, int) or isinstance(self.pad, bool) or self.pad < 0:
             raise VireidError(f"pad: expected a non-negative integer, got {self.pad!r}")
         for name in ("flip_p", "erase_p", "channel_gray_p"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if not _is_real(value) or not 0.0 <= value <= 1.0:
                 raise VireidError(f"{name}: expected a probability in [0, 1], got {value!r}")
         lo, hi = self.erase_area
         if not 0.0 < lo <= hi < 1.0:
@@ -66,17 +81,20 @@ class TransformConfig:
                 f"erase_area: expected 0 < min <= max < 1 (fractions of the image), "
                 f"got {self.erase_area!r}"
             )
-        if not 0.0 < self.erase_aspect <= 1.0:
+        if not _is_real(self.erase_aspect) or not 0.0 < self.erase_aspect <= 1.0:
             raise VireidError(
                 f"erase_aspect: expected a ratio in (0, 1], got {self.erase_aspect!r}"
             )
-        for name in ("mean", "std", "erase_value"):
-            if len(getattr(self, name)) != 3:
-                raise VireidError(
-                    f"{name}: expected 3 values (R, G, B), got {getattr(self, name)!r}"
-                )
+        if not isinstance(self.channel_aug, bool):
+            raise VireidError(f"channel_aug: expected True or False, got {self.channel_aug!r}")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std, *self.erase_value)):
+            raise VireidError("mean, std, erase_value: expected finite numbers")
         if not all(s > 0 for s in self.std):
             raise VireidError(f"std: expected positive values, got {self.std!r}")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_uint8_images(images: object, field: str = "images") -> torch.Tensor:
