@@ -141,7 +141,7 @@ def center_alignment_terms(
         f = features.to(dtype)
         centers = identity_centers(f, groups, config)
         targets = centers.detach() if config.detach_centers else centers
-        to_center = paired_unchecked(groups.select(f), targets[groups.identity])
+        to_center = paired_unchecked(groups.select(f), targets.index_select(0, groups.identity))
         pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
 
         p = groups.ids.numel()
