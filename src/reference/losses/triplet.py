@@ -14,8 +14,8 @@ each anchor ``i`` (a row allowed by ``anchors``)::
 With no valid anchor the loss is ``features.sum() * 0``: an exact zero still connected to the
 graph, so ``backward()`` works and gives zero gradients. The loss is computed, and returned, in
 float32 for float16/bfloat16 features (like autocast does for losses) and in the features'
-dtype otherwise. A batch whose labels hold fewer than two
-identities is an error (no negative can exist; a sampler bug, not a training state).
+dtype otherwise. A batch whose labels hold fewer than two identities is an error (no negative
+can exist; a sampler bug, not a training state).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def batch_hard_triplet(
     d_ap = torch.where(pos, dist, float("-inf")).amax(dim=1)[valid]
     d_an = torch.where(neg, dist, float("inf")).amin(dim=1)[valid]
     if soft_margin:
-        return F.softplus(d_ap - d_an).mean()
+        # logaddexp(0, x) = log(1 + exp(x)) without softplus's linear cut-off above x = 20
+        return torch.logaddexp(torch.zeros_like(d_ap), d_ap - d_an).mean()
     return F.relu(margin + d_ap - d_an).mean()
 
 
