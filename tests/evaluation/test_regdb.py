@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
@@ -41,7 +41,6 @@ def oracle(feats, pids, camids, q_cam, g_cam, max_rank=20):
     return [h / v for h in hits], sum(aps) / v, sum(inps) / v, v, len(q), len(g)
 
 
-@settings(max_examples=15)
 @given(
     seed=st.integers(0, 2**32 - 1),
     trials=st.integers(1, 3),
@@ -71,7 +70,6 @@ def test_regdb_equals_the_oracle(device, seed, trials, direction):
     assert [t.trial for t in scores.trials] == list(range(1, trials + 1))
 
 
-@settings(max_examples=10)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_t2v_is_v2t_with_the_modalities_swapped(device, seed):
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
@@ -304,7 +304,6 @@ def test_unreadable_and_missing_split(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=10)
 @given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from(["all", "indoor"]))
 def test_agw_draw_equals_the_common_code_on_a_folder_tree(tmp_path_factory, seed, mode):
     rng = np.random.default_rng(seed)
@@ -350,7 +349,6 @@ def test_agw_multi_shot_is_the_documented_reconstruction():
 # ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=8)
 @given(
     seed=st.integers(0, 2**32 - 1),
     mode=st.sampled_from(["all", "indoor"]),
