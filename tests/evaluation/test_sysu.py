@@ -127,7 +127,7 @@ def euclid(a, b):
 
 
 def small_counts(rng: np.random.Generator) -> dict[tuple[int, int], int]:
-    ids = [3, 7, 12, 40, 101, 250]
+    ids = [3, 7, 12, 40, 101, 250, 5000, 12345]  # 12345 sorts before 5000 as a string
     counts = {}
     for pid in ids:
         counts[(6, pid)] = int(rng.integers(1, 4))  # every id has IR images
@@ -419,7 +419,7 @@ def test_sysu_settings_are_recorded():
         "max_rank": 20,
         "features": "f.npz",
         "split": None,
-        "num_ids": 6,
+        "num_ids": 8,
     }
     assert [t.trial for t in scores.trials] == [0, 1]
     assert scores.title == (
