@@ -403,6 +403,22 @@ def test_protocol_equals_the_oracle_on_small_sets(device, seed, mode, shots):
     assert scores.std("R1") == pytest.approx(float(np.std(r1)), abs=1e-12)
 
 
+@given(seed=st.integers(0, 2**32 - 1), shots=st.sampled_from([1, 10]))
+def test_row_order_of_the_features_file_does_not_matter(device, seed, shots):
+    rng = np.random.default_rng(seed)
+    fs = sysu_example(counts=small_counts(rng), seed=seed % 1000, dim=3)
+    shuffled = fs.subset(rng.permutation(len(fs)))
+    a = evaluate_sysu(fs, shots=shots, trials=2, device=device)
+    b = evaluate_sysu(shuffled, shots=shots, trials=2, device=device)
+    for x, y in zip(a.trials, b.trials, strict=True):
+        np.testing.assert_array_equal(x.metrics.cmc, y.metrics.cmc)
+        assert (x.metrics.mAP, x.metrics.mINP, x.num_gallery) == (
+            y.metrics.mAP,
+            y.metrics.mINP,
+            y.num_gallery,
+        )
+
+
 def test_sysu_settings_are_recorded():
     fs = sysu_example(counts=small_counts(np.random.default_rng(1)), dim=3)
     scores = evaluate_sysu(fs, mode="indoor", shots=10, trials=2, metric="cosine", source="f.npz")
@@ -489,6 +505,7 @@ def test_no_valid_query_names_the_trial():
             "(CLI: --split)",
         ),
         ({"metric": "l1"}, "metric: unknown metric 'l1'; expected one of 'euclidean', 'cosine'"),
+        ({"split": "rand_perm_cam.mat"}, "split: only used with sampling 'official'"),
     ],
 )
 def test_bad_settings(kwargs, message):

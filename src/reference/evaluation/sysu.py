@@ -297,6 +297,8 @@ def evaluate_sysu(
         if not isinstance(split, OfficialSplit):
             split = load_official_split(split)
         check_split_matches(split, folders, source)
+    elif split is not None:
+        raise VireidError("split: only used with sampling 'official'")
     queries = query_rows(folders)
     if queries.size == 0:
         raise VireidError(f"{source}: no query: the features hold no IR image (camera 3 or 6)")
