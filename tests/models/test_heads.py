@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -316,3 +317,115 @@ def test_map_height_must_split_into_the_stripes(device):
     with pytest.raises(VireidError) as info:
         head(rand(2, 4, 4, 2).to(device), torch.zeros(2, dtype=torch.int64, device=device))
     assert str(info.value) == "feature map: height 4 is not divisible into 3 equal stripes"
+
+
+def per_branch_reference(head, fmap):
+    """The head as it was first written, one granularity at a time with autograd's own ops:
+    clamp -> pow -> mean per granularity, the reductions as a grouped 1x1 convolution, one
+    BN module call each, the classifiers by einsum. The fast head must match it in values,
+    gradients and batch-norm running statistics."""
+    features, necks, logits, parts = {}, {}, {}, []
+    b, c, h, w = fmap.shape
+    for kind, g in head.granularities.items():
+        n, d, p = g.stripes, g.dim, g.gem_p
+        bands = fmap.clamp(min=0).reshape(b, c, n, (h // n) * w)
+        if p == 1.0:
+            pooled = bands.mean(dim=-1) + 1e-12
+        else:
+            pooled = (bands.pow(p).mean(dim=-1) + 1e-12).pow(1.0 / p)
+        feats = pooled.transpose(1, 2)
+        if g.reduce is not None:
+            conv, bn, relu = g.reduce
+            z = torch.nn.functional.conv2d(
+                feats.reshape(b, -1, 1, 1), conv.weight, conv.bias, groups=n
+            )
+            feats = relu(bn(z)).reshape(b, n, d)
+        neck = None
+        if g.neck is not None:
+            neck = g.neck(feats.reshape(b, -1)).reshape(b, n, d)
+        logit = None
+        if head.training:
+            src = neck if neck is not None else feats
+            logit = torch.einsum("bnd,nkd->bnk", src, g.classifier_weight)
+            if g.classifier_bias is not None:
+                logit = logit + g.classifier_bias
+        for i in range(n):
+            name = "global" if kind == "global" else f"{kind}.{i}"
+            features[name] = feats[:, i]
+            if neck is not None:
+                necks[name] = neck[:, i]
+            if logit is not None:
+                logits[name] = logit[:, i]
+        if head.embedding in ("all", kind):
+            parts.append(neck if head.embedding_neck else feats)
+    if head.embedding_norm == "branch":
+        parts = [torch.nn.functional.normalize(q, dim=-1) for q in parts]
+    embedding = torch.cat([q.flatten(1) for q in parts], dim=1)
+    if head.embedding_norm == "concat":
+        embedding = torch.nn.functional.normalize(embedding, dim=1)
+    return features, necks, logits, embedding
+
+
+def weighted_loss(features, necks, logits, embedding, seed):
+    """A loss that weighs every output value by its own random factor (so no gradient vanishes
+    by symmetry, e.g. a plain sum through a batch norm)."""
+    gen = torch.Generator().manual_seed(seed)
+    values = [*features.values(), *necks.values(), *logits.values(), embedding]
+    return sum(
+        (v * torch.randn(v.shape, generator=gen, dtype=v.dtype).to(v.device)).sum() for v in values
+    )
+
+
+@given(head_cases(), st.booleans(), st.booleans())
+def test_fast_head_equals_the_per_branch_formulation(device, case, training, signed):
+    kwargs, shape, seed = case
+    fast, fmap = make(kwargs, shape, seed)
+    if signed:  # negative values too, not only ReLU output (whose zeros test the kink)
+        fmap = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=fmap.dtype)
+    slow = copy.deepcopy(fast)
+    fast.to(device).train(training)
+    slow.to(device).train(training)
+    x_fast = fmap.to(device).requires_grad_(True)
+    x_slow = fmap.to(device).requires_grad_(True)
+    out = fast(x_fast, torch.zeros(shape[0], dtype=torch.int64, device=device))
+    got = (out.features, out.neck_features, out.logits, out.embedding)
+    want = per_branch_reference(slow, x_slow)
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    for g, w in zip(got[:3], want[:3], strict=True):
+        assert list(g) == list(w)
+        for name in w:
+            torch.testing.assert_close(g[name], w[name], **tol)
+    torch.testing.assert_close(got[3], want[3], **tol)
+    weighted_loss(*got, seed).backward()
+    weighted_loss(*want, seed).backward()
+    torch.testing.assert_close(x_fast.grad, x_slow.grad, **tol)
+    slow_params = dict(slow.named_parameters())
+    for name, param in fast.named_parameters():
+        other = slow_params[name].grad
+        if param.grad is None or other is None:
+            assert param.grad is None and other is None, name
+        else:
+            torch.testing.assert_close(param.grad, other, **tol, msg=name)
+    slow_buffers = dict(slow.named_buffers())
+    for name, buf in fast.named_buffers():
+        torch.testing.assert_close(buf, slow_buffers[name], **tol, msg=name)
+
+
+def test_fast_head_keeps_the_state_dict_keys():
+    head = seeded_head(num_classes=3, in_channels=8, reduction_dim=4)
+    assert [k for k in head.state_dict() if k.startswith("granularities.fine.")] == [
+        "granularities.fine.classifier_weight",
+        "granularities.fine.reduce.0.weight",
+        "granularities.fine.reduce.0.bias",
+        "granularities.fine.reduce.1.weight",
+        "granularities.fine.reduce.1.bias",
+        "granularities.fine.reduce.1.running_mean",
+        "granularities.fine.reduce.1.running_var",
+        "granularities.fine.reduce.1.num_batches_tracked",
+        "granularities.fine.neck.weight",
+        "granularities.fine.neck.bias",
+        "granularities.fine.neck.running_mean",
+        "granularities.fine.neck.running_var",
+        "granularities.fine.neck.num_batches_tracked",
+    ]
+    assert head.granularities["fine"].reduce[0].weight.shape == (6 * 4, 8, 1, 1)

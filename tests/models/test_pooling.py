@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.models.pooling import gem, gem_stripes
+from reference.models.pooling import gem, gem_stripes, gem_stripes_many
 
 
 def oracle_gem_stripes(x: torch.Tensor, stripes: int, p: float) -> torch.Tensor:
@@ -156,3 +156,52 @@ def test_bad_maps(device):
     with pytest.raises(VireidError) as info:
         gem_stripes(torch.ones(1, 1, 4, 2, device=device), 0, 3.0)
     assert str(info.value) == "stripes: expected an integer >= 1, got 0"
+
+
+@given(maps(), st.lists(st.integers(1, 4), min_size=1, max_size=3))
+def test_many_stripe_counts_at_once_equal_one_at_a_time(device, case, extra):
+    x, stripes, p = case
+    h = x.shape[2]
+    counts = [stripes, *(n for n in extra if h % n == 0)]
+    got = gem_stripes_many(x.to(device), counts, p)
+    assert len(got) == len(counts)
+    for n, value in zip(counts, got, strict=True):
+        want = oracle_gem_stripes(x, n, p)
+        torch.testing.assert_close(value.cpu().double(), want, **tolerance(x.dtype))
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0, 10.0])
+def test_gradient_matches_the_clamp_pow_mean_chain(device, p):
+    """The fused backward is autograd's gradient of clamp -> pow -> mean, zeros included
+    (torch's clamp passes no gradient at 0, so the gradient there is 0 for every p)."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 2, generator=gen, dtype=torch.float64)
+    x[0, 0, :2] = 0.0
+    weights = torch.randn(2, 3, 6, generator=gen, dtype=torch.float64)
+    fast = x.clone().to(device).requires_grad_(True)
+    chain = x.clone().to(device).requires_grad_(True)
+    w = weights.to(device)
+    loss = sum((v * w[..., : v.shape[-1]]).sum() for v in gem_stripes_many(fast, [1, 2, 6], p))
+    loss.backward()
+    want = 0
+    for n in (1, 2, 6):
+        bands = chain.clamp(min=0).reshape(2, 3, n, -1)
+        pooled = bands.mean(-1) + 1e-12 if p == 1.0 else (bands.pow(p).mean(-1) + 1e-12) ** (1 / p)
+        want = want + (pooled * w[..., :n]).sum()
+    want.backward()
+    torch.testing.assert_close(fast.grad, chain.grad, rtol=1e-12, atol=1e-14)
+    assert bool((fast.grad[0, 0, :2] == 0).all())
+    assert bool((fast.grad[x > 0] != 0).all())
+
+
+def test_many_bad_counts(device):
+    x = torch.ones(1, 1, 6, 2, device=device)
+    with pytest.raises(VireidError) as info:
+        gem_stripes_many(x, [2, 4, 5], 3.0)
+    assert str(info.value) == "feature map: height 6 is not divisible into 4 equal stripes"
+    with pytest.raises(VireidError) as info:
+        gem_stripes_many(x, [], 3.0)
+    assert str(info.value) == "stripes: expected at least one stripe count, got none"
+    with pytest.raises(VireidError) as info:
+        gem_stripes_many(x, [3, True], 3.0)
+    assert str(info.value) == "stripes: expected an integer >= 1, got True"

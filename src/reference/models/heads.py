@@ -25,10 +25,48 @@ from torch import nn
 
 from reference.errors import VireidError
 from reference.models.output import ModelOutput
-from reference.models.pooling import check_gem_p, gem_stripes
+from reference.models.pooling import check_gem_p, gem_stripes, gem_stripes_many
 
 EMBEDDINGS = ("all", "global", "fine", "coarse")
 EMBEDDING_NORMS = ("concat", "branch")
+
+
+class _StripeLinear(torch.autograd.Function):
+    """``z[b, i] = W_i x[b, i] + b_i`` for ``n`` stripes: the grouped 1x1 convolution
+    (weight ``(n d, C, 1, 1)``, bias ``(n d)``) as batched matrix products.
+
+    Same numbers as ``conv2d(x.reshape(B, n C, 1, 1), weight, bias, groups=n)``, but the
+    products are laid out so that neither the weight nor its gradient is ever copied: on a CPU
+    both the grouped convolution and autograd's own ``bmm`` backward copy the ``n d C`` weights
+    several times per step, which made the reductions most of the head's cost.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        _, n, c = x.shape  # x: (B, n, C)
+        d = weight.shape[0] // n
+        xs = x.transpose(0, 1).contiguous()  # (n, B, C), small
+        ctx.save_for_backward(xs, weight)
+        z = torch.baddbmm(bias.view(n, 1, d), xs, weight.view(n, d, c).mT)  # (n, B, d)
+        return z.transpose(0, 1)
+
+    @staticmethod
+    def backward(
+        ctx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        xs, weight = ctx.saved_tensors
+        n, _, c = xs.shape
+        # under autocast the forward ran in reduced precision; the backward runs in the wider one
+        dtype = torch.promote_types(grad.dtype, weight.dtype)
+        g = grad.transpose(0, 1).to(dtype)  # (n, B, d)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(g, weight.view(n, -1, c).to(dtype)).transpose(0, 1).to(xs.dtype)
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(g.mT, xs.to(dtype)).view(weight.shape).to(weight.dtype)
+        if ctx.needs_input_grad[2]:
+            gb = g.sum(dim=1).reshape(-1).to(weight.dtype)
+        return gx, gw, gb
 
 
 class Granularity(nn.Module):
@@ -69,14 +107,21 @@ class Granularity(nn.Module):
         self, fmap: torch.Tensor, *, with_logits: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Map ``(B, C, h, w)`` to features and neck ``(B, n, d)``, logits ``(B, n, K)``."""
-        b = fmap.shape[0]
-        pooled = gem_stripes(fmap, self.stripes, self.gem_p)  # (B, C, n)
+        return self.branches(gem_stripes(fmap, self.stripes, self.gem_p), with_logits=with_logits)
+
+    def branches(
+        self, pooled: torch.Tensor, *, with_logits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The same from the stripes' GeM values ``(B, C, n)`` (pooled once for all branches)."""
+        b, n, d = pooled.shape[0], self.stripes, self.dim
         feats = pooled.transpose(1, 2)  # (B, n, C)
         if self.reduce is not None:
-            feats = self.reduce(feats.reshape(b, -1, 1, 1)).reshape(b, self.stripes, self.dim)
+            conv, bn, relu = self.reduce
+            z = _StripeLinear.apply(feats, conv.weight, conv.bias)  # (B, n, d)
+            feats = relu(bn(z.reshape(b, n * d, 1, 1))).view(b, n, d)
         neck = None
         if self.neck is not None:
-            neck = self.neck(feats.reshape(b, -1)).reshape(b, self.stripes, self.dim)
+            neck = self.neck(feats.reshape(b, n * d)).view(b, n, d)
         logits = None
         if with_logits:
             src = neck if neck is not None else feats
@@ -138,6 +183,7 @@ class MultiGranularityHead(nn.Module):
             raise VireidError("head: at least one branch is needed (global, coarse or fine)")
         if embedding != "all" and embedding not in self.granularities:
             raise VireidError(f"embedding: {embedding!r} needs the {embedding} branch")
+        self.gem_p = check_gem_p(gem_p)
         self.embedding = embedding
         self.embedding_norm = embedding_norm
         self.embedding_neck = embedding_neck
@@ -156,8 +202,11 @@ class MultiGranularityHead(nn.Module):
         necks: dict[str, torch.Tensor] = {}
         logits: dict[str, torch.Tensor] = {}
         parts: list[torch.Tensor] = []  # embedding pieces, (B, n, d) each
-        for kind, gran in self.granularities.items():
-            feats, neck, logit = gran(fmap, with_logits=self.training)
+        grans = list(self.granularities.items())
+        # one power of the map and one pooling for the stripes of every granularity
+        pooled = gem_stripes_many(fmap, [g.stripes for _, g in grans], self.gem_p)
+        for (kind, gran), stripes in zip(grans, pooled, strict=True):
+            feats, neck, logit = gran.branches(stripes, with_logits=self.training)
             for i in range(gran.stripes):
                 name = "global" if kind == "global" else f"{kind}.{i}"
                 features[name] = feats[:, i]
