@@ -178,6 +178,20 @@ def test_module_matches_function(device):
             0.0,
             "logits: expected finite values, found NaN or inf (first in row 0)",
         ),
+        # finiteness is read off the sum of the log-probabilities: a -inf logit away from the
+        # label leaves the unsmoothed loss finite and must still be refused, as must +inf
+        (
+            torch.tensor([[0.0, 1.0], [0.0, -float("inf")]]),
+            torch.tensor([0, 0]),
+            0.0,
+            "logits: expected finite values, found NaN or inf (first in row 1)",
+        ),
+        (
+            torch.tensor([[0.0, 1.0], [2.0, 3.0], [float("inf"), 0.0]]),
+            torch.tensor([0, 1, 1]),
+            0.1,
+            "logits: expected finite values, found NaN or inf (first in row 2)",
+        ),
         (
             torch.zeros(0, 3),
             torch.zeros(0, dtype=torch.int64),

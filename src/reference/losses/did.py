@@ -20,20 +20,27 @@ import torch
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
 from reference.losses.distances import check_features
-from reference.losses.identity import identity_loss
+from reference.losses.identity import (
+    _check_epsilon,
+    check_class_indices,
+    cross_entropy_unchecked,
+)
 from reference.losses.mml import ALL_MODALITIES, _resolve_modalities
 from reference.losses.triplet import check_labels
 
 _REDUCTIONS = ("rows", "modality")
 
 
-def check_logit_inputs(logits: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor) -> None:
+def check_logit_inputs(
+    logits: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor, *, finite: bool = True
+) -> None:
     """Raise :class:`VireidError` unless logits (N, C), labels (N,) in 0..C-1 and modality agree.
 
     The logits and label checks (and their messages) are the identity loss's, applied to every
-    row, including rows of modalities that are not selected.
+    row, including rows of modalities that are not selected. ``finite=False`` leaves the
+    finiteness of the logits to the caller.
     """
-    check_features(logits, "logits")
+    check_features(logits, "logits", finite=finite)
     n, num_classes = logits.shape
     if n == 0:
         raise VireidError(f"logits: expected at least one row, got shape (0, {num_classes})")
@@ -44,13 +51,7 @@ def check_logit_inputs(logits: torch.Tensor, labels: torch.Tensor, modality: tor
             f"labels, modality: expected tensors on {logits.device}, got labels on "
             f"{labels.device} and modality on {modality.device}"
         )
-    bad = (labels < 0) | (labels >= num_classes)
-    if bool(bad.any()):
-        values = sorted({int(v) for v in labels[bad].tolist()})
-        raise VireidError(
-            f"labels: expected class indices in 0..{num_classes - 1} (logits have {num_classes} "
-            f"columns), got {values}"
-        )
+    check_class_indices(labels, num_classes)
 
 
 def _selected(
@@ -80,10 +81,11 @@ def did_terms(
     """Mean cross-entropy of each selected modality's rows, by short name (for logging)."""
     check_logit_inputs(logits, labels, modality)
     chosen, _ = _selected(modality, modalities)
+    _check_epsilon(epsilon)
     out = {}
     for m in chosen:
         rows = modality == m
-        out[Modality(m).short] = identity_loss(logits[rows], labels[rows], epsilon=epsilon)
+        out[Modality(m).short] = cross_entropy_unchecked(logits[rows], labels[rows], epsilon)
     return out
 
 
@@ -102,9 +104,12 @@ def did_loss(
     if reduction == "modality":
         terms = did_terms(logits, labels, modality, modalities=modalities, epsilon=epsilon)
         return torch.stack(list(terms.values())).mean()
-    check_logit_inputs(logits, labels, modality)
+    # validated once; in the usual case (every row selected) the loss itself checks finiteness
+    check_logit_inputs(logits, labels, modality, finite=False)
     chosen, every_row = _selected(modality, modalities)
+    _check_epsilon(epsilon)
     if every_row:  # the usual case: no copy of the logits
-        return identity_loss(logits, labels, epsilon=epsilon)
+        return cross_entropy_unchecked(logits, labels, epsilon)
+    check_features(logits, "logits")  # rows that are not selected are checked too
     rows = torch.isin(modality, torch.tensor(chosen, device=modality.device))
-    return identity_loss(logits[rows], labels[rows], epsilon=epsilon)
+    return cross_entropy_unchecked(logits[rows], labels[rows], epsilon)

@@ -20,6 +20,7 @@ is float32 for them and the input dtype otherwise.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -51,12 +52,18 @@ def check_features(features: Tensor, field: str = "features", *, finite: bool = 
         return
     # fast path: a sum is finite when every entry is; only a non-finite sum (a NaN/inf, or an
     # overflow of finite values) pays for the element-wise check
-    if not bool(features.detach().sum(dtype=compute_dtype(features.dtype)).isfinite()):
-        bad = (~torch.isfinite(features)).any(dim=1).nonzero()
-        if bad.numel():
-            raise VireidError(
-                f"{field}: expected finite values, found NaN or inf (first in row {int(bad[0, 0])})"
-            )
+    if not math.isfinite(features.detach().sum(dtype=compute_dtype(features.dtype)).item()):
+        report_nonfinite(features, field)
+
+
+def report_nonfinite(features: Tensor, field: str = "features") -> None:
+    """Raise :class:`VireidError` naming the first row of ``features`` with a NaN or inf entry;
+    return if there is none (the slow, element-wise half of the finiteness check)."""
+    bad = (~torch.isfinite(features.detach())).any(dim=1).nonzero()
+    if bad.numel():
+        raise VireidError(
+            f"{field}: expected finite values, found NaN or inf (first in row {int(bad[0, 0])})"
+        )
 
 
 def check_metric(metric: str) -> None:

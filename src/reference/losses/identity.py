@@ -7,16 +7,23 @@ Spec: ``spec/losses/identity.md``. For ``n`` rows with logits ``z_i`` over ``C``
 
 ``epsilon = 0`` is the plain cross-entropy. Computed in float32 for float16/bfloat16 logits (and
 returned in float32), in the logits' dtype otherwise.
+
+Organisation: one ``log_softmax``; the loss is two sums of it,
+``-((1 - epsilon) * sum_i lp_{i, y_i} + (epsilon / C) * sum_ic lp_ic) / n`` (an ``nll_loss`` and a
+``sum``), so autograd's backward is one fused log-softmax backward. The finiteness of the logits
+is read off the second sum (a row's log-probabilities are finite iff its logits are).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reference.errors import VireidError
-from reference.losses.distances import check_features, compute_dtype
+from reference.losses.distances import check_features, compute_dtype, report_nonfinite
 from reference.losses.triplet import check_labels
 
 
@@ -25,26 +32,52 @@ def _check_epsilon(epsilon: float) -> None:
         raise VireidError(f"epsilon: expected a label-smoothing weight in [0, 1), got {epsilon!r}")
 
 
+def check_class_indices(labels: Tensor, num_classes: int) -> None:
+    """Raise :class:`VireidError` unless every label is in ``0..num_classes - 1``."""
+    if not labels.numel():
+        return
+    low, high = (int(v) for v in torch.aminmax(labels))  # one reduction, one sync
+    if low < 0 or high >= num_classes:
+        bad = (labels < 0) | (labels >= num_classes)
+        values = sorted({int(v) for v in labels[bad].tolist()})
+        raise VireidError(
+            f"labels: expected class indices in 0..{num_classes - 1} (logits have {num_classes} "
+            f"columns), got {values}"
+        )
+
+
+def cross_entropy_unchecked(
+    logits: Tensor, labels: Tensor, epsilon: float, field: str = "logits"
+) -> Tensor:
+    """The loss of :func:`identity_loss` for logits and labels already validated, except for
+    the finiteness of the logits, which this checks (naming ``field``)."""
+    if torch.is_autocast_enabled(logits.device.type):
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return cross_entropy_unchecked(logits, labels, epsilon, field)
+    n, num_classes = logits.shape
+    lp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=1)
+    total = lp.sum()
+    if not math.isfinite(total.detach().item()):  # one sync, no extra operation
+        # a non-finite logit makes its row's log-probabilities non-finite; a sum that
+        # overflowed from finite values is not an input error and is left to the loss
+        report_nonfinite(logits, field)
+    nll = F.nll_loss(lp, labels.long(), reduction="sum")  # -sum_i lp_{i, y_i}
+    # -((1 - eps) * sum_i lp_{i, y_i} + (eps / C) * sum_ic lp_ic) / n in two operations
+    weight = epsilon / (num_classes * (1.0 - epsilon))
+    return torch.add(nll, total, alpha=-weight).mul((1.0 - epsilon) / n)
+
+
 def identity_loss(logits: Tensor, labels: Tensor, *, epsilon: float = 0.0) -> Tensor:
     """Scalar (smoothed) cross-entropy; see the module docstring and ``spec/losses/identity.md``."""
-    check_features(logits, "logits")
+    check_features(logits, "logits", finite=False)  # finiteness: checked in the forward pass
     n, num_classes = logits.shape
     if n == 0:
         raise VireidError(f"logits: expected at least one row, got shape (0, {num_classes})")
     check_labels(labels, n, against="logits")
     _check_epsilon(epsilon)
     labels = labels.to(logits.device)
-    bad = (labels < 0) | (labels >= num_classes)
-    if bool(bad.any()):
-        values = sorted({int(v) for v in labels[bad].tolist()})
-        raise VireidError(
-            f"labels: expected class indices in 0..{num_classes - 1} (logits have {num_classes} "
-            f"columns), got {values}"
-        )
-    dtype = compute_dtype(logits.dtype)
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        # PyTorch's label_smoothing uses exactly q = (1 - eps) * onehot + eps / C.
-        return F.cross_entropy(logits.to(dtype), labels.long(), label_smoothing=float(epsilon))
+    check_class_indices(labels, num_classes)
+    return cross_entropy_unchecked(logits, labels, epsilon)
 
 
 class IdentityLoss(nn.Module):
