@@ -11,6 +11,13 @@ Run: ``nox -s bench`` (or ``pytest tests/bench/bench_models.py -o python_files=b
   second = 8 / time per step.
 - Head part (any device): the heads alone on batches of backbone maps (6x3: the 96x48 input
   above; 18x9: a 288x144 input), to show their share of a step without the backbone's noise.
+- Like-for-like part (any device): every model built with last stride 2, so
+  its backbone is exactly plain ResNet-50's, at 192x96 (a 6x3 map, which Method A's 3 and 6
+  stripes divide), batch 8, against plain torchvision ResNet-50 at the same size. The last-stride-1
+  choice makes layer4 four times larger, which is a backbone cost, not a head cost; here the
+  difference to plain ResNet-50 is the streams plus the heads only. Compare the minimum of the
+  rounds: a shared machine makes the mean noisy. (Not pinned to one thread: changing torch's
+  thread count inside the session slowed every later benchmark of it about tenfold.)
 - GPU part (``TEST_DEVICE=cuda`` only; skipped otherwise): the same step at 288x144, batch 32,
   in fp32 and in bf16 autocast with channels_last memory format.
 """
@@ -38,17 +45,20 @@ def plain_resnet50(last_stride: int) -> torch.nn.Module:
     return net
 
 
-def make(name: str) -> tuple[torch.nn.Module, bool]:
-    """The module and whether it takes modality tags."""
+def make(name: str, last_stride: int = 1) -> tuple[torch.nn.Module, bool]:
+    """The module and whether it takes modality tags (``last_stride`` for the three models)."""
     if name == "torchvision_resnet50":
         return plain_resnet50(2), False
     if name == "torchvision_resnet50_last_stride1":
         return plain_resnet50(1), False
-    return build_model(ModelConfig(kind=name, num_classes=NUM_CLASSES)), True
+    config = ModelConfig(kind=name, num_classes=NUM_CLASSES, last_stride=last_stride)
+    return build_model(config), True
 
 
-def step_fn(name: str, batch: int, size: tuple[int, int], *, bf16: bool = False):
-    model, tagged = make(name)
+def step_fn(
+    name: str, batch: int, size: tuple[int, int], *, bf16: bool = False, last_stride: int = 1
+):
+    model, tagged = make(name, last_stride)
     model = model.to(DEVICE).train()
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=gen).to(DEVICE)
@@ -91,6 +101,17 @@ def test_train_step_small(benchmark, name):
     benchmark.pedantic(step, rounds=3, warmup_rounds=1, iterations=1)
     benchmark.extra_info["images"] = batch
     benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("name", ["torchvision_resnet50", "baseline", "method_a", "method_b"])
+def test_train_step_last_stride2(benchmark, name):
+    """Like for like: the same backbone arithmetic everywhere, so the gap is the head's cost."""
+    batch = 8
+    step = step_fn(name, batch, (192, 96), last_stride=2)
+    benchmark.group = f"train step, last stride 2, batch {batch} at 192x96, {DEVICE.type}"
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1, iterations=1)
+    benchmark.extra_info["images"] = batch
+    benchmark.extra_info["images_per_s"] = batch / benchmark.stats.stats.min
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16_channels_last"])
