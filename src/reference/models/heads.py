@@ -8,10 +8,14 @@ stripe covering the whole map) computes, for every stripe ``i``:
     neck_i    = BN1d_i(feature_i)  (bias frozen at 0)   when bn_neck               (B, d)
     logits_i  = V_i neck_i   (no bias)  if bn_neck,  else  V_i feature_i + c_i     (B, C)
 
-Every stripe has its own ``W_i, b_i, BN, V_i``: the ``n`` reductions run as one grouped 1x1
-convolution and the ``n`` classifiers as one batched product, which is exactly ``n`` independent
-layers. The test embedding is the concatenation of the chosen branches' features (or neck
-features), L2-normalised as a whole (``embedding_norm="concat"``) or per branch (``"branch"``).
+Every stripe has its own ``W_i, b_i, BN, V_i``, stored per granularity as one grouped 1x1
+convolution, one BN over ``n d`` channels and one ``(n, K, d)`` classifier weight: exactly ``n``
+independent layers. The stripes of every granularity are pooled together from one power of the
+map (``gem_stripes_many``), and a granularity's ``n`` reductions and ``n`` classifiers each run as
+one batched product (the reductions with a written-out backward that never copies the weights).
+
+The test embedding is the concatenation of the chosen branches' features (or neck features),
+L2-normalised as a whole (``embedding_norm="concat"``) or per branch (``"branch"``).
 """
 
 from __future__ import annotations
