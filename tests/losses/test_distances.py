@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.losses.distances import COSINE_EPS, paired_distances, pairwise_distances
+from reference.losses.distances import (
+    COSINE_EPS,
+    distances_to_centers,
+    paired_distances,
+    pairwise_distances,
+    row_difference_distances,
+)
 from tests.strategies import feature_batches
 
 # float64: a few ulps of the distance; float32: the same in float32 ulps (no expansion, so no
@@ -225,3 +231,70 @@ def test_bad_input(device, x, y, kwargs, message):
     with pytest.raises(VireidError) as info:
         pairwise_distances(x, y, **kwargs)
     assert str(info.value) == message
+
+
+# --- the written-out gradients of the few-row helpers ------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@given(batch=feature_batches())
+def test_row_difference_distances_match_oracle(device, dtype, batch):
+    x = batch.features.to(device, dtype)
+    got = row_difference_distances(x)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.cpu().double(), oracle(x, None, "euclidean"), **TOL[dtype])
+    # every entry from a difference: equal rows (the diagonal among them) are exactly 0
+    assert torch.equal(got.diagonal(), torch.zeros_like(got.diagonal()))
+
+
+@given(batch=feature_batches(), shift=st.floats(-10, 10))
+def test_distances_to_centers_match_oracle(device, batch, shift):
+    x = batch.features.to(device)
+    centers = x[:3].flip(0) + shift
+    index = torch.arange(x.shape[0], device=device) % centers.shape[0]
+    got = distances_to_centers(x, centers, index)
+    want = oracle(x, centers, "euclidean")[torch.arange(x.shape[0]), index.cpu()]
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
+
+
+def _with_coincident_rows(device):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    x[3] = x[1]  # a zero distance: the subgradient 0 must come out, never NaN
+    return x.to(device)
+
+
+def test_written_out_gradients_match_finite_differences(device):
+    x = _with_coincident_rows(device)
+    off = ~torch.eye(5, dtype=torch.bool, device=device)
+    off[1, 3] = off[3, 1] = False  # finite differences are not defined at the kink
+    a = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: row_difference_distances(t)[off], (a,))
+    b = x[[0, 2, 4, 1, 3]].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda s, t: paired_distances(s, t), (a, b))
+    centers = x[:2].clone().requires_grad_(True)
+    index = torch.tensor([1, 0, 1, 1, 0], device=device)
+    assert torch.autograd.gradcheck(lambda s, c: distances_to_centers(s, c, index), (a, centers))
+
+
+def test_written_out_gradients_at_zero_distance(device):
+    x = _with_coincident_rows(device)
+    a = x.clone().requires_grad_(True)
+    row_difference_distances(a)[1, 3].backward()
+    assert torch.equal(a.grad, torch.zeros_like(a.grad))
+    a.grad = None
+    b = x.clone().requires_grad_(True)
+    paired_distances(a, b).sum().backward()
+    assert torch.equal(a.grad, torch.zeros_like(x)) and torch.equal(b.grad, torch.zeros_like(x))
+    a.grad = None
+    centers = x[1:2].clone().requires_grad_(True)
+    distances_to_centers(a, centers, torch.zeros(5, dtype=torch.long, device=device))[1].backward()
+    assert torch.equal(a.grad, torch.zeros_like(x))
+    assert torch.equal(centers.grad, torch.zeros_like(centers))
+    # centers that need no gradient (detached targets): the rows' gradient alone
+    a.grad = None
+    distances_to_centers(a, x[:2], torch.tensor([1, 0, 1, 1, 0], device=device)).sum().backward()
+    u = a.detach() - x[[1, 0, 1, 1, 0]]
+    norm = u.norm(dim=1, keepdim=True)  # 0 for row 3 (equal to center 1): subgradient 0
+    want = torch.where(norm > 0, u / norm, 0.0)
+    torch.testing.assert_close(a.grad, want, rtol=1e-12, atol=1e-12)

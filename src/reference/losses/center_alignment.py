@@ -33,8 +33,8 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     check_features,
     compute_dtype,
-    distances_unchecked,
-    paired_unchecked,
+    distances_to_centers,
+    row_difference_distances,
 )
 from reference.losses.hetero_center import (
     RowGroups,
@@ -141,11 +141,11 @@ def center_alignment_terms(
         f = features.to(dtype)
         centers = identity_centers(f, groups, config)
         targets = centers.detach() if config.detach_centers else centers
-        to_center = paired_unchecked(groups.select(f), targets.index_select(0, groups.identity))
+        to_center = distances_to_centers(groups.select(f), targets, groups.identity)
         pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
 
         p = groups.ids.numel()
-        between = distances_unchecked(centers)
+        between = row_difference_distances(centers)  # few centers: exact, from differences
         if config.push == "hardest":
             eye = torch.eye(p, dtype=torch.bool, device=f.device)
             nearest = torch.where(eye, float("inf"), between).amin(dim=1)

@@ -136,9 +136,98 @@ def paired_unchecked(x: Tensor, y: Tensor) -> Tensor:
     """:func:`paired_distances` without input validation."""
     dtype = compute_dtype(torch.promote_types(x.dtype, y.dtype))
     with torch.autocast(device_type=x.device.type, enabled=False):
-        # vector_norm's backward is (x - y) / ||x - y|| with 0 where the norm is 0: the same
-        # safe subgradient as the where-trick, in one fused operation
-        return torch.linalg.vector_norm(x.to(dtype) - y.to(dtype), dim=1)
+        return _PairedDistances.apply(x.to(dtype), y.to(dtype))
+
+
+class _PairedDistances(torch.autograd.Function):
+    """``||x_i - y_i||_2`` with the gradient ``u_i = (x_i - y_i) / ||x_i - y_i||`` for ``x`` and
+    ``-u_i`` for ``y``, 0 where the distance is 0 (the same safe subgradient as the where-trick).
+
+    Written out because autograd's generic norm backward makes several passes over the
+    ``(n, d)`` differences (a broadcast ``masked_fill`` among them); this makes one.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
+        diff = x - y
+        dist = torch.linalg.vector_norm(diff, dim=1)
+        ctx.save_for_backward(diff, dist)
+        return dist
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        diff, dist = ctx.saved_tensors
+        scale = (grad / dist).masked_fill_(dist == 0, 0.0)  # (n,): cheap to mask
+        gx = diff * scale[:, None]
+        need_x, need_y = ctx.needs_input_grad
+        return (gx if need_x else None), (gx.neg() if need_y else None)
+
+
+class _RowDifferenceDistances(torch.autograd.Function):
+    """``D[i, j] = ||x_i - x_j||_2`` from the differences, with the gradient written out.
+
+    ``dL/dx_i = sum_j W_ij (x_i - x_j)`` with ``W = (G + G^T) / D`` (``G = dL/dD``) and ``W_ij = 0``
+    where ``D_ij = 0`` (the subgradient 0 at coinciding rows), i.e. ``rowsum(W) * x - W @ x``:
+    one small matrix product instead of autograd's pass over the ``(m, m, d)`` differences.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        dist = torch.linalg.vector_norm(x[:, None, :] - x[None, :, :], dim=2)
+        ctx.save_for_backward(x, dist)
+        return dist
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        x, dist = ctx.saved_tensors
+        w = (grad + grad.T).div_(dist).masked_fill_(dist == 0, 0.0)
+        return w.sum(dim=1, keepdim=True) * x - w @ x
+
+
+def row_difference_distances(x: Tensor) -> Tensor:
+    """``(m, d) -> (m, m)`` Euclidean distances between the rows of ``x``, each computed from the
+    difference of the two rows: exact zeros for equal rows (gradient 0 there), no cancellation,
+    and ``m * m * d`` memory, so meant for few rows such as class centers. Unvalidated; float16 /
+    bfloat16 give float32 like :func:`pairwise_distances`."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _RowDifferenceDistances.apply(x.to(compute_dtype(x.dtype)))
+
+
+class _DistancesToCenters(torch.autograd.Function):
+    """``||x_i - c_{k_i}||_2`` with the gradient written out: ``u_i = (x_i - c_{k_i}) / ||.||``
+    (0 where the distance is 0) for ``x_i``, and ``-sum_{i: k_i = k} u_i`` for ``c_k``, a sum
+    into the few centers rather than a negated copy of all rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, centers: Tensor, index: Tensor) -> Tensor:
+        diff = centers.index_select(0, index).neg_().add_(x)
+        dist = torch.linalg.vector_norm(diff, dim=1)
+        ctx.save_for_backward(diff, dist, index)
+        ctx.num_centers = centers.shape[0]
+        return dist
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        diff, dist, index = ctx.saved_tensors
+        scale = (grad / dist).masked_fill_(dist == 0, 0.0)
+        gx = diff * scale[:, None]
+        need_x, need_c, _ = ctx.needs_input_grad
+        gc = None
+        if need_c:
+            gc = gx.new_zeros(ctx.num_centers, gx.shape[1]).index_add_(0, index, gx).neg_()
+        return (gx if need_x else None), gc, None
+
+
+def distances_to_centers(x: Tensor, centers: Tensor, index: Tensor) -> Tensor:
+    """``(n, d), (k, d), (n,) -> (n,)``: ``||x_i - centers[index_i]||_2`` from the differences,
+    as :func:`paired_distances` of ``x`` and ``centers[index]`` without materialising the
+    gathered centers' gradient. Unvalidated; float16/bfloat16 give float32."""
+    dtype = compute_dtype(torch.promote_types(x.dtype, centers.dtype))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _DistancesToCenters.apply(x.to(dtype), centers.to(dtype), index)
 
 
 def _safe_sqrt(sq: Tensor) -> Tensor:
