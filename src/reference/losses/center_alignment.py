@@ -39,6 +39,7 @@ from reference.losses.distances import (
 from reference.losses.hetero_center import (
     RowGroups,
     group_counts,
+    group_means,
     group_rows,
     modality_centers,
 )
@@ -115,11 +116,9 @@ def identity_centers(features: Tensor, groups: RowGroups, config: CenterAlignmen
     """Cross-modality centers ``(P, d)`` of the identities ``groups.ids`` (see the spec)."""
     if config.center == "modality_mean":
         return modality_centers(features, groups, config.modalities).mean(dim=1)
-    used = groups.select(features)
-    p = groups.ids.numel()
-    sums = used.new_zeros(p, used.shape[1]).index_add(0, groups.identity, used)
-    counts = group_counts(groups.identity, p).to(used.dtype)
-    return sums / counts[:, None]
+    return group_means(
+        groups.select(features), groups.identity, group_counts(groups.identity, groups.ids.numel())
+    )
 
 
 def center_alignment_terms(

@@ -118,8 +118,31 @@ def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[i
             + ", ".join(_name(int(m)) for m in modalities)
         )
     used = groups.select(features)
-    sums = used.new_zeros(p * m_count, used.shape[1]).index_add(0, group, used)
-    return (sums / counts.view(-1, 1).to(used.dtype)).view(p, m_count, -1)
+    return group_means(used, group, counts.view(-1)).view(p, m_count, -1)
+
+
+class _GroupMeans(torch.autograd.Function):
+    """``out[g] = mean{ x_i : group_i = g }`` as one node: the backward is one gather of
+    ``grad[g] / count[g]`` (autograd of index_add and a division would be several)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, group: Tensor, counts: Tensor) -> Tensor:
+        scale = counts.to(x.dtype).reciprocal()[:, None]
+        ctx.save_for_backward(group, scale)
+        sums = x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x)
+        return sums.div_(counts.to(x.dtype)[:, None])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        group, scale = ctx.saved_tensors
+        return (grad * scale).index_select(0, group), None, None
+
+
+def group_means(x: Tensor, group: Tensor, counts: Tensor) -> Tensor:
+    """``(n, d), (n,), (G,) -> (G, d)``: the mean of the rows of each group (``counts[g] >= 1``
+    rows have ``group == g``; the caller has checked that)."""
+    return _GroupMeans.apply(x, group, counts)
 
 
 def identity_modality_centers(
