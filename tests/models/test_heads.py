@@ -454,3 +454,14 @@ def test_head_trains_under_bf16_autocast(device):
     for got, want in zip(*grads, strict=True):
         assert got.dtype == want.dtype == torch.float32
         assert float((got - want).abs().max() / want.abs().max()) < 0.03
+
+
+def test_a_granularity_alone_equals_its_part_of_the_head(device):
+    head = seeded_head(num_classes=3, in_channels=8, reduction_dim=4).double().train().to(device)
+    fmap = rand(3, 8, 6, 2, dtype=torch.float64).to(device)
+    out = head(fmap, torch.zeros(3, dtype=torch.int64, device=device))
+    feats, neck, logits = head.granularities["coarse"](fmap, with_logits=True)
+    for i in range(3):
+        torch.testing.assert_close(feats[:, i], out.features[f"coarse.{i}"])
+        torch.testing.assert_close(neck[:, i], out.neck_features[f"coarse.{i}"])
+        torch.testing.assert_close(logits[:, i], out.logits[f"coarse.{i}"])
