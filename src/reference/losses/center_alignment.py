@@ -61,7 +61,8 @@ class CenterAlignmentTerms:
 
     @property
     def total(self) -> Tensor:
-        return self.pull_weight * self.pull + self.push_weight * self.push
+        pull = self.pull if self.pull_weight == 1.0 else self.pull_weight * self.pull
+        return torch.add(pull, self.push, alpha=self.push_weight)  # one operation
 
     def as_dict(self) -> dict[str, Tensor]:
         """``{"pull": ..., "push": ...}`` (unweighted), for ``LossTerms``."""

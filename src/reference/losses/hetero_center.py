@@ -78,15 +78,17 @@ def group_rows(labels: Tensor, modality: Tensor, modalities: Sequence[int]) -> R
     Rows whose tag is not in ``modalities`` are left out. Fewer than two identities among the
     rows used is a :class:`VireidError`. Inputs must be validated by the caller.
     """
-    mods = torch.tensor([int(m) for m in modalities], device=labels.device)
-    onehot = modality[:, None] == mods[None, :]  # (n, M)
-    used = onehot.any(dim=1)
+    # a lookup table tag -> slot (-1: not used) gives every row's slot in one gather
+    table = [-1] * len(Modality)
+    for j, m in enumerate(modalities):
+        table[int(m)] = j
+    slot = torch.tensor(table, device=labels.device)[modality.long()]
+    used = slot >= 0
     keep = None if bool(used.all()) else used
     ids, identity = torch.unique(labels if keep is None else labels[keep], return_inverse=True)
     if ids.numel() < 2:
         check_two_identities(ids)
-    slot = (onehot if keep is None else onehot[keep]).long().argmax(dim=1)
-    return RowGroups(keep, ids, identity, slot)
+    return RowGroups(keep, ids, identity, slot if keep is None else slot[keep])
 
 
 def group_counts(index: Tensor, size: int) -> Tensor:
