@@ -20,6 +20,7 @@ is float32 for them and the input dtype otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -164,35 +165,22 @@ class _PairedDistances(torch.autograd.Function):
         return (gx if need_x else None), (gx.neg() if need_y else None)
 
 
-class _RowDifferenceDistances(torch.autograd.Function):
-    """``D[i, j] = ||x_i - x_j||_2`` from the differences, with the gradient written out.
-
-    ``dL/dx_i = sum_j W_ij (x_i - x_j)`` with ``W = (G + G^T) / D`` (``G = dL/dD``) and ``W_ij = 0``
-    where ``D_ij = 0`` (the subgradient 0 at coinciding rows), i.e. ``rowsum(W) * x - W @ x``:
-    one small matrix product instead of autograd's pass over the ``(m, m, d)`` differences.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        dist = torch.linalg.vector_norm(x[:, None, :] - x[None, :, :], dim=2)
-        ctx.save_for_backward(x, dist)
-        return dist
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> Tensor:
-        x, dist = ctx.saved_tensors
-        w = (grad + grad.T).div_(dist).masked_fill_(dist == 0, 0.0)
-        return w.sum(dim=1, keepdim=True) * x - w @ x
+@functools.lru_cache(maxsize=32)
+def _strict_upper(m: int, device: torch.device) -> Tensor:
+    return torch.ones(m, m, dtype=torch.bool, device=device).triu(diagonal=1)
 
 
 def row_difference_distances(x: Tensor) -> Tensor:
     """``(m, d) -> (m, m)`` Euclidean distances between the rows of ``x``, each computed from the
-    difference of the two rows: exact zeros for equal rows (gradient 0 there), no cancellation,
-    and ``m * m * d`` memory, so meant for few rows such as class centers. Unvalidated; float16 /
+    difference of the two rows (``torch.pdist``: exact zeros for equal rows with gradient 0
+    there, no cancellation), meant for few rows such as class centers. The condensed upper
+    triangle is mirrored into the symmetric matrix with a zero diagonal. Unvalidated; float16 /
     bfloat16 give float32 like :func:`pairwise_distances`."""
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _RowDifferenceDistances.apply(x.to(compute_dtype(x.dtype)))
+        x = x.to(compute_dtype(x.dtype)).contiguous()
+        m = x.shape[0]
+        upper = x.new_zeros(m, m).masked_scatter(_strict_upper(m, x.device), torch.pdist(x))
+        return upper + upper.T
 
 
 class _DistancesToCenters(torch.autograd.Function):
