@@ -41,6 +41,7 @@ from reference.losses.hetero_center import (
     group_counts,
     group_means,
     group_rows,
+    identity_mask,
     modality_centers,
 )
 from reference.losses.triplet import check_labels
@@ -147,8 +148,7 @@ def center_alignment_terms(
         p = groups.ids.numel()
         between = row_difference_distances(centers)  # few centers: exact, from differences
         if config.push == "hardest":
-            eye = torch.eye(p, dtype=torch.bool, device=f.device)
-            nearest = torch.where(eye, float("inf"), between).amin(dim=1)
+            nearest = torch.where(identity_mask(p, f.device), float("inf"), between).amin(dim=1)
             push = F.relu(config.margin - nearest).mean()
         else:
             off = ~torch.eye(p, dtype=torch.bool, device=f.device)

@@ -190,18 +190,18 @@ class _DistancesToCenters(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, centers: Tensor, index: Tensor) -> Tensor:
-        diff = centers.index_select(0, index).neg_().add_(x)
-        dist = torch.linalg.vector_norm(diff, dim=1)
-        ctx.save_for_backward(diff, dist, index)
+        away = centers.index_select(0, index).sub_(x)  # c_{k_i} - x_i: no separate negation
+        dist = torch.linalg.vector_norm(away, dim=1)
+        ctx.save_for_backward(away, dist, index)
         ctx.num_centers = centers.shape[0]
         return dist
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        diff, dist, index = ctx.saved_tensors
+        away, dist, index = ctx.saved_tensors
         scale = (grad / dist).masked_fill_(dist == 0, 0.0)
-        gx = diff * scale[:, None]
+        gx = away * scale.neg_()[:, None]  # u_i * grad_i = -(c_{k_i} - x_i) * grad_i / dist_i
         need_x, need_c, _ = ctx.needs_input_grad
         gc = None
         if need_c:

@@ -16,6 +16,7 @@ labels. Computed (and returned) in float32 for float16/bfloat16 features.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,13 +83,19 @@ def group_rows(labels: Tensor, modality: Tensor, modalities: Sequence[int]) -> R
     table = [-1] * len(Modality)
     for j, m in enumerate(modalities):
         table[int(m)] = j
-    slot = torch.tensor(table, device=labels.device)[modality.long()]
+    slot = torch.tensor(table, device=labels.device).index_select(0, modality.long())
     used = slot >= 0
     keep = None if bool(used.all()) else used
     ids, identity = torch.unique(labels if keep is None else labels[keep], return_inverse=True)
     if ids.numel() < 2:
         check_two_identities(ids)
     return RowGroups(keep, ids, identity, slot if keep is None else slot[keep])
+
+
+@functools.lru_cache(maxsize=32)
+def identity_mask(p: int, device: torch.device) -> Tensor:
+    """The ``(p, p)`` bool identity matrix (cached: every batch of ``p`` identities reuses it)."""
+    return torch.eye(p, dtype=torch.bool, device=device)
 
 
 def group_counts(index: Tensor, size: int) -> Tensor:
@@ -106,8 +113,8 @@ def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[i
     p, m_count = groups.ids.numel(), len(modalities)
     group = groups.identity * m_count + groups.slot
     counts = group_counts(group, p * m_count).view(p, m_count)
-    missing = counts == 0
-    if bool(missing.any()):
+    if int(counts.min()) == 0:  # one reduction, one sync
+        missing = counts == 0
         parts = []
         for j, m in enumerate(modalities):
             lacking = groups.ids[missing[:, j]].tolist()
@@ -129,16 +136,15 @@ class _GroupMeans(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, group: Tensor, counts: Tensor) -> Tensor:
-        scale = counts.to(x.dtype).reciprocal()[:, None]
-        ctx.save_for_backward(group, scale)
-        sums = x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x)
-        return sums.div_(counts.to(x.dtype)[:, None])
+        size = counts.to(x.dtype)[:, None]
+        ctx.save_for_backward(group, size)
+        return x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x).div_(size)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        group, scale = ctx.saved_tensors
-        return (grad * scale).index_select(0, group), None, None
+        group, size = ctx.saved_tensors
+        return (grad / size).index_select(0, group), None, None
 
 
 def group_means(x: Tensor, group: Tensor, counts: Tensor) -> Tensor:
@@ -184,7 +190,7 @@ def hetero_center_triplet(
         flat = centers.reshape(2 * p, -1)  # row 2q + s: identity q, modality slot s
         # few centers: every distance from a difference of two centers (exact, one matrix)
         dist = row_difference_distances(flat).view(p, 2, p, 2)
-        same_id = torch.eye(p, dtype=torch.bool, device=flat.device)[:, None, :, None]
+        same_id = identity_mask(p, flat.device)[:, None, :, None]
         d_an = torch.where(same_id, float("inf"), dist).amin(dim=(2, 3))  # (p, 2)
         # counterpart: the same identity's center in the other modality (same for both slots)
         d_ap = dist.diagonal(dim1=0, dim2=2)[0, 1][:, None]  # (p, 1): D(c[q, 0], c[q, 1])
