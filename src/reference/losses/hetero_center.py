@@ -100,7 +100,10 @@ def identity_mask(p: int, device: torch.device) -> Tensor:
 
 def group_counts(index: Tensor, size: int) -> Tensor:
     """How many entries of ``index`` equal each of ``0..size-1`` (``bincount`` without its
-    non-deterministic CUDA kernel, which ``torch.use_deterministic_algorithms`` refuses)."""
+    non-deterministic CUDA kernel, which ``torch.use_deterministic_algorithms`` refuses; the
+    CPU kernel is deterministic and one operation)."""
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=size)
     return (index[:, None] == torch.arange(size, device=index.device)).sum(dim=0)
 
 
