@@ -331,3 +331,19 @@ def test_bad_config(options, message):
     with pytest.raises(VireidError) as info:
         CenterAlignmentConfig(**options)
     assert str(info.value) == message
+
+
+def test_gradients_of_every_center_kind_on_uneven_groups(device):
+    # the centers and the pull are one node with a written-out backward: check it for both
+    # center kinds and both pull distances, with groups of unequal size (the modality means then
+    # weigh rows unequally); detached centers are not a derivative (test_gradients checks them)
+    gen = torch.Generator().manual_seed(9)
+    f = torch.randn(12, 3, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    labels = torch.arange(3).repeat_interleave(4).to(device)
+    modality = torch.tensor([0, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1]).to(device)
+    for center in ("modality_mean", "sample_mean"):
+        for pull_distance in ("euclidean", "squared"):
+            cfg = CenterAlignmentConfig(margin=5.0, center=center, pull_distance=pull_distance)
+            assert torch.autograd.gradcheck(
+                lambda x, c=cfg: center_alignment(x, labels, modality, c), (f,)
+            )

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.losses.distances import (
     COSINE_EPS,
-    distances_to_centers,
     paired_distances,
     pairwise_distances,
     row_difference_distances,
@@ -247,16 +246,6 @@ def test_row_difference_distances_match_oracle(device, dtype, batch):
     assert torch.equal(got.diagonal(), torch.zeros_like(got.diagonal()))
 
 
-@given(batch=feature_batches(), shift=st.floats(-10, 10))
-def test_distances_to_centers_match_oracle(device, batch, shift):
-    x = batch.features.to(device)
-    centers = x[:3].flip(0) + shift
-    index = torch.arange(x.shape[0], device=device) % centers.shape[0]
-    got = distances_to_centers(x, centers, index)
-    want = oracle(x, centers, "euclidean")[torch.arange(x.shape[0]), index.cpu()]
-    torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
-
-
 def _with_coincident_rows(device):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
@@ -272,9 +261,6 @@ def test_written_out_gradients_match_finite_differences(device):
     assert torch.autograd.gradcheck(lambda t: row_difference_distances(t)[off], (a,))
     b = x[[0, 2, 4, 1, 3]].clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda s, t: paired_distances(s, t), (a, b))
-    centers = x[:2].clone().requires_grad_(True)
-    index = torch.tensor([1, 0, 1, 1, 0], device=device)
-    assert torch.autograd.gradcheck(lambda s, c: distances_to_centers(s, c, index), (a, centers))
 
 
 def test_written_out_gradients_at_zero_distance(device):
@@ -286,15 +272,3 @@ def test_written_out_gradients_at_zero_distance(device):
     b = x.clone().requires_grad_(True)
     paired_distances(a, b).sum().backward()
     assert torch.equal(a.grad, torch.zeros_like(x)) and torch.equal(b.grad, torch.zeros_like(x))
-    a.grad = None
-    centers = x[1:2].clone().requires_grad_(True)
-    distances_to_centers(a, centers, torch.zeros(5, dtype=torch.long, device=device))[1].backward()
-    assert torch.equal(a.grad, torch.zeros_like(x))
-    assert torch.equal(centers.grad, torch.zeros_like(centers))
-    # centers that need no gradient (detached targets): the rows' gradient alone
-    a.grad = None
-    distances_to_centers(a, x[:2], torch.tensor([1, 0, 1, 1, 0], device=device)).sum().backward()
-    u = a.detach() - x[[1, 0, 1, 1, 0]]
-    norm = u.norm(dim=1, keepdim=True)  # 0 for row 3 (equal to center 1): subgradient 0
-    want = torch.where(norm > 0, u / norm, 0.0)
-    torch.testing.assert_close(a.grad, want, rtol=1e-12, atol=1e-12)

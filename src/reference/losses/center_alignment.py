@@ -33,16 +33,13 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     check_features,
     compute_dtype,
-    distances_to_centers,
     row_difference_distances,
 )
 from reference.losses.hetero_center import (
-    RowGroups,
     group_counts,
-    group_means,
     group_rows,
     identity_mask,
-    modality_centers,
+    modality_groups,
 )
 from reference.losses.triplet import check_labels
 
@@ -114,13 +111,45 @@ class CenterAlignmentConfig:
                 )
 
 
-def identity_centers(features: Tensor, groups: RowGroups, config: CenterAlignmentConfig) -> Tensor:
-    """Cross-modality centers ``(P, d)`` of the identities ``groups.ids`` (see the spec)."""
-    if config.center == "modality_mean":
-        return modality_centers(features, groups, config.modalities).mean(dim=1)
-    return group_means(
-        groups.select(features), groups.identity, group_counts(groups.identity, groups.ids.numel())
-    )
+class _CentersAndPull(torch.autograd.Function):
+    """The identity centers and the pull term as one autograd node.
+
+    ``c_p`` is the mean over ``merge`` consecutive groups of the group means (``merge = M``:
+    modality_mean; ``merge = 1`` with one group per identity: sample_mean), and with
+    ``a_i = c_{y_i} - f_i``, ``pull = mean_i ||a_i||`` (or ``||a_i||^2``). Backward, with
+    ``t_i = d pull / d c_{y_i}`` from row ``i`` (``a_i / (n ||a_i||)``, 0 at ``a_i = 0``, or
+    ``2 a_i / n``): ``G = dL/dc + sum_{i: y_i = p} t_i`` (the sum left out when the pull's
+    centers are detached), and ``dL/df_i = G_{y_i} / (merge * count(group_i)) - t_i``: one
+    gather and one sum over the rows instead of the separate nodes of centers and pull.
+    """
+
+    @staticmethod
+    def forward(ctx, x, group, counts, merge, identity, squared, detach):
+        size = counts.to(x.dtype)[:, None]
+        means = x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x).div_(size)
+        centers = means if merge == 1 else means.view(-1, merge, x.shape[1]).mean(dim=1)
+        away = centers.index_select(0, identity).sub_(x)
+        dist = torch.linalg.vector_norm(away, dim=1)
+        pull = (dist.square() if squared else dist).mean()
+        ctx.save_for_backward(group, identity, size, away, dist)
+        ctx.merge, ctx.squared, ctx.detach = merge, squared, detach
+        return centers, pull
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_centers, grad_pull):
+        group, identity, size, away, dist = ctx.saved_tensors
+        n, d = away.shape
+        if ctx.squared:
+            t = away * (grad_pull * (2.0 / n))
+        else:
+            t = away * (grad_pull / n / dist).masked_fill_(dist == 0, 0.0)[:, None]
+        g = grad_centers
+        if not ctx.detach:
+            g = g.index_add(0, identity, t)
+        merge = ctx.merge
+        per_group = (g[:, None, :] / (size.view(-1, merge, 1) * merge)).view(-1, d)
+        return per_group.index_select(0, group).sub_(t), None, None, None, None, None, None
 
 
 def center_alignment_terms(
@@ -140,10 +169,21 @@ def center_alignment_terms(
     dtype = compute_dtype(features.dtype)
     with torch.autocast(device_type=features.device.type, enabled=False):
         f = features.to(dtype)
-        centers = identity_centers(f, groups, config)
-        targets = centers.detach() if config.detach_centers else centers
-        to_center = distances_to_centers(groups.select(f), targets, groups.identity)
-        pull = (to_center.square() if config.pull_distance == "squared" else to_center).mean()
+        if config.center == "modality_mean":
+            group, counts = modality_groups(groups, config.modalities)
+            merge = len(config.modalities)
+        else:
+            group, counts = groups.identity, group_counts(groups.identity, groups.ids.numel())
+            merge = 1
+        centers, pull = _CentersAndPull.apply(
+            groups.select(f),
+            group,
+            counts,
+            merge,
+            groups.identity,
+            config.pull_distance == "squared",
+            config.detach_centers,
+        )
 
         p = groups.ids.numel()
         between = row_difference_distances(centers)  # few centers: exact, from differences

@@ -183,41 +183,6 @@ def row_difference_distances(x: Tensor) -> Tensor:
         return upper + upper.T
 
 
-class _DistancesToCenters(torch.autograd.Function):
-    """``||x_i - c_{k_i}||_2`` with the gradient written out: ``u_i = (x_i - c_{k_i}) / ||.||``
-    (0 where the distance is 0) for ``x_i``, and ``-sum_{i: k_i = k} u_i`` for ``c_k``, a sum
-    into the few centers rather than a negated copy of all rows."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, centers: Tensor, index: Tensor) -> Tensor:
-        away = centers.index_select(0, index).sub_(x)  # c_{k_i} - x_i: no separate negation
-        dist = torch.linalg.vector_norm(away, dim=1)
-        ctx.save_for_backward(away, dist, index)
-        ctx.num_centers = centers.shape[0]
-        return dist
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        away, dist, index = ctx.saved_tensors
-        scale = (grad / dist).masked_fill_(dist == 0, 0.0)
-        gx = away * scale.neg_()[:, None]  # u_i * grad_i = -(c_{k_i} - x_i) * grad_i / dist_i
-        need_x, need_c, _ = ctx.needs_input_grad
-        gc = None
-        if need_c:
-            gc = gx.new_zeros(ctx.num_centers, gx.shape[1]).index_add_(0, index, gx).neg_()
-        return (gx if need_x else None), gc, None
-
-
-def distances_to_centers(x: Tensor, centers: Tensor, index: Tensor) -> Tensor:
-    """``(n, d), (k, d), (n,) -> (n,)``: ``||x_i - centers[index_i]||_2`` from the differences,
-    as :func:`paired_distances` of ``x`` and ``centers[index]`` without materialising the
-    gathered centers' gradient. Unvalidated; float16/bfloat16 give float32."""
-    dtype = compute_dtype(torch.promote_types(x.dtype, centers.dtype))
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        return _DistancesToCenters.apply(x.to(dtype), centers.to(dtype), index)
-
-
 def _safe_sqrt(sq: Tensor) -> Tensor:
     positive = sq > 0
     # where-trick: sqrt never sees a 0, so its backward never gives inf * 0 = NaN

@@ -107,12 +107,9 @@ def group_counts(index: Tensor, size: int) -> Tensor:
     return (index[:, None] == torch.arange(size, device=index.device)).sum(dim=0)
 
 
-def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[int]) -> Tensor:
-    """Centers ``(P, M, d)``: the mean of each identity's rows in each of ``modalities``.
-
-    Every identity must have rows in each modality (a :class:`VireidError` lists those that do
-    not). ``features`` are all the batch's rows; the centers are in their dtype.
-    """
+def modality_groups(groups: RowGroups, modalities: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Each used row's (identity, modality) group ``identity * M + slot`` and the ``(P * M,)``
+    row counts of the groups; a :class:`VireidError` lists the identities that lack a modality."""
     p, m_count = groups.ids.numel(), len(modalities)
     group = groups.identity * m_count + groups.slot
     counts = group_counts(group, p * m_count).view(p, m_count)
@@ -129,8 +126,18 @@ def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[i
             + "; every identity needs rows in each of "
             + ", ".join(_name(int(m)) for m in modalities)
         )
+    return group, counts.view(-1)
+
+
+def modality_centers(features: Tensor, groups: RowGroups, modalities: Sequence[int]) -> Tensor:
+    """Centers ``(P, M, d)``: the mean of each identity's rows in each of ``modalities``.
+
+    Every identity must have rows in each modality (a :class:`VireidError` lists those that do
+    not). ``features`` are all the batch's rows; the centers are in their dtype.
+    """
+    group, counts = modality_groups(groups, modalities)
     used = groups.select(features)
-    return group_means(used, group, counts.view(-1)).view(p, m_count, -1)
+    return group_means(used, group, counts).view(groups.ids.numel(), len(modalities), -1)
 
 
 class _GroupMeans(torch.autograd.Function):
