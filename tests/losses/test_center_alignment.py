@@ -347,3 +347,20 @@ def test_gradients_of_every_center_kind_on_uneven_groups(device):
             assert torch.autograd.gradcheck(
                 lambda x, c=cfg: center_alignment(x, labels, modality, c), (f,)
             )
+
+
+def test_nonfinite_rows_are_refused_also_when_not_used(device):
+    # finiteness is read off the centers when they cover every row; a NaN in a row whose tag is
+    # not among the modalities (not in any center) must still be refused
+    features = torch.zeros(6, 2, device=device)
+    features[5, 1] = float("nan")
+    labels = torch.tensor([0, 0, 1, 1, 0, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1, 2, 2], device=device)
+    with pytest.raises(VireidError) as info:
+        center_alignment(features, labels, modality)
+    assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 5)"
+    features[5, 1] = 0.0
+    features[1, 0] = -float("inf")  # a used row: its center is not finite
+    with pytest.raises(VireidError) as info:
+        center_alignment(features, labels, modality)
+    assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 1)"

@@ -291,3 +291,15 @@ def test_bad_input(device, features, labels, modality, options, message):
     with pytest.raises(VireidError) as info:
         hetero_center_triplet(put(features), put(labels), put(modality), **options)
     assert str(info.value) == message
+
+
+def test_nonfinite_rows_are_refused_also_when_not_used(device):
+    # finiteness is read off the centers when they cover every row; an inf in a row whose tag is
+    # not among the modalities (not in any center) must still be refused
+    features = torch.zeros(6, 2, device=device)
+    features[4, 0] = float("inf")
+    labels = torch.tensor([0, 0, 1, 1, 0, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1, 3, 3], device=device)
+    with pytest.raises(VireidError) as info:
+        hetero_center_triplet(features, labels, modality)
+    assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 4)"

@@ -36,6 +36,7 @@ from reference.losses.distances import (
     row_difference_distances,
 )
 from reference.losses.hetero_center import (
+    check_finite_via_centers,
     group_counts,
     group_rows,
     identity_mask,
@@ -160,7 +161,7 @@ def center_alignment_terms(
 ) -> CenterAlignmentTerms:
     """``pull`` and ``push`` (unweighted) and their weights; see the module docstring."""
     config = CenterAlignmentConfig() if config is None else config
-    check_features(features)
+    check_features(features, finite=False)  # finiteness: from the centers, below
     n = features.shape[0]
     check_labels(labels, n)
     check_modality_tags(modality, n)
@@ -184,6 +185,7 @@ def center_alignment_terms(
             config.pull_distance == "squared",
             config.detach_centers,
         )
+        check_finite_via_centers(features, groups, centers)
 
         p = groups.ids.numel()
         between = row_difference_distances(centers)  # few centers: exact, from differences

@@ -17,6 +17,7 @@ labels. Computed (and returned) in float32 for float16/bfloat16 features.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     check_features,
     compute_dtype,
+    report_nonfinite,
     row_difference_distances,
 )
 from reference.losses.triplet import check_labels, check_two_identities
@@ -96,6 +98,20 @@ def group_rows(labels: Tensor, modality: Tensor, modalities: Sequence[int]) -> R
 def identity_mask(p: int, device: torch.device) -> Tensor:
     """The ``(p, p)`` bool identity matrix (cached: every batch of ``p`` identities reuses it)."""
     return torch.eye(p, dtype=torch.bool, device=device)
+
+
+def check_finite_via_centers(features: Tensor, groups: RowGroups, centers: Tensor) -> None:
+    """The finiteness half of ``check_features``, read off the centers when they cover every row.
+
+    A NaN or inf feature makes the center of its group non-finite, so a finite sum of the few
+    centers proves every used row finite without a pass over the rows; otherwise (or when rows
+    were left out) the element-wise check names the first bad row. A sum that overflowed from
+    finite values is not an input error and is left to the loss.
+    """
+    if groups.keep is not None:
+        check_features(features)
+    elif not math.isfinite(centers.detach().sum().item()):
+        report_nonfinite(features)
 
 
 def group_counts(index: Tensor, size: int) -> Tensor:
@@ -185,7 +201,7 @@ def hetero_center_triplet(
     modalities: Sequence[int] = (0, 1),
 ) -> Tensor:
     """Scalar hetero-center triplet loss; see the module docstring and the spec."""
-    check_features(features)
+    check_features(features, finite=False)  # finiteness: from the centers, below
     n = features.shape[0]
     check_labels(labels, n)
     check_modality_tags(modality, n)
@@ -196,6 +212,7 @@ def hetero_center_triplet(
     dtype = compute_dtype(features.dtype)
     with torch.autocast(device_type=features.device.type, enabled=False):
         centers = modality_centers(features.to(dtype), groups, pair)
+        check_finite_via_centers(features, groups, centers)
         p = groups.ids.numel()
         flat = centers.reshape(2 * p, -1)  # row 2q + s: identity q, modality slot s
         # few centers: every distance from a difference of two centers (exact, one matrix)
