@@ -6,7 +6,10 @@ after the first install and every session starts in seconds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
+import nox.command
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests"]
@@ -42,15 +45,31 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """pytest-benchmark figures: fast code against its same-run baselines (not part of CI)."""
+    """pytest-benchmark figures: fast code against its same-run baselines (not part of CI).
+
+    Each bench file runs in its own process: some pin torch to one thread for per-core ratios,
+    and a thread-count change inside a process was seen to slow every later benchmark in it, so
+    one file's setting must not leak into another's figures. Extra pytest arguments (posargs)
+    are passed to every run; a path among them replaces the default list of files.
+    """
     _install(session, "test")
-    session.run(
-        "pytest",
-        "tests/bench",
-        "-o",
-        "python_files=bench_*.py",
-        "--benchmark-only",
-        "--benchmark-columns=min,median,mean,max,rounds",
-        "--benchmark-sort=name",
-        *session.posargs,
-    )
+    paths = [arg for arg in session.posargs if arg.startswith("tests/")]
+    options = [arg for arg in session.posargs if arg not in paths]
+    files = paths or sorted(str(path) for path in Path("tests/bench").glob("bench_*.py"))
+    failed = []
+    for file in files:
+        try:
+            session.run(
+                "pytest",
+                file,
+                "-o",
+                "python_files=bench_*.py",
+                "--benchmark-only",
+                "--benchmark-columns=min,median,mean,max,rounds",
+                "--benchmark-sort=name",
+                *options,
+            )
+        except nox.command.CommandFailed:
+            failed.append(file)
+    if failed:
+        session.error("benchmarks failed in: " + ", ".join(failed))
