@@ -12,7 +12,8 @@ the baseline on a CPU and at least 5,000 images per second on a GPU.
 Every figure is taken with one intra-op thread in the timing process (``torch.set_num_threads(1)``;
 DataLoader workers use one thread each anyway): on a busy 2-core machine several OpenMP threads
 per process spin against each other and make every in-process figure erratic. The baseline is
-also run with 2 worker processes, i.e. with twice the cores the pipeline gets.
+also run with 2 worker processes, i.e. with twice the cores the one-thread pipeline gets; the
+pipeline is therefore also timed with 2 intra-op threads, the same two cores (``torch_threads``).
 """
 
 from __future__ import annotations
@@ -119,8 +120,11 @@ def test_plain_pil_dataloader(benchmark, records, device, workers):
     _PLAIN_RATES[workers] = rate()
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=["1-thread", "2-threads"])
 @pytest.mark.parametrize("four_modality", [False, True], ids=["VI", "method-B"])
-def test_full_pipeline(benchmark, records, decoded, device, four_modality):
+def test_full_pipeline(benchmark, records, decoded, device, four_modality, threads):
+    # 2 threads: the same two cores the 2-worker baseline uses, for a like-for-like figure
+    torch.set_num_threads(threads)
     config = PipelineConfig(p=P, k=K, num_batches=BATCHES, four_modality=four_modality)
     pipeline = TrainPipeline(
         decoded, records.labels, records.modality, records.camids, config, device=device
@@ -137,5 +141,7 @@ def test_full_pipeline(benchmark, records, decoded, device, four_modality):
     n = benchmark.pedantic(epoch, rounds=5, iterations=1, warmup_rounds=1)
     rate = _report(benchmark, n)
     benchmark.extra_info["images_per_second"] = round(rate())
+    benchmark.extra_info["torch_threads"] = threads
     for workers, plain in _PLAIN_RATES.items():
         benchmark.extra_info[f"speedup_vs_plain_{workers}_workers"] = round(rate() / plain, 2)
+    torch.set_num_threads(1)
