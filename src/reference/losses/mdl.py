@@ -161,6 +161,12 @@ def _check_reduction(reduction: str) -> None:
         raise VireidError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
 
 
+def _reduce_terms(terms: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    """The mean or the sum of the per-direction (or per-modality) terms."""
+    total = torch.stack(list(terms.values())).sum()
+    return total / len(terms) if reduction == "mean" else total
+
+
 def directional_triplet(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -267,5 +273,4 @@ def mdl_loss(
         soft_margin=soft_margin,
         metric=metric,
     )
-    total = torch.stack(list(terms.values())).sum()
-    return total / len(terms) if reduction == "mean" else total
+    return _reduce_terms(terms, reduction)

@@ -24,6 +24,7 @@ from reference.errors import VireidError
 from reference.losses.mdl import (
     _check_reduction,
     _counts,
+    _reduce_terms,
     _triplet,
     check_direction,
     check_metric_inputs,
@@ -100,5 +101,4 @@ def mml_loss(
         soft_margin=soft_margin,
         metric=metric,
     )
-    total = torch.stack(list(terms.values())).sum()
-    return total / len(terms) if reduction == "mean" else total
+    return _reduce_terms(terms, reduction)
