@@ -34,12 +34,7 @@ P, K, M, D, CLASSES = 6, 4, 4, 2048, 395
 TARGET = 50.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

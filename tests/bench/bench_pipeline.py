@@ -38,12 +38,7 @@ BATCHES = 8  # timed batches per round: 8 x 96 = 768 images
 _PLAIN_RATES: dict[int, float] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ and listed in the terminal summary of ``nox -s bench``.
 from __future__ import annotations
 
 import pytest
+import torch
 
 _FIGURES: list[tuple[str, dict]] = []
 
@@ -19,6 +20,15 @@ def _collect_extra_info(request: pytest.FixtureRequest):
     yield
     if bench is not None and bench.extra_info:
         _FIGURES.append((request.node.nodeid.split("::", 1)[-1], dict(bench.extra_info)))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a whole bench module (``pytestmark = usefixtures(...)``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _fmt(value: object) -> str:
