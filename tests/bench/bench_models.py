@@ -193,6 +193,7 @@ def test_train_step_interleaved(benchmark, setting):
     same_backbone = best.get("torchvision_resnet50_last_stride1", plain)
     for name in names:
         benchmark.extra_info[f"min_s_{name}"] = best[name]
+        benchmark.extra_info[f"images_per_s_{name}"] = round(8 / best[name], 1)
         benchmark.extra_info[f"ratio_{name}"] = round(best[name] / plain, 3)
         if name not in ("torchvision_resnet50", "torchvision_resnet50_last_stride1"):
             benchmark.extra_info[f"ratio_same_backbone_{name}"] = round(
