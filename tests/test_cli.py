@@ -26,6 +26,9 @@ def test_parser_knows_every_command():
     assert args.layout == "regdb"
     args = parser.parse_args(["data", "check", "root", "--dataset", "sysu"])
     assert args.dataset == "sysu"
+    args = parser.parse_args(["model", "summary", "--kind", "method_a", "--pretrained", "w.pth"])
+    assert (args.model_command, args.kind, str(args.pretrained)) == ("summary", "method_a", "w.pth")
+    assert (args.size, args.num_classes, args.config) == ("288x144", None, None)
 
 
 def test_python_dash_m_runs_the_cli():

@@ -5,6 +5,7 @@ Commands:
   vireid evaluate regdb  score one features file per RegDB trial
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
+  vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
 """
@@ -82,6 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
     check.add_argument("--dataset", choices=["sysu", "regdb"], required=True)
+
+    model = commands.add_parser("model", help="model tools")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    summary = model_commands.add_parser(
+        "summary",
+        help="build a model and print its stages, shapes, parameters and step cost",
+        description="Build a model from a config and print its stages, output shapes, parameter "
+        "counts and the operations of one training step. With --pretrained, the local weights "
+        "file is loaded (and checked) first. Flags override the fields of --config.",
+    )
+    summary.add_argument("--config", type=Path, metavar="MODEL.json", help="ModelConfig fields")
+    summary.add_argument("--kind", choices=["method_a", "method_b", "baseline"])
+    summary.add_argument(
+        "--num-classes", type=int, help="training identities (395 SYSU-MM01, 206 RegDB)"
+    )
+    summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
+    summary.add_argument("--last-stride", type=int, choices=[1, 2])
+    summary.add_argument("--derived-routing", choices=["base", "cross", "own"])
+    summary.add_argument(
+        "--pretrained",
+        type=Path,
+        metavar="PATH",
+        help="local torchvision ResNet-50 state dict copied into every stream",
+    )
+    summary.add_argument(
+        "--size", default="288x144", metavar="HxW", help="input size (default 288x144)"
+    )
     return parser
 
 
@@ -115,6 +143,21 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return synth_command(
             layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
+        )
+    if args.command == "model":
+        from reference.models.summary import summary_command
+
+        overrides = {
+            "kind": args.kind,
+            "num_classes": args.num_classes,
+            "share_from": args.share_from,
+            "last_stride": args.last_stride,
+            "derived_routing": args.derived_routing,
+        }
+        if args.config is None and args.kind is not None and args.num_classes is None:
+            overrides["num_classes"] = 395
+        return summary_command(
+            config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )
     from reference.data.check import check_command
 

@@ -1,0 +1,128 @@
+"""The model summary (spec/models/summary.md): shapes, counts, config precedence, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.models import resnet50
+
+from reference.errors import VireidError
+from reference.models.build import ModelConfig, build_model
+from reference.models.summary import parse_size, summarize, summary_command
+
+
+def _conv(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _oracle_shapes(h: int, w: int, last_stride: int) -> list[tuple[int, int, int]]:
+    """ResNet-50's stage outputs from its layer geometry: conv1 7x7/2 pad 3, max-pool 3x3/2
+    pad 1, a 3x3 pad 1 conv of stride 2 opening layer2 and layer3 and of ``last_stride``
+    opening layer4."""
+    shapes = []
+    h, w = _conv(h, 7, 2, 3), _conv(w, 7, 2, 3)
+    h, w = _conv(h, 3, 2, 1), _conv(w, 3, 2, 1)
+    shapes += [(64, h, w), (256, h, w)]
+    for channels, stride in ((512, 2), (1024, 2), (2048, last_stride)):
+        h, w = _conv(h, 3, stride, 1), _conv(w, 3, stride, 1)
+        shapes.append((channels, h, w))
+    return shapes
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    height=st.integers(33, 160),
+    width=st.integers(33, 96),
+    last_stride=st.sampled_from([1, 2]),
+    share_from=st.integers(0, 5),
+)
+def test_stage_rows_match_resnet_geometry_and_torchvision_counts(
+    device, height, width, last_stride, share_from
+):
+    config = ModelConfig(
+        kind="baseline", num_classes=11, last_stride=last_stride, share_from=share_from
+    )
+    model = build_model(config).to(device)
+    summary = summarize(model, height, width)
+    tv = resnet50()
+    stems = sum(p.numel() for m in (tv.conv1, tv.bn1) for p in m.parameters())
+    counts = [stems] + [
+        sum(p.numel() for p in getattr(tv, f"layer{i}").parameters()) for i in range(1, 5)
+    ]
+    assert [r.name for r in summary.stages] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert [r.output for r in summary.stages] == _oracle_shapes(height, width, last_stride)
+    assert [r.parameters for r in summary.stages] == counts
+    assert [r.copies for r in summary.stages] == [2 if i < share_from else 1 for i in range(5)]
+    assert summary.parameters == sum(p.numel() for p in model.parameters())
+    assert summary.branches == {"global": 2048} and summary.embedding_dim == 2048
+
+
+def test_summary_leaves_the_model_as_it_was(device):
+    model = build_model(ModelConfig(kind="method_a", num_classes=5)).to(device).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    summarize(model, 96, 48)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_pretrained_count_is_torchvision_keys_plus_the_second_streams_copies(tmp_path, capsys):
+    state = resnet50().state_dict()
+    torch.save(state, tmp_path / "w.pth")
+    keys = [k for k in state if not k.startswith("fc.")]
+    specific = [k for k in keys if k.split(".")[0] in ("conv1", "bn1", "layer1")]
+    status = summary_command(
+        config_file=None,
+        overrides={"kind": "baseline", "num_classes": 3},
+        pretrained=tmp_path / "w.pth",
+        size="64x32",
+    )
+    assert status == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert f": {len(keys) + len(specific)} tensors copied" in line
+    assert (len(keys), len(specific)) == (318, 66)
+
+
+def test_flags_override_the_config_file(tmp_path, capsys):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"kind": "method_a", "num_classes": 7, "last_stride": 2}))
+    summary_command(
+        config_file=path, overrides={"last_stride": 1, "kind": None}, pretrained=None, size="96x48"
+    )
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "model       method_a, 7 classes, share_from=2, last_stride=1, input 96x48"
+
+
+@pytest.mark.parametrize("text", ["288", "0x144", "288x0", "288X144", "x144", "-288x144", " 1x1"])
+def test_bad_sizes_are_named(text):
+    with pytest.raises(VireidError) as info:
+        parse_size(text)
+    assert str(info.value) == (f"size: expected HEIGHTxWIDTH in pixels, e.g. 288x144, got {text!r}")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "cannot read a JSON config (Expecting property name"),
+        ("[1, 2]", "expected a JSON object of model fields"),
+        ('{"kind": "baseline", "num_classes": 3, "stripes": 6}', "model: unknown field(s)"),
+        ('{"kind": "baseline"}', "model: missing field(s) ['num_classes']"),
+    ],
+)
+def test_bad_config_files_are_named(tmp_path, content, message):
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(VireidError) as info:
+        summary_command(config_file=path, overrides={}, pretrained=None, size="96x48")
+    text = str(info.value)
+    assert message in text
+    if not text.startswith("model:"):
+        assert text.startswith(f"{path}: ")
+
+
+def test_summarize_needs_a_built_network():
+    with pytest.raises(VireidError, match=r"^model: expected a ReidNetwork \(build_model\), got "):
+        summarize(resnet50(), 96, 48)
