@@ -465,3 +465,21 @@ def test_a_granularity_alone_equals_its_part_of_the_head(device):
         torch.testing.assert_close(feats[:, i], out.features[f"coarse.{i}"])
         torch.testing.assert_close(neck[:, i], out.neck_features[f"coarse.{i}"])
         torch.testing.assert_close(logits[:, i], out.logits[f"coarse.{i}"])
+
+
+@pytest.mark.parametrize("bn_neck", [True, False])
+def test_second_derivatives(device, bn_neck):
+    """The reductions' written-out gradient is itself differentiable: second derivatives
+    checked against finite differences of the first, for the map and every parameter."""
+    head = seeded_head(num_classes=3, in_channels=4, reduction_dim=2, bn_neck=bn_neck)
+    head = head.double().to(device).eval()
+    tags = torch.zeros(3, dtype=torch.int64, device=device)
+    names = [n for n, p in head.named_parameters() if p.requires_grad]
+    x = rand(3, 4, 6, 2, dtype=torch.float64).add(0.1).to(device).requires_grad_(True)
+    params = [head.get_parameter(n).detach().clone().requires_grad_(True) for n in names]
+
+    def run(fmap, *values):
+        out = torch.func.functional_call(head, dict(zip(names, values, strict=True)), (fmap, tags))
+        return torch.cat([*out.features.values(), *out.logits.values()], dim=1)
+
+    assert torch.autograd.gradgradcheck(run, (x, *params))

@@ -205,3 +205,15 @@ def test_many_bad_counts(device):
     with pytest.raises(VireidError) as info:
         gem_stripes_many(x, [3, True], 3.0)
     assert str(info.value) == "stripes: expected an integer >= 1, got True"
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_second_derivatives(device, p):
+    """The written-out gradient is itself differentiable (gradient penalties, Hessian-vector
+    products): checked against finite differences of the first gradient."""
+    gen = torch.Generator().manual_seed(3)
+    # values away from 0, where max(x, 0) has its kink; the second column negative
+    x = torch.rand(2, 3, 4, 2, generator=gen, dtype=torch.float64) + 0.1
+    x[..., 1] *= -1
+    x = x.to(device).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: gem_stripes(t, 2, p), (x,))

@@ -49,8 +49,10 @@ class _StripeLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         _, n, c = x.shape  # x: (B, n, C)
         d = weight.shape[0] // n
-        xs = x.transpose(0, 1).contiguous()  # (n, B, C), small
-        ctx.save_for_backward(xs, weight)
+        xs = x.transpose(0, 1)  # (n, B, C), a view
+        # the inputs themselves are saved (not xs), so that the backward's operations are
+        # recorded under create_graph and second derivatives are complete
+        ctx.save_for_backward(x, weight)
         z = torch.baddbmm(bias.view(n, 1, d), xs, weight.view(n, d, c).mT)  # (n, B, d)
         return z.transpose(0, 1)
 
@@ -58,7 +60,8 @@ class _StripeLinear(torch.autograd.Function):
     def backward(
         ctx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        xs, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
+        xs = x.transpose(0, 1)  # (n, B, C)
         n, _, c = xs.shape
         # under autocast the forward ran in reduced precision; the backward runs in the wider one
         dtype = torch.promote_types(grad.dtype, weight.dtype)
