@@ -303,3 +303,16 @@ def test_nonfinite_rows_are_refused_also_when_not_used(device):
     with pytest.raises(VireidError) as info:
         hetero_center_triplet(features, labels, modality)
     assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 4)"
+
+
+@pytest.mark.parametrize("margin", [0.3, 5.0])
+def test_second_derivatives(device, margin):
+    """Second derivatives (create_graph) through the centers, checked against finite
+    differences; margin 5 keeps every hinge active, 0.3 leaves some at zero."""
+    gen = torch.Generator().manual_seed(6)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2], device=device)
+    modality = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], device=device)
+    x = torch.randn(10, 4, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(
+        lambda f: hetero_center_triplet(f, labels, modality, margin=margin), (x,)
+    )

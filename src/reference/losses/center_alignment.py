@@ -33,6 +33,7 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     check_features,
     compute_dtype,
+    recomputed_gradients,
     row_difference_distances,
 )
 from reference.losses.hetero_center import (
@@ -112,6 +113,27 @@ class CenterAlignmentConfig:
                 )
 
 
+def _centers_and_pull(
+    x: Tensor,
+    group: Tensor,
+    counts: Tensor,
+    merge: int,
+    identity: Tensor,
+    squared: bool,
+    detach: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Centers, pull, and the ``a_i`` and ``||a_i||`` the written-out backward needs, in plain
+    differentiable operations (also what a second derivative differentiates)."""
+    size = counts.to(x.dtype)[:, None]
+    means = x.new_zeros(counts.shape[0], x.shape[1]).index_add(0, group, x) / size
+    centers = means if merge == 1 else means.view(-1, merge, x.shape[1]).mean(dim=1)
+    target = centers.detach() if detach else centers
+    away = target.index_select(0, identity) - x
+    dist = torch.linalg.vector_norm(away, dim=1)
+    pull = (dist.square() if squared else dist).mean()
+    return centers, pull, away, dist
+
+
 class _CentersAndPull(torch.autograd.Function):
     """The identity centers and the pull term as one autograd node.
 
@@ -121,25 +143,32 @@ class _CentersAndPull(torch.autograd.Function):
     ``t_i = d pull / d c_{y_i}`` from row ``i`` (``a_i / (n ||a_i||)``, 0 at ``a_i = 0``, or
     ``2 a_i / n``): ``G = dL/dc + sum_{i: y_i = p} t_i`` (the sum left out when the pull's
     centers are detached), and ``dL/df_i = G_{y_i} / (merge * count(group_i)) - t_i``: one
-    gather and one sum over the rows instead of the separate nodes of centers and pull.
+    gather and one sum over the rows instead of the separate nodes of centers and pull. When a
+    graph of the gradient is asked for, autograd differentiates ``_centers_and_pull`` instead.
     """
 
     @staticmethod
     def forward(ctx, x, group, counts, merge, identity, squared, detach):
-        size = counts.to(x.dtype)[:, None]
-        means = x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x).div_(size)
-        centers = means if merge == 1 else means.view(-1, merge, x.shape[1]).mean(dim=1)
-        away = centers.index_select(0, identity).sub_(x)
-        dist = torch.linalg.vector_norm(away, dim=1)
-        pull = (dist.square() if squared else dist).mean()
-        ctx.save_for_backward(group, identity, size, away, dist)
+        centers, pull, away, dist = _centers_and_pull(
+            x, group, counts, merge, identity, squared, detach
+        )
+        ctx.save_for_backward(x, group, counts, identity, away, dist)
         ctx.merge, ctx.squared, ctx.detach = merge, squared, detach
         return centers, pull
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_centers, grad_pull):
-        group, identity, size, away, dist = ctx.saved_tensors
+        x, group, counts, identity, away, dist = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            (gx,) = recomputed_gradients(
+                lambda t: _centers_and_pull(
+                    t, group, counts, ctx.merge, identity, ctx.squared, ctx.detach
+                )[:2],
+                (x,),
+                (grad_centers, grad_pull),
+                (True,),
+            )
+            return gx, None, None, None, None, None, None
         n, d = away.shape
         if ctx.squared:
             t = away * (grad_pull * (2.0 / n))
@@ -149,6 +178,7 @@ class _CentersAndPull(torch.autograd.Function):
         if not ctx.detach:
             g = g.index_add(0, identity, t)
         merge = ctx.merge
+        size = counts.to(away.dtype)[:, None]
         per_group = (g[:, None, :] / (size.view(-1, merge, 1) * merge)).view(-1, d)
         return per_group.index_select(0, group).sub_(t), None, None, None, None, None, None
 

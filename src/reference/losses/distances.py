@@ -140,6 +140,32 @@ def paired_unchecked(x: Tensor, y: Tensor) -> Tensor:
         return _PairedDistances.apply(x.to(dtype), y.to(dtype))
 
 
+def recomputed_gradients(
+    fn, inputs: tuple[Tensor, ...], grads: tuple[Tensor | None, ...], needs: tuple[bool, ...]
+) -> tuple[Tensor | None, ...]:
+    """The backward of a written-out autograd node when a graph of the gradient is asked for
+    (``create_graph=True``: gradient penalties, Hessian-vector products): ``fn`` (the node's
+    forward in plain differentiable operations) is run again on the saved inputs and autograd
+    differentiates it, so second derivatives are complete. The fast written-out backward only
+    runs when no graph is being recorded."""
+    with torch.enable_grad():
+        outputs = fn(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
+    wanted = [t for t, need in zip(inputs, needs, strict=False) if need]
+    result = iter(
+        torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
+            allow_unused=True,
+        )
+    )  # fmt: skip
+    return tuple(next(result) if need else None for need in needs)
+
+
+def _paired_norms(x: Tensor, y: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(x - y, dim=1)
+
+
 class _PairedDistances(torch.autograd.Function):
     """``||x_i - y_i||_2`` with the gradient ``u_i = (x_i - y_i) / ||x_i - y_i||`` for ``x`` and
     ``-u_i`` for ``y``, 0 where the distance is 0 (the same safe subgradient as the where-trick).
@@ -152,16 +178,17 @@ class _PairedDistances(torch.autograd.Function):
     def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
         diff = x - y
         dist = torch.linalg.vector_norm(diff, dim=1)
-        ctx.save_for_backward(diff, dist)
+        ctx.save_for_backward(x, y, diff, dist)
         return dist
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        diff, dist = ctx.saved_tensors
+        x, y, diff, dist = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            return recomputed_gradients(_paired_norms, (x, y), (grad,), (need_x, need_y))
         scale = (grad / dist).masked_fill_(dist == 0, 0.0)  # (n,): cheap to mask
         gx = diff * scale[:, None]
-        need_x, need_y = ctx.needs_input_grad
         return (gx if need_x else None), (gx.neg() if need_y else None)
 
 
