@@ -53,9 +53,9 @@ def _oracle_seconds(fn, rounds=3):
     return best
 
 
-def _compare(benchmark, fast, oracle, rounds=3):
+def _compare(benchmark, fast, oracle, rounds=5):
     """Benchmark ``fast`` (forward + backward), time ``oracle``, record and check the ratio."""
-    benchmark.pedantic(fast, rounds=30, warmup_rounds=3)
+    benchmark.pedantic(fast, rounds=100, warmup_rounds=10)
     fast_s = benchmark.stats.stats.min
     oracle_s = _oracle_seconds(oracle, rounds)
     ratio = oracle_s / fast_s
