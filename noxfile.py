@@ -28,6 +28,15 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python="3.10", default=False)
+def oldest(session: nox.Session) -> None:
+    """The tests on the oldest supported Python (``requires-python``), not part of CI. Needs a
+    ``python3.10`` on PATH (pyenv: ``PATH=$(pyenv root)/versions/3.10.x/bin:$PATH``); without
+    one nox skips the session and says so."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
 @nox.session
 def spec(session: nox.Session) -> None:
     """The spec documents alone (Sybil runs their code blocks)."""
