@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--config", type=Path, metavar="MODEL.json", help="ModelConfig fields")
     summary.add_argument("--kind", choices=["method_a", "method_b", "baseline"])
     summary.add_argument(
-        "--num-classes", type=int, help="training identities (395 SYSU-MM01, 206 RegDB)"
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="training identities: 395 SYSU-MM01 (the default without --config), 206 RegDB",
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
