@@ -49,7 +49,7 @@ def test_frozen_parameters_need_no_weight_gradient(device):
 
 
 def test_resnet50_matches_torchvision_documented_count(device):
-    cost = step_flops(resnet50(), torch.zeros(1, 3, 224, 224, device=device))
+    cost = step_flops(resnet50().to(device), torch.zeros(1, 3, 224, 224, device=device))
     assert round(cost.forward / 2e9, 3) == 4.089
 
 
