@@ -194,8 +194,14 @@ def test_train_step_interleaved(benchmark, setting):
     being timed, so the ratios are comparable within one run. In extra_info, time over time:
     ``ratio_<model>`` to plain ResNet-50; ``ratio_same_backbone_<model>`` to the ResNet-50 whose
     backbone arithmetic is the model's (last stride 1 or 2 as the model), so that it is the cost
-    of the streams and the heads alone (target: at most 1.15; ``spec/models/cost.md`` gives the
-    operation counts behind both ratios).
+    of the streams and the heads alone.
+
+    The target (within 15% of plain ResNet-50: "the heads must be cheap") is read on the
+    last-stride-2 setting, where every model's backbone is exactly plain ResNet-50, so
+    ``ratio_<model>`` there is the heads' and streams' cost and nothing else. In the default
+    last-stride-1 setting ``ratio_<model>`` also carries the 44% of extra arithmetic of the
+    larger layer4 map, a backbone change the models make on purpose (``spec/models/cost.md``
+    counts both); ``ratio_same_backbone_<model>`` is the heads' cost there.
     """
     size, last_stride, names = INTERLEAVED[setting]
     steps = {name: step_fn(name, 8, size, last_stride=last_stride) for name in names}
