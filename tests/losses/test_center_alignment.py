@@ -374,13 +374,10 @@ def test_nonfinite_rows_are_refused_also_when_not_used(device):
         CenterAlignmentConfig(pull_distance="squared", margin=5.0),
     ],
 )
-def test_second_derivatives(device, config):
+def test_second_derivatives(float64_vi_batch, config):
     """Under create_graph the pull's written-out backward gives way to autograd: second
     derivatives of both terms checked against finite differences."""
-    gen = torch.Generator().manual_seed(8)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2], device=device)
-    modality = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], device=device)
-    x = torch.randn(10, 4, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    x, labels, modality = float64_vi_batch
 
     def terms(f):
         out = center_alignment_terms(f, labels, modality, config)
@@ -389,15 +386,13 @@ def test_second_derivatives(device, config):
     assert torch.autograd.gradgradcheck(terms, (x,))
 
 
-def test_second_derivatives_with_detached_centers(device):
+def test_second_derivatives_with_detached_centers(float64_vi_batch):
     """With the pull's centers detached, the first gradient is not the gradient of a function of
     the features, so finite differences are no yardstick; Hessian-vector products are compared
     with those of the pull written in plain autograd operations from the spec."""
+    x, labels, modality = float64_vi_batch
     gen = torch.Generator().manual_seed(9)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2], device=device)
-    modality = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], device=device)
-    x = torch.randn(10, 4, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
-    v = torch.randn(10, 4, generator=gen, dtype=torch.float64).to(device)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device)
     config = CenterAlignmentConfig(detach_centers=True)
 
     def plain_pull(f):

@@ -306,13 +306,10 @@ def test_nonfinite_rows_are_refused_also_when_not_used(device):
 
 
 @pytest.mark.parametrize("margin", [0.3, 5.0])
-def test_second_derivatives(device, margin):
+def test_second_derivatives(float64_vi_batch, margin):
     """Second derivatives (create_graph) through the centers, checked against finite
     differences; margin 5 keeps every hinge active, 0.3 leaves some at zero."""
-    gen = torch.Generator().manual_seed(6)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1, 2, 2], device=device)
-    modality = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], device=device)
-    x = torch.randn(10, 4, generator=gen, dtype=torch.float64).to(device).requires_grad_(True)
+    x, labels, modality = float64_vi_batch
     assert torch.autograd.gradgradcheck(
         lambda f: hetero_center_triplet(f, labels, modality, margin=margin), (x,)
     )

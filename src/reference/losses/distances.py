@@ -152,7 +152,7 @@ def recomputed_gradients(
         outputs = fn(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
-    wanted = [t for t, need in zip(inputs, needs, strict=False) if need]
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     result = iter(
         torch.autograd.grad(
             [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,

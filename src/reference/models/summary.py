@@ -80,7 +80,7 @@ def summarize(model: ReidNetwork, height: int, width: int) -> ModelSummary:
             x = backbone.stage(name, 0)(x)
             copies = 1 if backbone.is_shared(name) else backbone.num_streams
             rows.append(StageRow(name, copies, tuple(x.shape[1:]), _count(backbone.stage(name, 0))))
-        out = model(images, tags)
+        out = model.head(x, tags[:1])  # the head on the stages' map: no second backbone pass
     model.train(was_training)
     step = step_flops(model, images, tags)
     head = head_step_flops(model, images, tags)
