@@ -89,14 +89,12 @@ def head_step_flops(model: nn.Module, images: torch.Tensor, modality: torch.Tens
     ``step_flops(...).total - head_step_flops(...).total`` is the backbone's share.
     """
     if not isinstance(model, nn.Module) or not all(
-        hasattr(model, name) for name in ("backbone", "head", "check_inputs")
+        hasattr(model, name) for name in ("feature_map", "head")
     ):
         raise VireidError("model: expected a network with a backbone and a head (build_model)")
     work = copy.deepcopy(model).train()
-    work.check_inputs(images, modality)
     with torch.no_grad():
-        streams = work._route[modality.to(dtype=torch.int64, device=work._route.device)]
-        fmap = work.backbone(images, streams.to(images.device))
+        fmap = work.feature_map(images, modality)
     fmap.requires_grad_(True)
     params = [p for p in work.head.parameters() if p.requires_grad]
     return _step(lambda: work.head(fmap, modality), [fmap], params)

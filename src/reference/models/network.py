@@ -91,8 +91,12 @@ class ReidNetwork(nn.Module):
                 f"multiple of {step}"
             )
 
-    def forward(self, images: torch.Tensor, modality: torch.Tensor) -> ModelOutput:
+    def feature_map(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """The backbone's map ``(B, 2048, h, w)`` of a checked batch, each row routed through
+        its modality's stream: the head's input."""
         self.check_inputs(images, modality)
         streams = self._route[modality.to(device=self._route.device, dtype=torch.int64)]
-        fmap = self.backbone(images, streams.to(images.device))
-        return self.head(fmap, modality)
+        return self.backbone(images, streams.to(images.device))
+
+    def forward(self, images: torch.Tensor, modality: torch.Tensor) -> ModelOutput:
+        return self.head(self.feature_map(images, modality), modality)
