@@ -82,3 +82,20 @@ def bench(session: nox.Session) -> None:
             failed.append(file)
     if failed:
         session.error("benchmarks failed in: " + ", ".join(failed))
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of ``evaluation/`` and ``losses/`` (``tools/mutation.py``; not in CI).
+
+    Prints the score per area (killed / non-equivalent mutants), the run time and every survivor.
+    Arguments after ``--`` go to the runner: ``--area losses --module mdl``, ``--sample 150``,
+    ``--list``, ``--no-cache``. One worker: it forks a child per mutant after importing torch once.
+    """
+    _install(session, "test")
+    session.run(
+        "python",
+        "tools/mutation.py",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "ci", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )

@@ -1,0 +1,243 @@
+"""The mutation runner (``tools/mutation.py``) on a tiny fixture package: it generates the
+mutants it says it does, applies them, and tells killed from surviving ones."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from tools import mutation
+from tools.mutation import Layout, Mutant, Result, Runner
+
+TINY = textwrap.dedent(
+    '''
+    """A docstring the runner leaves alone: 123."""
+
+    LIMIT: int = 10
+
+
+    def clamp(x: int, low: int = 0, high: int = LIMIT) -> int:
+        """Clamp into [low, high]."""
+        if x < low:
+            return low
+        if x > high:
+            return high
+        return x
+
+
+    def check(n: int) -> int:
+        if n < 0:
+            raise ValueError(f"negative: {n - 1}")
+        return n
+
+
+    def double(x: int) -> int:
+        return x * 2
+
+
+    def count(n: int) -> int:
+        i = 0
+        while i < n:
+            i += 1
+        return i
+
+
+    def untouched(x: int) -> int:
+        return x + 1  # pragma: no mutate
+
+
+    def flags(a: bool, b: bool, xs: list) -> bool:
+        return (a and not b) or xs[1:] == [] and -1 in xs
+    '''
+)
+TEST_TINY = textwrap.dedent(
+    """
+    import pytest
+
+    from pkg.area.tiny import check, clamp, count
+
+
+    def test_clamp():
+        assert clamp(-1) == 0
+        assert clamp(11) == 10
+        assert clamp(5) == 5
+
+
+    def test_check():
+        assert check(3) == 3
+        with pytest.raises(ValueError, match="negative"):
+            check(-1)
+
+
+    def test_count():
+        assert count(3) == 3
+    """
+)
+USER = "from pkg.area.tiny import double\n\n\ndef quadruple(x):\n    return double(double(x))\n"
+TEST_USER = (
+    "from pkg.area.user import quadruple\n\n\n"
+    "def test_quadruple():\n    assert quadruple(3) == 12\n"
+)
+
+
+@pytest.fixture
+def fixture_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
+    src = tmp_path / "src" / "pkg"
+    (src / "area").mkdir(parents=True)
+    (src / "__init__.py").write_text("")
+    (src / "area" / "__init__.py").write_text("")
+    (src / "area" / "tiny.py").write_text(TINY)
+    (src / "area" / "user.py").write_text(USER)
+    (tmp_path / "tests" / "area").mkdir(parents=True)
+    (tmp_path / "tests" / "area" / "test_tiny.py").write_text(TEST_TINY)
+    (tmp_path / "tests" / "area" / "test_user.py").write_text(TEST_USER)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    return Layout(
+        root=tmp_path,
+        package="pkg",
+        src=src,
+        tests=tmp_path / "tests",
+        spec=tmp_path / "spec",
+        pytest_args=("-p", "no:cacheprovider", "-p", "no:randomly"),
+    )
+
+
+def _by_change(mutants: list[Mutant]) -> dict[tuple[str, str], Mutant]:
+    return {(m.before, m.after): m for m in mutants}
+
+
+def test_operators_and_what_is_left_alone() -> None:
+    mutants = mutation.mutants_of(TINY, "area/tiny.py")
+    changes = _by_change(mutants)
+    assert ("x < low", "x <= low") in changes
+    assert ("x * 2", "x / 2") in changes
+    assert ("i += 1", "i -= 1") in changes
+    assert ("not b", "b") in changes
+    assert ("-1", "1") in changes
+    assert ("a and (not b)", "a or not b") in changes
+    assert ("1:", "1 + 1:") in changes  # the slice of xs[1:]
+    assert ("return low", "return None") in changes
+    assert ("0", "1") in changes  # the default argument low=0, among others
+    raise_change = [m for m in mutants if m.operator == "raise"]
+    assert [(m.before, m.after) for m in raise_change] == [
+        ("raise ValueError(f'negative: {n - 1}')", "pass")
+    ]
+    lines = {m.line for m in mutants}
+    assert 2 not in lines  # the docstring
+    assert ("10", "11") in changes  # LIMIT: int = 10 (its annotation is not mutated)
+    assert not any("n - 1" in m.before and m.operator == "binop" for m in mutants)  # the message
+    assert not any(m.line == 34 for m in mutants)  # pragma: no mutate
+    assert {m.operator for m in mutants} <= set(mutation.OPERATORS)
+    assert len({m.id for m in mutants}) == len(mutants)
+
+
+def test_ids_are_stable_when_the_file_changes_elsewhere() -> None:
+    before = mutation.mutants_of(TINY, "area/tiny.py")
+    edited = TINY.replace("LIMIT: int = 10\n", "LIMIT: int = 10\nOTHER = 3\n\n")
+    after = mutation.mutants_of(edited, "area/tiny.py")
+    assert {m.id for m in before} < {m.id for m in after}
+    moved = {m.id: m.line for m in after}
+    assert all(moved[m.id] >= m.line for m in before)
+    assert mutation.mutants_of(TINY, "area/tiny.py") == before  # deterministic
+
+
+def test_mutate_changes_behaviour_of_that_node_only() -> None:
+    mutants = mutation.mutants_of(TINY, "area/tiny.py")
+    target = _by_change(mutants)[("x * 2", "x / 2")]
+    tree = mutation.mutate(TINY, target.index)
+    namespace: dict = {}
+    exec(compile(tree, "tiny.py", "exec"), namespace)
+    assert namespace["double"](3) == 1.5
+    assert namespace["clamp"](11) == 10
+    assert ast.unparse(tree).count("x / 2") == 1
+
+
+def test_runner_kills_detects_survivors_and_uses_the_wider_round(fixture_layout: Layout) -> None:
+    mutants = mutation.select(fixture_layout, ["area"], ["tiny"], None)
+    changes = _by_change(mutants)
+    chosen = {
+        "raise": changes[("raise ValueError(f'negative: {n - 1}')", "pass")],
+        "survivor": changes[("n < 0", "n <= 0")],
+        "wider": changes[("x * 2", "x / 2")],
+        "equivalent": changes[("x < low", "x <= low")],
+    }
+    runner = Runner(layout=fixture_layout, timeout_factor=20, timeout_min=60, progress=False)
+    equivalent = {chosen["equivalent"].id: "clamp(low) is low either way"}
+    results = runner.run(list(chosen.values()), equivalent)
+    status = {name: r.status for name, r in zip(chosen, results, strict=True)}
+    assert status == {
+        "raise": "killed",
+        "survivor": "survived",
+        "wider": "killed",  # test_tiny does not call double; test_user does, in the wider round
+        "equivalent": "equivalent",
+    }
+    assert fixture_layout.dependants("area", "tiny") == ["user"]
+    text, any_left = mutation.report(results, 1.0, [])
+    assert any_left
+    assert "area               4      1       2        1   66.7%" in text
+    assert f"id = {chosen['survivor'].id}" in text
+    assert "area/tiny.py:17: [compare] n < 0  ->  n <= 0" in text
+
+
+def test_a_hanging_mutant_is_stopped_and_counts_as_killed(fixture_layout: Layout) -> None:
+    mutants = mutation.select(fixture_layout, ["area"], ["tiny"], None)
+    loop = _by_change(mutants)[("i += 1", "i -= 1")]
+    runner = Runner(layout=fixture_layout, timeout_factor=1, timeout_min=4, progress=False)
+    [result] = runner.run([loop], {})
+    assert result.status == "timeout"
+    assert result.seconds < 30
+
+
+def test_cache_skips_killed_mutants_until_the_source_changes(
+    fixture_layout: Layout, tmp_path: Path
+) -> None:
+    mutants = mutation.select(fixture_layout, ["area"], ["tiny"], None)
+    killed = _by_change(mutants)[("return low", "return None")]
+    cache = tmp_path / "cache.json"
+    runner = Runner(fixture_layout, timeout_factor=20, timeout_min=60, cache_path=cache)
+    runner.progress = False
+    assert [r.status for r in runner.run([killed], {})] == ["killed"]
+    assert [r.status for r in runner.run([killed], {})] == ["cached"]
+    tiny = fixture_layout.src / "area" / "tiny.py"
+    tiny.write_text(tiny.read_text() + "\n# edited\n")
+    assert [r.status for r in runner.run([killed], {})] == ["killed"]
+
+
+def test_sample_is_repeatable_and_a_subset(fixture_layout: Layout) -> None:
+    every = mutation.select(fixture_layout, ["area"], None, None)
+    first = mutation.select(fixture_layout, ["area"], None, 5, seed=1)
+    assert first == mutation.select(fixture_layout, ["area"], None, 5, seed=1)
+    assert len(first) == 5 and set(first) <= set(every)
+    assert {m.module for m in every} == {"tiny", "user"}
+
+
+def test_equivalent_list_needs_a_reason(tmp_path: Path) -> None:
+    listed = tmp_path / "eq.toml"
+    listed.write_text('[[mutant]]\nid = "a/b.py:f:0123abcd"\nreason = "dead branch"\n')
+    assert mutation.load_equivalent(listed) == {"a/b.py:f:0123abcd": "dead branch"}
+    listed.write_text('[[mutant]]\nid = "a/b.py:f:0123abcd"\n')
+    with pytest.raises(SystemExit, match=r"mutant 'a/b\.py:f:0123abcd' has no reason"):
+        mutation.load_equivalent(listed)
+
+
+def test_checked_in_equivalent_list_names_real_mutants_with_reasons() -> None:
+    listed = mutation.load_equivalent(mutation.ROOT / "tools" / "mutation_equivalent.toml")
+    layout = Layout()
+    ids = {m.id for m in mutation.select(layout, list(mutation.AREAS), None, None)}
+    assert sorted(set(listed) - ids) == []
+    assert all(len(reason) > 20 for reason in listed.values())
+
+
+def test_result_statuses_count_in_the_score() -> None:
+    m = Mutant("area/x.py:f:00000000", "area/x.py", 0, 3, "constant", "0", "1")
+    results = [Result(m, s) for s in ("killed", "timeout", "cached", "survived", "equivalent")]
+    text, any_left = mutation.report(results, 2.0, ["area/x.py:g:deadbeef"])
+    assert "area               5      1       3        1   75.0%" in text
+    assert "run time 2s" in text
+    assert "area/x.py:g:deadbeef" in text
+    assert any_left
+    assert sys.modules["tools.mutation"] is mutation
