@@ -133,7 +133,10 @@ def test_round_trip_property(kind, count, size, p, name, weights) -> None:
         ({"kind": "a", "inner": {"name": 3}}, "train.inner.name: expected a string or none, got 3"),
         ({"kind": "a", "inner": 3}, "train.inner: expected a table of Inner fields, got 3"),
         ({"kind": "a", "weights": [1]}, "train.weights: expected a table, got [1]"),
-        ({"kind": "a", "weights": {"w": "1"}}, "train.weights.w: expected a finite number, got '1'"),
+        (
+            {"kind": "a", "weights": {"w": "1"}},
+            "train.weights.w: expected a finite number, got '1'",
+        ),
         ({"kind": "a", "root": 5}, "train.root: expected a path or none, got 5"),
         (
             {"kind": "a", "inner": {"p": 2}},

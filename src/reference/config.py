@@ -132,7 +132,9 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             return tuple(_convert(args[0], v, _join(path, i)) for i, v in enumerate(value))
         if len(value) != len(args):
             raise _bad(path, hint, value)
-        return tuple(_convert(a, v, _join(path, i)) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert(a, v, _join(path, i)) for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise _bad(path, hint, value)
