@@ -166,7 +166,7 @@ def test_runner_kills_detects_survivors_and_uses_the_wider_round(fixture_layout:
         "equivalent": changes[("x < low", "x <= low")],
     }
     runner = Runner(layout=fixture_layout, timeout_factor=20, timeout_min=60, progress=False)
-    equivalent = {chosen["equivalent"].id: "clamp(low) is low either way"}
+    equivalent = {chosen["equivalent"].id: "equivalent"}  # clamp(low) is low either way
     results = runner.run(list(chosen.values()), equivalent)
     status = {name: r.status for name, r in zip(chosen, results, strict=True)}
     assert status == {
@@ -178,7 +178,7 @@ def test_runner_kills_detects_survivors_and_uses_the_wider_round(fixture_layout:
     assert fixture_layout.dependants("area", "tiny") == ["user"]
     text, any_left = mutation.report(results, 1.0, [])
     assert any_left
-    assert "area               4      1       2        1   66.7%" in text
+    assert "area               4      1       0       2        1   66.7%" in text
     assert f"id = {chosen['survivor'].id}" in text
     assert "area/tiny.py:17: [compare] n < 0  ->  n <= 0" in text
 
@@ -219,13 +219,20 @@ def test_equivalent_list_needs_a_reason(tmp_path: Path) -> None:
     listed = tmp_path / "eq.toml"
     listed.write_text('[[mutant]]\nid = "a/b.py:f:0123abcd"\nreason = "dead branch"\n')
     assert mutation.load_equivalent(listed) == {"a/b.py:f:0123abcd": "dead branch"}
+    listed.write_text(
+        '[[mutant]]\nid = "a/b.py:f:0123abcd"\nreason = "dead branch"\n'
+        '[[mutant]]\nid = "a/b.py:g:0123abcd"\nkind = "device"\nreason = "two devices"\n'
+    )
+    assert mutation.load_equivalent(listed) == {"a/b.py:f:0123abcd": "dead branch"}
+    assert mutation.load_equivalent(listed, "device") == {"a/b.py:g:0123abcd": "two devices"}
     listed.write_text('[[mutant]]\nid = "a/b.py:f:0123abcd"\n')
     with pytest.raises(SystemExit, match=r"mutant 'a/b\.py:f:0123abcd' has no reason"):
         mutation.load_equivalent(listed)
 
 
 def test_checked_in_equivalent_list_names_real_mutants_with_reasons() -> None:
-    listed = mutation.load_equivalent(mutation.ROOT / "tools" / "mutation_equivalent.toml")
+    path = mutation.ROOT / "tools" / "mutation_equivalent.toml"
+    listed = mutation.load_equivalent(path) | mutation.load_equivalent(path, "device")
     layout = Layout()
     ids = {m.id for m in mutation.select(layout, list(mutation.AREAS), None, None)}
     assert sorted(set(listed) - ids) == []
@@ -234,9 +241,10 @@ def test_checked_in_equivalent_list_names_real_mutants_with_reasons() -> None:
 
 def test_result_statuses_count_in_the_score() -> None:
     m = Mutant("area/x.py:f:00000000", "area/x.py", 0, 3, "constant", "0", "1")
-    results = [Result(m, s) for s in ("killed", "timeout", "cached", "survived", "equivalent")]
+    statuses = ("killed", "timeout", "cached", "survived", "equivalent", "device-only")
+    results = [Result(m, s) for s in statuses]
     text, any_left = mutation.report(results, 2.0, ["area/x.py:g:deadbeef"])
-    assert "area               5      1       3        1   75.0%" in text
+    assert "area               6      1       1       3        1   75.0%" in text
     assert "run time 2s" in text
     assert "area/x.py:g:deadbeef" in text
     assert any_left

@@ -15,7 +15,10 @@ alone; a line ending in ``# pragma: no mutate`` too.
 A mutant's id is ``<area>/<file>:<function>:<hash>``, the hash taken over the original and
 mutated source text of the node (plus an occurrence count), so ids survive edits elsewhere in the
 file. ``tools/mutation_equivalent.toml`` lists the mutants that cannot change behaviour, each
-with its reason; the score is ``killed / (mutants - equivalent)``.
+with its reason, and (``kind = "device"``) the few that only inputs on two devices can tell
+apart: on a CPU-only run (``TEST_DEVICE=cpu``, the default) those are counted apart, with
+``TEST_DEVICE=cuda`` they run like the others. The score is
+``killed / (mutants - equivalent - device-only)``.
 
 Speed (the CI machine has two cores): the parent imports torch, numpy, scipy, hypothesis and
 pytest once and forks a child per mutant; the child loads the mutated module from the changed
@@ -450,7 +453,7 @@ def run_pytest_forked(
 @dataclass
 class Result:
     mutant: Mutant
-    status: str  # killed | survived | timeout | equivalent | cached
+    status: str  # killed | survived | timeout | cached | equivalent | device-only
     seconds: float = 0.0
 
 
@@ -499,14 +502,15 @@ class Runner:
                 return Result(mutant, "timeout", total)
         return Result(mutant, "survived", total)
 
-    def run(self, mutants: list[Mutant], equivalent: dict[str, str]) -> list[Result]:
+    def run(self, mutants: list[Mutant], listed: dict[str, str]) -> list[Result]:
+        """Run every mutant but the ``listed`` ones (``{id: "equivalent" | "device-only"}``)."""
         cache = _load_cache(self.cache_path)
         sources = {m.path: (self.layout.src / m.path).read_text() for m in mutants}
         results = []
         for i, mutant in enumerate(mutants, 1):
             digest = _digest(sources[mutant.path])
-            if mutant.id in equivalent:
-                result = Result(mutant, "equivalent")
+            if mutant.id in listed:
+                result = Result(mutant, listed[mutant.id])
             elif mutant.id in cache.get(digest, ()):
                 result = Result(mutant, "cached")
             else:
@@ -544,8 +548,9 @@ def _save_cache(path: Path, cache: dict) -> None:
     tmp.replace(path)
 
 
-def load_equivalent(path: Path) -> dict[str, str]:
-    """``{mutant id: reason}`` from the checked-in list of equivalent mutants."""
+def load_equivalent(path: Path, kind: str = "equivalent") -> dict[str, str]:
+    """``{mutant id: reason}`` of the checked-in list's entries of one ``kind``: ``equivalent``
+    (the default when an entry names none) or ``device`` (only two devices tell it apart)."""
     if not path.exists():
         return {}
     try:
@@ -557,7 +562,10 @@ def load_equivalent(path: Path) -> dict[str, str]:
     for entry in data.get("mutant", []):
         if not entry.get("reason"):
             raise SystemExit(f"error: {path}: mutant {entry.get('id')!r} has no reason")
-        out[entry["id"]] = entry["reason"]
+        if entry.get("kind", "equivalent") not in ("equivalent", "device"):
+            raise SystemExit(f"error: {path}: mutant {entry.get('id')!r}: unknown kind")
+        if entry.get("kind", "equivalent") == kind:
+            out[entry["id"]] = entry["reason"]
     return out
 
 
@@ -589,14 +597,20 @@ def report(results: list[Result], seconds: float, stale: list[str]) -> tuple[str
     by_area: dict[str, list[Result]] = {}
     for r in results:
         by_area.setdefault(r.mutant.area, []).append(r)
-    lines.append(f"{'area':<12}{'mutants':>8}{'equiv':>7}{'killed':>8}{'survived':>9}{'score':>8}")
+    lines.append(
+        f"{'area':<12}{'mutants':>8}{'equiv':>7}{'device':>8}{'killed':>8}{'survived':>9}"
+        f"{'score':>8}"
+    )
     for area, rs in sorted(by_area.items()):
         equivalent = sum(r.status == "equivalent" for r in rs)
+        device = sum(r.status == "device-only" for r in rs)
         killed = sum(r.status in ("killed", "timeout", "cached") for r in rs)
         survived = sum(r.status == "survived" for r in rs)
-        live = len(rs) - equivalent
+        live = len(rs) - equivalent - device
         score = f"{100 * killed / live:.1f}%" if live else "-"
-        lines.append(f"{area:<12}{len(rs):>8}{equivalent:>7}{killed:>8}{survived:>9}{score:>8}")
+        lines.append(
+            f"{area:<12}{len(rs):>8}{equivalent:>7}{device:>8}{killed:>8}{survived:>9}{score:>8}"
+        )
     lines.append(f"run time {seconds:.0f}s")
     survivors = [r for r in results if r.status == "survived"]
     if survivors:
@@ -637,10 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants", file=sys.stderr)
         return 0
     equivalent = load_equivalent(args.equivalent)
+    device_only = load_equivalent(args.equivalent, kind="device")
+    listed = dict.fromkeys(equivalent, "equivalent")
+    if os.environ.get("TEST_DEVICE", "cpu") == "cpu":
+        listed |= dict.fromkeys(device_only, "device-only")
     ids = {m.id for m in select(layout, areas, args.module, None)}
     stale = sorted(
         i
-        for i in equivalent
+        for i in [*equivalent, *device_only]
         if i not in ids
         and i.split("/")[0] in areas
         and (not args.module or Path(i.split(":")[0]).stem in args.module)
@@ -664,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
     )
     start = time.monotonic()
-    results = runner.run(mutants, equivalent)
+    results = runner.run(mutants, listed)
     text, _ = report(results, time.monotonic() - start, stale)
     print(text)
     return 0

@@ -198,3 +198,23 @@ def test_bad_input_is_named(device, query, gallery, metric, message):
     with pytest.raises(VireidError) as info:
         pairwise_distance(query, gallery, metric)
     assert str(info.value) == message
+
+
+def test_finite_features_whose_sum_overflows_are_accepted(device):
+    # Every entry is finite but the float32 sum is inf: the finite-sum shortcut must fall back
+    # to the elementwise test, not reject the input ("a finite sum proves every entry finite").
+    query = torch.full((4, 1), 1.0e38, device=device)
+    assert not bool(torch.isfinite(query.sum()))
+    gallery = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    d = pairwise_distance(query, gallery, "cosine")
+    assert d.dtype == torch.float64
+    assert d.tolist() == [[0.0, 2.0]] * 4
+
+
+def test_gallery_is_moved_to_the_query_device(device):
+    # spec: "The result is on `query`'s device; `gallery` is moved there."
+    query = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=torch.float64, device=device)
+    for gallery in (torch.tensor([[3.0, 4.0]], dtype=torch.float64), np.array([[3.0, 4.0]])):
+        d = pairwise_distance(query, gallery)
+        assert d.device == query.device
+        assert d.cpu().tolist() == [[5.0], [0.0]]

@@ -848,3 +848,12 @@ def test_bad_features_are_named(device, change, message):
     with pytest.raises(VireidError) as info:
         rank_metrics_from_features(**args)
     assert str(info.value) == message
+
+
+def test_finite_distances_whose_sum_overflows_are_accepted(device):
+    # Every entry finite, their float32 sum inf: accepted and ranked (spec: `distmat` finite).
+    d = torch.tensor([[3.0e38, 2.0e38, 1.0e38]], device=device)
+    assert not bool(torch.isfinite(d.sum()))
+    m = rank_metrics(d, [1], [2, 1, 3], [1], [2, 2, 2], exclusion="none", max_rank=3)
+    assert m.cmc.tolist() == [0.0, 1.0, 1.0]
+    assert m.mAP == 0.5
