@@ -468,6 +468,8 @@ class Runner:
 
     def _baseline(self, key: tuple, args: list[str]) -> float:
         if key not in self._baselines:
+            if self.progress:
+                print(f"timing the unmutated {key[1]} tests of {key[0]}", file=sys.stderr)
             status, seconds = run_pytest_forked(args, timeout=3600, cwd=self.layout.root)
             if status != "passed":
                 raise SystemExit(
@@ -585,8 +587,9 @@ def select(
             rel = path.relative_to(layout.src).as_posix()
             chosen += mutants_of(path.read_text(), rel)
     if sample is not None and sample < len(chosen):
-        rng = random.Random(seed)
-        picked = set(rng.sample(range(len(chosen)), sample))
+        order = list(range(len(chosen)))
+        random.Random(seed).shuffle(order)  # a smaller sample is a prefix: samples nest
+        picked = set(order[:sample])
         chosen = [m for i, m in enumerate(chosen) if i in picked]
     return chosen
 
@@ -628,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", help="module stem, e.g. mdl (repeatable)")
     parser.add_argument("--sample", type=int, help="run a repeatable sample of this many mutants")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--id", action="append", help="run only this mutant id (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--timeout-factor", type=float, default=3.0)
     parser.add_argument(
@@ -642,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout()
     areas = args.area or list(AREAS)
     mutants = select(layout, areas, args.module, args.sample, args.seed)
+    if args.id:
+        mutants = [m for m in mutants if m.id in args.id]
     if not mutants:
         print("error: no mutants for that selection", file=sys.stderr)
         return 2

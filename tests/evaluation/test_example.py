@@ -75,3 +75,32 @@ def test_example_from_the_official_split_has_its_folder_sizes():
     for pid in split.test_ids:
         for cam in range(1, 7):
             assert folders.count(cam, pid) == split.count(cam, pid)
+
+
+def test_default_examples_are_pinned_data_sets():
+    # The example files are fixed data sets (seeded, "folder sizes drawn per camera", 64-d,
+    # noise and gaps as in the module docstring): seed 0 must give these very files on every
+    # version, so figures printed from `--example` stay reproducible. Per camera: (folders,
+    # images, smallest, largest folder).
+    counts = sysu_example_counts(0)
+    per_camera = {}
+    for cam in range(1, 7):
+        sizes = [n for (c, _), n in counts.items() if c == cam]
+        per_camera[cam] = (len(sizes), sum(sizes), min(sizes), max(sizes))
+    assert per_camera == {
+        1: (48, 1168, 10, 40),
+        2: (48, 1395, 14, 42),
+        3: (89, 1774, 19, 21),
+        4: (92, 1887, 19, 22),
+        5: (95, 1906, 19, 21),
+        6: (96, 1920, 20, 20),
+    }
+    fs = sysu_example(0)
+    assert fs.features.shape == (10050, 64)
+    assert float(fs.features.astype(np.float64).sum()) == pytest.approx(17400.29636899443)
+    assert float(np.abs(fs.features).astype(np.float64).sum()) == pytest.approx(909265.0914044273)
+    sets = regdb_example(trials=2)
+    assert [float(s.features.astype(np.float64).sum()) for s in sets] == pytest.approx(
+        [17987.764085401705, 20896.127584507645]
+    )
+    assert [s.pids[:3].tolist() for s in sets] == [[1, 1, 1], [0, 0, 0]]

@@ -520,3 +520,35 @@ def test_a_regdb_file_is_not_a_sysu_file():
     with pytest.raises(VireidError) as info:
         evaluate_sysu(fs, source="r.npz")
     assert str(info.value) == "r.npz: expected a SYSU-MM01 features file (dataset 'sysu')"
+
+
+def test_folders_of_groups_every_folder_in_frame_order():
+    # spec: rows[(cam, pid)][k] is the row of the image at position k of the folder
+    counts = {(1, 1): 2, (1, 2): 3, (3, 1): 1, (6, 2): 2}
+    fs = sysu_example(counts=counts, dim=2)
+    order = np.random.default_rng(0).permutation(len(fs))
+    shuffled = fs.subset(order)
+    folders = folders_of(shuffled)
+    assert sorted(folders.rows) == sorted(counts)
+    for (cam, pid), rows in folders.rows.items():
+        assert folders.count(cam, pid) == counts[(cam, pid)]
+        assert shuffled.camids[rows].tolist() == [cam] * counts[(cam, pid)]
+        assert shuffled.pids[rows].tolist() == [pid] * counts[(cam, pid)]
+        assert shuffled.frames[rows].tolist() == list(range(counts[(cam, pid)]))
+    assert folders.test_ids == (1, 2)
+
+
+def test_identity_mismatch_lists_at_most_five_of_each(tmp_path):
+    from reference.evaluation.sysu import OfficialSplit, check_split_matches
+
+    fs = sysu_example(counts={(1, pid): 1 for pid in range(1, 9)}, dim=2)
+    split = OfficialSplit(
+        path=tmp_path / "rand_perm_cam.mat", perms={}, test_ids=tuple(range(8, 16))
+    )
+    with pytest.raises(VireidError) as info:
+        check_split_matches(split, folders_of(fs), "mine.npz")
+    assert str(info.value) == (
+        f"split file does not match features: mine.npz holds 8 identities, "
+        f"{tmp_path / 'test_id.mat'} lists 8 (not in the test ids: [1, 2, 3, 4, 5]; missing "
+        "from the features: [9, 10, 11, 12, 13])"
+    )
