@@ -93,3 +93,33 @@ def test_metric_inputs_agree():
     check_metric_inputs(x, y, m)
     with _raises("labels: expected at least 2 identities in the batch, got 1 (label 0)"):
         check_metric_inputs(x, torch.zeros(4, dtype=torch.int64), m)
+
+
+def test_labels_on_another_device_are_refused_before_their_values_are_read(device):
+    # Inputs on mixed devices are an error naming both devices. The "meta" device (shapes and
+    # dtypes, no data) is a second device on every machine; the labels' device is compared
+    # before any of their values is read.
+    x = torch.zeros(4, 2, device=device)
+    y = torch.tensor([0, 0, 1, 1], device="meta")
+    m = torch.tensor([0, 1, 0, 1], device=device)
+    with _raises(
+        f"labels, modality: expected tensors on {x.device}, got labels on meta and modality "
+        f"on {x.device}"
+    ):
+        check_metric_inputs(x, y, m)
+
+
+def test_modality_tags_on_the_cpu(device):
+    # tags on the CPU with features on the device under test: fine on a CPU run, an error
+    # naming both devices on a GPU run (TEST_DEVICE=cuda)
+    x = torch.zeros(4, 2, device=device)
+    y = torch.tensor([0, 0, 1, 1], device=device)
+    m = torch.tensor([0, 1, 0, 1])
+    if x.device == m.device:
+        check_metric_inputs(x, y, m)
+    else:
+        with _raises(
+            f"labels, modality: expected tensors on {x.device}, got labels on {x.device} and "
+            "modality on cpu"
+        ):
+            check_metric_inputs(x, y, m)

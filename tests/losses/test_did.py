@@ -225,3 +225,27 @@ def test_bad_options(device):
         did_loss(z, y, m, epsilon=1.5)
     with _raises("logits: expected shape (n, d) with d >= 1, got (8,)"):
         did_loss(z[:, 0], y, m)
+
+
+def test_nan_logits_in_the_per_modality_terms(device):
+    # did_terms (the logging view, and reduction="modality") refuses non-finite logits too
+    z, y, m = _small(device)
+    z[5, 2] = float("nan")
+    with _raises("logits: expected finite values, found NaN or inf (first in row 5)"):
+        did_terms(z, y, m)
+    with _raises("logits: expected finite values, found NaN or inf (first in row 5)"):
+        did_loss(z, y, m, reduction="modality")
+
+
+def test_labels_on_another_device(device):
+    # mixed devices are an error naming both ("meta": a second device on every machine, whose
+    # tensors have no values; the device is compared before the labels' values are read)
+    z, y, m = _small(device)
+    message = (
+        f"labels, modality: expected tensors on {z.device}, got labels on meta and modality "
+        f"on {z.device}"
+    )
+    with _raises(message):
+        did_loss(z, y.to("meta"), m)
+    with _raises(message):
+        did_terms(z, y.to("meta"), m)
