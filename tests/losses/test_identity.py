@@ -222,3 +222,14 @@ def test_bad_input(device, logits, labels, epsilon, message):
     with pytest.raises(VireidError) as info:
         identity_loss(logits.to(device), labels.to(device), epsilon=epsilon)
     assert str(info.value) == message
+
+
+def test_labels_are_checked_before_the_finiteness_of_the_logits(device):
+    # identity_loss reads the logits' finiteness in the forward pass, after every label check:
+    # a batch with both faults names the labels
+    logits = torch.tensor([[0.0, float("nan")], [1.0, 2.0]], device=device)
+    with pytest.raises(VireidError) as info:
+        identity_loss(logits, torch.tensor([0, 2], device=device))
+    assert str(info.value) == (
+        "labels: expected class indices in 0..1 (logits have 2 columns), got [2]"
+    )
