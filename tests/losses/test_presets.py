@@ -99,3 +99,19 @@ def test_presets_fit_the_models_of_their_method(device, kind):
     terms = compute_losses(preset(kind), out, y)
     assert list(terms.terms) == list(_by_hand(preset(kind), out, y))
     assert torch.isfinite(terms.total)
+
+
+def test_method_a_weights_are_the_spec_table(device):
+    # spec/losses/loss_spec.md, method_a_losses: id on global 1; id on the stripes 1; hctri on
+    # the concatenation 1 and per stripe lambda (1.0 on sysu, 2.0 on regdb); ca on global 1.0
+    batch = _fixed_batch(3, 2, (0, 1))
+    out = _output(batch, device)
+    y = batch.labels.to(device)
+    for dataset, lam in (("sysu", 1.0), ("regdb", 2.0)):
+        w = compute_losses(method_a_losses(dataset), out, y).weights
+        stripes = [f"fine.{i}" for i in range(6)] + [f"coarse.{i}" for i in range(3)]
+        assert w["id/global"] == 1.0
+        assert {w[f"id/{b}"] for b in stripes} == {1.0}
+        assert w["hctri/fine"] == w["hctri/coarse"] == 1.0
+        assert {w[f"hctri/{b}"] for b in stripes} == {lam}
+        assert w["ca.pull/global"] == w["ca.push/global"] == 1.0
