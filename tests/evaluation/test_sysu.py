@@ -552,3 +552,13 @@ def test_identity_mismatch_lists_at_most_five_of_each(tmp_path):
         f"{tmp_path / 'test_id.mat'} lists 8 (not in the test ids: [1, 2, 3, 4, 5]; missing "
         "from the features: [9, 10, 11, 12, 13])"
     )
+
+
+@pytest.mark.parametrize("trials", [np.int64(2), True])
+def test_trials_must_be_a_python_int(trials):
+    # _check_settings takes trials as a plain int (numpy=False): a NumPy integer or a bool is
+    # refused with the field's message
+    fs = sysu_example(counts={(1, 6): 4, (3, 6): 2}, dim=2)
+    with pytest.raises(VireidError) as info:
+        evaluate_sysu(fs, trials=trials)
+    assert str(info.value) == f"trials: expected an integer >= 1, got {trials!r}"
