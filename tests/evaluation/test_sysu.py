@@ -562,3 +562,19 @@ def test_trials_must_be_a_python_int(trials):
     with pytest.raises(VireidError) as info:
         evaluate_sysu(fs, trials=trials)
     assert str(info.value) == f"trials: expected an integer >= 1, got {trials!r}"
+
+
+def test_official_single_shot_takes_one_image_per_folder(tmp_path):
+    # spec: the official gallery of trial t is P[cam, pid][t, :shots] - 1; single-shot: one each
+    rng = np.random.default_rng(1)
+    counts = {(1, 1): 4, (2, 1): 3, (4, 2): 5, (3, 1): 2, (6, 2): 2}
+    entries = {
+        key: np.stack([rng.permutation(n) + 1 for _ in range(10)]).astype(np.uint8)
+        for key, n in counts.items()
+    }
+    split = load_official_split(_save_split(tmp_path / "rand_perm_cam.mat", _cells(entries)))
+    fs = sysu_example(counts=counts, dim=4)
+    folders = folders_of(fs)
+    rows = official_gallery(folders, split, mode="all", shots=1, trial=2)
+    want = [(cam, pid, int(entries[(cam, pid)][2, 0]) - 1) for cam, pid in ((1, 1), (2, 1), (4, 2))]
+    assert triples(fs, rows) == want
