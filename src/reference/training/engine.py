@@ -279,7 +279,7 @@ def _score(
     the dataset's camera rule (SYSU-MM01: camera 3 skips camera 2) and CMC kind."""
     from reference.evaluation.metrics import rank_metrics_from_features
 
-    modality = torch.from_numpy(records.modality)
+    modality = torch.from_numpy(records.modality.copy())
     feats = embed_images(model, images, modality, TestTransform(config.pipeline.transform), device)
     q = records.modality == int(Modality.INFRARED)
     g = ~q
