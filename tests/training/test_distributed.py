@@ -51,6 +51,7 @@ def parameters(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if v.is_floating_point() and "running" not in k}
 
 
+@pytest.mark.slow  # two torchrun workers and a 1-process run: ~35 s on 2 quiet cores
 def test_two_processes_equal_one_process_accumulating_their_batches(synth_roots, tmp_path):
     done = torchrun(synth_roots["sysu"], tmp_path / "ddp")
     assert done.returncode == 0, done.stderr[-3000:]
