@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 
@@ -159,3 +160,14 @@ def test_bad_data_root(tmp_path):
     config = load_preset("baseline-regdb", [f"data.root='{tmp_path / 'empty'}'"])
     with pytest.raises(VireidError, match="empty"):
         train(config, tmp_path / "c")
+
+
+@pytest.mark.slow  # bf16 convolutions are slow on a CPU: ~8 s a step on 2 quiet cores
+def test_bf16_autocast_and_channels_last_run(synth_roots, tmp_path, device):
+    config = tiny_config(
+        "method_b-regdb", synth_roots["regdb"], f"run.device='{device.type}'", "run.amp='bf16'",
+        "run.channels_last=true", "run.deterministic=false",
+    )  # fmt: skip
+    result = train(config, tmp_path / "run")
+    assert result.steps == 1 and all(map(math.isfinite, result.final_losses.values()))
+    assert set(result.final_losses) == {"did/global", "mml/global", "mdl/global", "total"}
