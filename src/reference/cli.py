@@ -3,6 +3,7 @@
 Commands:
   vireid evaluate sysu   score a features file under the SYSU-MM01 protocol
   vireid evaluate regdb  score one features file per RegDB trial
+  vireid evaluate llcm   score a features file under the LLCM protocol
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
@@ -30,6 +31,14 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--rerank", choices=["k-reciprocal"], help="re-rank the distances (spec: rerank.md)"
+    )
+    p.add_argument("--k1", type=int, help="re-ranking: k of the k-reciprocal sets (default 20)")
+    p.add_argument("--k2", type=int, help="re-ranking: query-expansion neighbours (default 6)")
+    p.add_argument(
+        "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (0.3)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
 
+    llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
+    lsource = llcm.add_mutually_exclusive_group(required=True)
+    lsource.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
+    lsource.add_argument(
+        "--example", action="store_true", help="score a generated LLCM-shaped example"
+    )
+    llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
+    llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
+    _add_metric(llcm)
+
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
     synth.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -82,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
-    check.add_argument("--dataset", choices=["sysu", "regdb"], required=True)
+    check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
@@ -120,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
+        rerank = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
+        common = dict(metric=args.metric, rerank=rerank, json_out=args.json, force=args.force)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
                 features=args.features,
@@ -129,17 +150,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sampling=args.sampling,
                 split=args.split,
                 trials=args.trials,
-                metric=args.metric,
-                json_out=args.json,
-                force=args.force,
+                **common,
+            )
+        if args.protocol == "llcm":
+            return evaluation.evaluate_llcm(
+                features=args.features,
+                example=args.example,
+                direction=args.direction,
+                trials=args.trials,
+                **common,
             )
         return evaluation.evaluate_regdb(
-            features=args.features,
-            example=args.example,
-            direction=args.direction,
-            metric=args.metric,
-            json_out=args.json,
-            force=args.force,
+            features=args.features, example=args.example, direction=args.direction, **common
         )
     if args.command == "synth":
         from reference.data.synthvi import synth_command

@@ -148,7 +148,9 @@ def test_regdb_problems(regdb_clean, tmp_path):
 def test_unknown_dataset(sysu_clean):
     from reference.errors import VireidError
 
-    with pytest.raises(VireidError, match=r"^dataset: expected 'sysu' or 'regdb', got 'market'$"):
+    with pytest.raises(
+        VireidError, match=r"^dataset: expected 'sysu', 'regdb' or 'llcm', got 'market'$"
+    ):
         check_command(root=sysu_clean, dataset="market")
 
 
