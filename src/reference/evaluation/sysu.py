@@ -341,7 +341,7 @@ def evaluate_sysu(
         if progress is not None:
             progress(f"SYSU-MM01 trial {t + 1}/{trials}: {queries.size} x {rows.size}")
         if dist is not None:
-            trial_dist = dist[:, torch.from_numpy(np.searchsorted(union, rows)).to(dev)]
+            trial_dist = _columns(dist, np.searchsorted(union, rows))
         else:
             gf = torch.from_numpy(fs.features[rows]).to(dev)
             trial_dist = reranked_distance(qf, gf, metric, rerank)
@@ -383,3 +383,10 @@ def evaluate_sysu(
         + ("" if rerank is None else f", {rerank.describe()}")
     )
     return Scores(protocol="sysu", settings=settings, trials=tuple(results), title=title)
+
+
+def _columns(dist: torch.Tensor, cols: np.ndarray) -> torch.Tensor:
+    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
+    if dist.device.type == "cpu":
+        return torch.from_numpy(np.take(dist.numpy(), cols, axis=1))
+    return dist[:, torch.from_numpy(cols).to(dist.device)]
