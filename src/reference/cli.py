@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reference import __version__
+from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
 
@@ -29,8 +30,6 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
         default="euclidean",
         help="distance between query and gallery features (default: euclidean)",
     )
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--rerank", choices=["k-reciprocal"], help="re-rank the distances (spec: rerank.md)"
     )
@@ -39,6 +38,11 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (0.3)"
     )
+
+
+def _add_json_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sysu.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(sysu)
+    _add_json_output(sysu)
 
     regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
     rsource = regdb.add_mutually_exclusive_group(required=True)
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
+    _add_json_output(regdb)
 
     llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
     lsource = llcm.add_mutually_exclusive_group(required=True)
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
     llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(llcm)
+    _add_json_output(llcm)
 
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
@@ -118,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes",
         type=int,
         metavar="N",
-        help="training identities: 395 SYSU-MM01 (the default without --config), 206 RegDB",
+        help=f"training identities: {SYSU_TRAINVAL_IDS} SYSU-MM01 (the default without "
+        f"--config), {REGDB_IDS_PER_SPLIT} RegDB",
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
@@ -135,16 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
+_MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_routing")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
-        rerank = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
-        common = dict(metric=args.metric, rerank=rerank, json_out=args.json, force=args.force)
+        common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
+        common["json_out"] = args.json
+        common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
-                features=args.features,
-                example=args.example,
                 mode=args.mode,
                 shots=args.shots,
                 sampling=args.sampling,
@@ -153,38 +164,22 @@ def _dispatch(args: argparse.Namespace) -> int:
                 **common,
             )
         if args.protocol == "llcm":
-            return evaluation.evaluate_llcm(
-                features=args.features,
-                example=args.example,
-                direction=args.direction,
-                trials=args.trials,
-                **common,
-            )
-        return evaluation.evaluate_regdb(
-            features=args.features, example=args.example, direction=args.direction, **common
-        )
+            return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
+        return evaluation.evaluate_regdb(direction=args.direction, **common)
     if args.command == "synth":
-        from reference.data.synthvi import synth_command
+        from reference.data.commands import synth_command
 
         return synth_command(
             layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
         )
     if args.command == "model":
-        from reference.models.summary import summary_command
+        from reference.models.commands import summary_command
 
-        overrides = {
-            "kind": args.kind,
-            "num_classes": args.num_classes,
-            "share_from": args.share_from,
-            "last_stride": args.last_stride,
-            "derived_routing": args.derived_routing,
-        }
-        if args.config is None and args.kind is not None and args.num_classes is None:
-            overrides["num_classes"] = 395
+        overrides = {k: getattr(args, k) for k in _MODEL_FLAGS}
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )
-    from reference.data.check import check_command
+    from reference.data.commands import check_command
 
     return check_command(root=args.root, dataset=args.dataset)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference.data.check import check_command, check_llcm
+from reference.data.check import check_llcm
+from reference.data.commands import check_command
 from reference.data.llcm import read_llcm_test, read_llcm_train
 from reference.errors import VireidError
 

@@ -26,12 +26,13 @@ import numpy as np
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
 from reference.data.sysu import read_id_file
+from reference.datasets import LLCM_INFRARED_CAMERAS, LLCM_VISIBLE_CAMERAS
 from reference.errors import VireidError
 
 #: test folder of each modality and the cameras it has [protocol] (no infrared camera 3)
 TEST_FOLDERS: dict[Modality, tuple[str, tuple[int, ...]]] = {
-    Modality.VISIBLE: ("test_vis", (1, 2, 3, 4, 5, 6, 7, 8, 9)),
-    Modality.INFRARED: ("test_nir", (1, 2, 4, 5, 6, 7, 8, 9)),
+    Modality.VISIBLE: ("test_vis", LLCM_VISIBLE_CAMERAS),
+    Modality.INFRARED: ("test_nir", LLCM_INFRARED_CAMERAS),
 }
 TRAIN_LISTS: dict[Modality, str] = {
     Modality.VISIBLE: "idx/train_vis.txt",

@@ -20,11 +20,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reference.datasets import (
+    LLCM_INFRARED_CAMERAS,
+    LLCM_TEST_IDS,
+    LLCM_VISIBLE_CAMERAS,
+    REGDB_IDS_PER_SPLIT,
+    REGDB_IMAGES_PER_ID,
+    SYSU_IDS,
+)
 from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.sysu import ALL_CAMERAS, IR_CAMERAS, OfficialSplit
 
-SYSU_TEST_IDS = 96
+SYSU_TEST_IDS = SYSU_IDS["test"]
 #: per camera: (probability that an identity has a folder there, smallest, largest size)
 SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     1: (0.58, 10, 40),
@@ -34,13 +42,12 @@ SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     5: (0.99, 19, 21),
     6: (1.00, 20, 20),
 }
-REGDB_TEST_IDS = 206
-REGDB_IMAGES = 10  # per identity and modality
-LLCM_TEST_IDS = 351  # 1,064 identities, 713 for training [protocol]
+REGDB_TEST_IDS = REGDB_IDS_PER_SPLIT
+REGDB_IMAGES = REGDB_IMAGES_PER_ID  # per identity and modality
 #: per modality: (cameras, probability that an identity has a folder there, smallest, largest)
 LLCM_FOLDERS: dict[int, tuple[tuple[int, ...], float, int, int]] = {
-    0: ((1, 2, 3, 4, 5, 6, 7, 8, 9), 0.6, 1, 8),
-    1: ((1, 2, 4, 5, 6, 7, 8, 9), 0.6, 1, 8),
+    0: (LLCM_VISIBLE_CAMERAS, 0.6, 1, 8),
+    1: (LLCM_INFRARED_CAMERAS, 0.6, 1, 8),
 }
 
 

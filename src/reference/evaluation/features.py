@@ -27,19 +27,26 @@ from typing import Literal
 
 import numpy as np
 
+from reference.checks import check_choice
+from reference.datasets import (
+    LLCM_VISIBLE_CAMERAS,
+    REGDB_CAMERAS,
+    SYSU_CAMERAS,
+    SYSU_IR_CAMERAS,
+)
 from reference.errors import VireidError
 from reference.fileio import atomic_write_bytes
 
 Dataset = Literal["sysu", "regdb", "llcm"]
 
 DATASET_CAMERAS: dict[str, tuple[int, ...]] = {
-    "sysu": (1, 2, 3, 4, 5, 6),
-    "regdb": (1, 2),
-    "llcm": (1, 2, 3, 4, 5, 6, 7, 8, 9),
+    "sysu": SYSU_CAMERAS,
+    "regdb": REGDB_CAMERAS,
+    "llcm": LLCM_VISIBLE_CAMERAS,  # 1..9 (the infrared folders have no camera 3)
 }
 #: the modality a camera implies (0 visible, 1 infrared); LLCM cameras imply none
 CAMERA_MODALITY: dict[str, dict[int, int]] = {
-    "sysu": {1: 0, 2: 0, 3: 1, 4: 0, 5: 0, 6: 1},
+    "sysu": {c: int(c in SYSU_IR_CAMERAS) for c in SYSU_CAMERAS},
     "regdb": {1: 0, 2: 1},
 }
 MODALITIES = (0, 1)
@@ -110,8 +117,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASET_CAMERAS:
-        raise VireidError(f"dataset: expected one of 'sysu', 'regdb', 'llcm', got {dataset!r}")
+    check_choice(dataset, "dataset", DATASET_CAMERAS, expected="one of 'sysu', 'regdb', 'llcm'")
 
 
 def _int_field(value: object, name: str, n: int | None, source: str) -> np.ndarray:

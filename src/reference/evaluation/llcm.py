@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from reference.datasets import LLCM_INFRARED_CAMERAS, LLCM_VISIBLE_CAMERAS
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
@@ -29,8 +30,8 @@ from reference.evaluation.scores import Scores, TrialScores
 VISIBLE, INFRARED = 0, 1
 #: cameras of each modality's test folder, in folder order [protocol] (no infrared camera 3)
 CAMERAS: dict[int, tuple[int, ...]] = {
-    VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9),
-    INFRARED: (1, 2, 4, 5, 6, 7, 8, 9),
+    VISIBLE: LLCM_VISIBLE_CAMERAS,
+    INFRARED: LLCM_INFRARED_CAMERAS,
 }
 #: direction -> (query modality, gallery modality)
 DIRECTIONS: dict[str, tuple[int, int]] = {"i2v": (INFRARED, VISIBLE), "v2i": (VISIBLE, INFRARED)}
