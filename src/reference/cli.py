@@ -3,6 +3,7 @@
 Commands:
   vireid evaluate sysu   score a features file under the SYSU-MM01 protocol
   vireid evaluate regdb  score one features file per RegDB trial
+  vireid evaluate llcm   score a features file under the LLCM protocol
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
@@ -29,6 +30,14 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
         choices=["euclidean", "cosine"],
         default="euclidean",
         help="distance between query and gallery features (default: euclidean)",
+    )
+    p.add_argument(
+        "--rerank", choices=["k-reciprocal"], help="re-rank the distances (spec: rerank.md)"
+    )
+    p.add_argument("--k1", type=int, help="re-ranking: k of the k-reciprocal sets (default 20)")
+    p.add_argument("--k2", type=int, help="re-ranking: query-expansion neighbours (default 6)")
+    p.add_argument(
+        "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (0.3)"
     )
 
 
@@ -78,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric(regdb)
     _add_json_output(regdb)
 
+    llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
+    lsource = llcm.add_mutually_exclusive_group(required=True)
+    lsource.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
+    lsource.add_argument(
+        "--example", action="store_true", help="score a generated LLCM-shaped example"
+    )
+    llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
+    llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
+    _add_metric(llcm)
+    _add_json_output(llcm)
+
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
     synth.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -89,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
-    check.add_argument("--dataset", choices=["sysu", "regdb"], required=True)
+    check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
@@ -161,6 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
         common["json_out"] = args.json
+        common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
                 mode=args.mode,
@@ -170,6 +191,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 trials=args.trials,
                 **common,
             )
+        if args.protocol == "llcm":
+            return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
         return evaluation.evaluate_regdb(direction=args.direction, **common)
     if args.command == "train":
         from reference.training.commands import train_command
