@@ -52,8 +52,38 @@ DEFAULT_MIN_CHUNK_ROWS = 32
 
 
 @dataclass(frozen=True)
+class QueryValues:
+    """The per-query values the figures are computed from; each ``(n_query,)``, query order.
+
+    ``ap`` and ``inp`` are float64 with NaN for invalid queries; ``first_hit`` is the 1-based
+    CMC rank of the query (of the metrics' ``cmc_kind``, not clipped at ``max_rank``), 0 for an
+    invalid query; ``valid`` is bool; ``pids`` the query identities (int64).
+    ``RankMetrics`` is their mean: ``mAP == ap[valid].mean()``, ``mINP == inp[valid].mean()``
+    (NumPy's mean, exactly) and ``cmc[r-1] == (first_hit[valid] <= r).mean()``.
+    """
+
+    ap: np.ndarray
+    inp: np.ndarray
+    first_hit: np.ndarray
+    valid: np.ndarray
+    pids: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("ap", "inp", "first_hit", "valid", "pids"):
+            getattr(self, name).flags.writeable = False  # frozen all the way down
+
+    @property
+    def num_query(self) -> int:
+        return int(self.valid.shape[0])
+
+
+@dataclass(frozen=True)
 class RankMetrics:
-    """CMC, mAP and mINP over the valid queries, and the settings that produced them."""
+    """CMC, mAP and mINP over the valid queries, and the settings that produced them.
+
+    ``queries`` holds the per-query values they are the means of (``None`` when the metrics were
+    built by hand, e.g. from a stored document).
+    """
 
     cmc: np.ndarray  # float64 (max_rank,): cmc[r-1] = fraction of valid queries hit within rank r
     mAP: float
@@ -63,6 +93,7 @@ class RankMetrics:
     max_rank: int
     exclusion: str
     cmc_kind: str
+    queries: QueryValues | None = None
 
     def rank(self, r: int) -> float:
         """Rank-``r`` accuracy, ``cmc[r-1]`` (``1 <= r <= max_rank``)."""
@@ -249,7 +280,7 @@ class _Scorer:
             first = torch.full((c, self.g_ids.numel()), _PAD, device=device)
             first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
             rank = (first <= pos_keys[:, :1]).sum(dim=1)
-        return valid, rank, ap, inp
+        return valid, rank, ap, inp, q_pids
 
     def _resolve_truncation(
         self, dist: torch.Tensor, keys: torch.Tensor, sorted_keys: torch.Tensor
@@ -276,25 +307,34 @@ class _Scorer:
         return sorted_keys
 
     def result(self, n_query: int, max_rank: int) -> RankMetrics:
-        valid, rank, ap, inp = (torch.cat(t) for t in zip(*self.parts, strict=True))
+        valid, rank, ap, inp, pids = (
+            torch.cat(t).cpu().numpy() for t in zip(*self.parts, strict=True)
+        )
         num_valid = int(valid.sum())
         if num_valid == 0:
             raise VireidError(
                 f"q_pids: no valid query; none of the {n_query} queries has a gallery item of "
                 f"its identity left after the {self.rule!r} exclusion"
             )
-        rank = rank[valid].clamp_max(max_rank + 1)
-        counts = torch.bincount(rank - 1, minlength=max_rank + 1)[:max_rank]
-        cmc = counts.cumsum(0).to(torch.float64) / num_valid
+        queries = QueryValues(
+            ap=np.where(valid, ap, np.nan),
+            inp=np.where(valid, inp, np.nan),
+            first_hit=np.where(valid, rank, 0),
+            valid=valid,
+            pids=pids,
+        )
+        counts = np.bincount(np.minimum(rank[valid], max_rank + 1) - 1, minlength=max_rank + 1)
+        cmc = np.cumsum(counts[:max_rank]) / num_valid
         return RankMetrics(
-            cmc=cmc.cpu().numpy(),
-            mAP=float(ap[valid].mean()),
-            mINP=float(inp[valid].mean()),
+            cmc=cmc.astype(np.float64),
+            mAP=float(np.mean(ap[valid])),
+            mINP=float(np.mean(inp[valid])),
             num_valid=num_valid,
             num_query=n_query,
             max_rank=max_rank,
             exclusion=self.rule,
             cmc_kind=self.kind,
+            queries=queries,
         )
 
 
