@@ -1,0 +1,68 @@
+"""The ``vireid results`` commands: check, table, ranks (and reproduce).
+
+Spec: ``spec/results/check.md``. Tables go to stdout, progress to stderr; the only printing code
+of the results area.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from reference.errors import VireidError
+from reference.evaluation.features import load_features
+from reference.results import compare, published
+from reference.results.record import read_record
+from reference.results.report import write_report
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _name(run: Path) -> str:
+    path = Path(run)
+    return (path.parent if path.suffix == ".json" else path).name or str(path)
+
+
+def results_check(*, run: Path, against: str, tolerance: str | None) -> int:
+    """Compare a run with a published method; exit 0 when nothing falls short, 1 otherwise."""
+    tolerances = compare.parse_tolerance(tolerance)
+    rows = published.select(against)
+    record = read_record(run)
+    name = _name(run)
+    result = compare.check(record, rows, against, tolerances, run_name=name)
+    print(compare.check_table(result), end="")
+    print(compare.summary_line(result, name))
+    return 0 if result.passed else 1
+
+
+def results_table(*, runs: Sequence[Path], against: Sequence[str], out: Path, force: bool) -> int:
+    """Write report.md and cmc.png of the runs against the published rows."""
+    records = [(_name(r), read_record(r)) for r in runs]
+    refs = compare.references_of(against)
+    table = pd.concat([published.select(r) for r in refs], ignore_index=True) if refs else None
+    report, plot = write_report(records, table, out, force=force)
+    print(report.read_text(encoding="utf-8"), end="")
+    _progress(f"wrote {report} and {plot}")
+    return 0
+
+
+def results_ranks(
+    *, features: Path, data_root: Path, queries: int, out: Path, seed: int, force: bool
+) -> int:
+    """Write the ranking picture of a SYSU-MM01 features file."""
+    from reference.results.ranks import write_ranks
+
+    if not data_root.is_dir():
+        raise VireidError(f"--data-root: {data_root} is not a folder")
+    fs = load_features(features, "sysu")
+    path, ranked = write_ranks(fs, data_root, out, n_queries=queries, seed=seed, force=force)
+    for row in ranked:
+        hits = "".join("+" if m else "." for m in row.matches)
+        print(f"{row.kind:6s}  query row {row.query:6d}  AP {row.ap:.3f}  top-10 {hits}")
+    _progress(f"wrote {path}")
+    return 0
