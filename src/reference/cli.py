@@ -6,6 +6,7 @@ Commands:
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
+  vireid train           train a preset on a dataset folder into a run folder
   vireid results ...     check a run against a published row, tables and plots, rank pictures
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
@@ -114,6 +115,33 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--size", default="288x144", metavar="HxW", help="input size (default 288x144)"
     )
+    train = commands.add_parser(
+        "train",
+        help="train a preset on a dataset folder into a run folder",
+        description="Train a preset (baseline-sysu, method_a-regdb, ... or a .toml file) on a "
+        "dataset folder. Run under torchrun for several GPUs. Exit status 3: a non-finite loss; "
+        "130: interrupted (resume with --resume).",
+    )
+    train.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    train.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    train.add_argument("--trial", type=int, metavar="T", help="RegDB trial 1..10")
+    train.add_argument("--pretrained", type=Path, metavar="W", help="local ResNet-50 weights")
+    train.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<P>)")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field, e.g. --set optim.lr_head=0.05 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--resume", action="store_true", help="continue the run in DIR")
+    train.add_argument("--force", action="store_true", help="replace the run in DIR")
+    train.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
+    train.add_argument(
+        "--val-ids", type=int, metavar="N",
+        help="hold out N training identities to select the model (best-val.pt)",
+    )  # fmt: skip
+    train.add_argument(
+        "--monitor-test", action="store_true",
+        help="score the test set per evaluation epoch, for analysis only (never selects)",
+    )  # fmt: skip
     _add_results(commands)
     return parser
 
@@ -192,6 +220,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             metric=args.metric,
             json_out=args.json,
             force=args.force,
+        )
+    if args.command == "train":
+        from reference.training.commands import train_command
+
+        return train_command(
+            preset=args.preset,
+            data_root=args.data_root,
+            trial=args.trial,
+            pretrained=args.pretrained,
+            out=args.out,
+            overrides=tuple(args.overrides),
+            resume=args.resume,
+            force=args.force,
+            deterministic=args.deterministic,
+            val_ids=args.val_ids,
+            monitor_test=args.monitor_test,
         )
     if args.command == "synth":
         from reference.data.synthvi import synth_command
