@@ -173,6 +173,24 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
     ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
     ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
     ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    rep = actions.add_parser(
+        "reproduce",
+        help="train, extract, score every protocol, record and check a preset (resumable)",
+    )
+    rep.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    rep.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    rep.add_argument(
+        "--pretrained", type=Path, required=True, metavar="W", help="ResNet-50 weights"
+    )
+    rep.add_argument("--out", type=Path, metavar="DIR", help="default runs/reproduce-<P>")
+    rep.add_argument("--split", type=Path, metavar="rand_perm_cam.mat", help="SYSU official draw")
+    rep.add_argument("--against", metavar="SOURCE:METHOD", help="default: the preset's row")
+    rep.add_argument("--tolerance", metavar="R1=1.5,mAP=1.5")
+    rep.add_argument("--trials", type=int, default=10, help="RegDB trials (default 10)")
+    rep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field of the preset (repeatable)",
+    )  # fmt: skip
 
 
 def _dispatch_results(args: argparse.Namespace) -> int:
@@ -184,6 +202,12 @@ def _dispatch_results(args: argparse.Namespace) -> int:
         return results.results_table(
             runs=args.runs, against=args.against, out=args.out, force=args.force
         )
+    if args.results_command == "reproduce":
+        return results.results_reproduce(
+            preset=args.preset, data_root=args.data_root, pretrained=args.pretrained,
+            out=args.out, split=args.split, against=args.against, tolerance=args.tolerance,
+            trials=args.trials, overrides=args.overrides,
+        )  # fmt: skip
     return results.results_ranks(
         features=args.features,
         data_root=args.data_root,

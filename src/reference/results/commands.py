@@ -66,3 +66,44 @@ def results_ranks(
         print(f"{row.kind:6s}  query row {row.query:6d}  AP {row.ap:.3f}  top-10 {hits}")
     _progress(f"wrote {path}")
     return 0
+
+
+def results_reproduce(
+    *,
+    preset: str,
+    data_root: Path,
+    pretrained: Path | None,
+    out: Path | None,
+    split: Path | None,
+    against: str | None,
+    tolerance: str | None,
+    trials: int,
+    overrides: Sequence[str],
+) -> int:
+    """Train, extract, score, record and check; exit 0 when nothing falls short, 1 otherwise."""
+    from reference.results.reproduce import reproduce
+    from reference.training.engine import TrainingStopped
+
+    tolerances = compare.parse_tolerance(tolerance)
+    out_dir = out if out is not None else Path("runs") / f"reproduce-{Path(preset).stem}"
+    try:
+        done = reproduce(
+            preset, data_root, pretrained, out_dir, overrides=tuple(overrides), split=split,
+            against=against, tolerance=tolerances, trials=trials, progress=_progress,
+        )  # fmt: skip
+    except TrainingStopped as stop:
+        _progress(f"stopped: {stop}; run the same command again to resume")
+        return stop.status
+    for key, result in done.record.protocols.items():
+        figures = "  ".join(
+            f"{m} {100 * v:.2f}" for m in ("R1", "R10", "mAP", "mINP")
+            if (v := result.mean(m)) is not None
+        )  # fmt: skip
+        print(f"{key:28s} {figures}")
+    print(f"run record: {done.out_dir / 'run.json'}")
+    if done.check is None:
+        print(f"no published row for {preset}: nothing to check against")
+        return 0
+    print(compare.check_table(done.check), end="")
+    print(compare.summary_line(done.check, done.out_dir.name))
+    return 0 if done.check.passed else 1
