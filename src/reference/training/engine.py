@@ -147,6 +147,8 @@ def _device(config: TrainConfig, procs: Processes) -> torch.device:
         return torch.device("cuda", procs.local_rank)
     if config.run.amp == "fp16":
         raise VireidError("run.amp: fp16 needs a GPU; use 'bf16' or 'none' on the CPU")
+    if config.run.sync_bn:
+        raise VireidError("run.sync_bn: SyncBatchNorm runs on GPUs only (torch has no CPU kernel)")
     return torch.device("cpu")
 
 
@@ -492,6 +494,16 @@ def _any_rank(flags: list[bool], procs: Processes, device: torch.device) -> list
     return [bool(v) for v in t.tolist()]
 
 
+def _mean_over_ranks(values: dict[str, float], procs: Processes, device) -> dict[str, float]:
+    """The mean of each value over the processes (what is logged is the whole step's)."""
+    if not procs.distributed:
+        return values
+    keys = list(values)  # the same terms, in the same order, on every process
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: v / procs.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
 def _check_finite(loop: Loop, terms: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
     """Stop at once when a loss term is not finite on any process; also agree on Ctrl-C."""
     values = {k: float(v.detach()) for k, v in terms.items()}
@@ -540,7 +552,7 @@ def train_one_epoch(loop: Loop, bar: Any = None) -> None:
     for step_in_epoch in range(loop.epoch_step, loop.steps_per_epoch):
         step_start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        data_s, images = 0.0, 0
+        data_s, images, step_terms = 0.0, 0, {}
         for j in range(accumulate):
             t0 = time.perf_counter()
             batch = loop.pipeline.make_batch(rows[step_in_epoch * accumulate + j], loop.generator)
@@ -559,12 +571,14 @@ def train_one_epoch(loop: Loop, bar: Any = None) -> None:
                     total = terms.total
                 _check_finite(loop, {**terms.terms, "total": total}, batch.labels)
                 scaler.scale(total / accumulate).backward()
+            for k, v in terms.as_floats().items():  # logged: the mean over the batches
+                step_terms[k] = step_terms.get(k, 0.0) + v / accumulate
         scaler.step(optimizer)
         scaler.update()
         loop.step += 1
         loop.epoch_step = step_in_epoch + 1
         loop.images_seen += images * loop.procs.world_size
-        loop.last_terms = {**terms.as_floats()}
+        loop.last_terms = _mean_over_ranks(step_terms, loop.procs, loop.device)
         # log: window means of every term, the learning rates, throughput, data time, memory
         for k, v in loop.last_terms.items():
             window[k] = window.get(k, 0.0) + v
