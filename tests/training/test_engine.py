@@ -151,6 +151,7 @@ def test_bad_data_root(tmp_path):
 
     with pytest.raises(VireidError, match=r"data\.root: no dataset folder given"):
         train(load_preset("baseline-sysu", ["run.progress=false"]), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
     config = load_preset("baseline-sysu", [f"data.root='{tmp_path / 'nowhere'}'"])
     with pytest.raises(VireidError, match="nowhere is not a folder"):
         train(config, tmp_path / "b")

@@ -212,6 +212,14 @@ def _relabel(records: ImageRecords) -> ImageRecords:
     return replace(records, labels=labels.astype(np.int64))
 
 
+def _check_root(config: TrainConfig) -> None:
+    root = config.data.root
+    if root is None:
+        raise VireidError("data.root: no dataset folder given (CLI: --data-root ROOT)")
+    if not Path(root).is_dir():
+        raise VireidError(f"data.root: {root} is not a folder")
+
+
 def read_training_data(config: TrainConfig) -> TrainingData:
     """The training records (minus ``run.val_ids`` held-out identities), the held-out ones, and
     the test records when ``run.monitor_test`` is set."""
@@ -219,10 +227,7 @@ def read_training_data(config: TrainConfig) -> TrainingData:
     from reference.data.sysu import read_sysu_test, read_sysu_train
 
     data = config.data
-    if data.root is None:
-        raise VireidError("data.root: no dataset folder given (CLI: --data-root ROOT)")
-    if not Path(data.root).is_dir():
-        raise VireidError(f"data.root: {data.root} is not a folder")
+    _check_root(config)
     if data.dataset == "sysu":
         train = read_sysu_train(data.root, ids=data.sysu_ids)
         test = read_sysu_test(data.root) if config.run.monitor_test else None
@@ -732,6 +737,7 @@ def train(
         device = _device(config, procs)
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        _check_root(config)  # before anything is written
         if procs.writer:
             _prepare_folder(out_dir, resume=resume, force=force)
         if procs.distributed:
