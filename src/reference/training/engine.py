@@ -47,7 +47,7 @@ from reference.data.records import ImageRecords
 from reference.data.transforms import TestTransform
 from reference.errors import VireidError
 from reference.fileio import atomic_write_text
-from reference.losses.loss_spec import compute_losses
+from reference.losses.dispatch import compute_losses
 from reference.models.build import build_model
 from reference.training.checkpoint import (
     checkpoint_config,
