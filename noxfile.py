@@ -88,8 +88,8 @@ def bench(session: nox.Session) -> None:
 def regression(session: nox.Session) -> None:
     """The golden SynthVI runs of every method against ``results/golden/golden.json``
     (``spec/results/golden.md``; a minute or two). The default ``tests`` session runs the same
-    test (marker ``regression``); after a deliberate change: ``python -m
-    reference.results.golden --update`` and commit the file with the reason."""
+    test (marker ``regression``); after a deliberate change: ``vireid results golden
+    --update`` and commit the file with the reason."""
     _install(session, "test")
     session.run("pytest", "-m", "regression", "--durations=0", "tests/results", *session.posargs)
 

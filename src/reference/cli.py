@@ -180,6 +180,10 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
     ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
     ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
     ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    gold = actions.add_parser(
+        "golden", help="re-run the golden SynthVI runs and compare with results/golden"
+    )
+    gold.add_argument("--update", action="store_true", help="rewrite the golden record")
     rep = actions.add_parser(
         "reproduce",
         help="train, extract, score every protocol, record and check a preset (resumable)",
@@ -209,6 +213,8 @@ def _dispatch_results(args: argparse.Namespace) -> int:
         return results.results_table(
             runs=args.runs, against=args.against, out=args.out, force=args.force
         )
+    if args.results_command == "golden":
+        return results.results_golden(update=args.update)
     if args.results_command == "reproduce":
         return results.results_reproduce(
             preset=args.preset, data_root=args.data_root, pretrained=args.pretrained,

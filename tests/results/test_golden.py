@@ -51,7 +51,29 @@ def test_regression_every_method_reproduces_the_golden_figures(tmp_path):
     problems = golden.compare_golden(got, golden.read_golden())
     assert not problems, (
         "training now produces other figures than results/golden/golden.json; if the change is "
-        "deliberate, run `python -m reference.results.golden --update` and commit the file with "
+        "deliberate, run `vireid results golden --update` and commit the file with "
         "the reason:\n" + "\n".join(problems)
     )
     assert time.perf_counter() - start < 600
+
+
+def test_golden_command_compares_and_updates(tmp_path, monkeypatch, capsys):
+    from reference.cli import main
+
+    record = golden.read_golden()
+    for figures in record["methods"].values():
+        figures["seconds"] = 1.0
+    monkeypatch.setattr(golden, "run_golden", lambda progress: copy.deepcopy(record))
+    assert main(["results", "golden"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("baseline   R1 ")
+    assert out.rstrip().endswith("regression: none")
+    record["methods"]["method_b"]["figure"]["mAP"] += 0.01
+    assert main(["results", "golden"]) == 1
+    assert "method_b figure mAP: " in capsys.readouterr().out
+    monkeypatch.setenv("VIREID_GOLDEN", str(tmp_path / "g.json"))
+    assert main(["results", "golden", "--update"]) == 0
+    assert (
+        golden.read_golden(tmp_path / "g.json")["methods"]["method_b"]
+        == record["methods"]["method_b"]
+    )

@@ -107,3 +107,23 @@ def results_reproduce(
     print(compare.check_table(done.check), end="")
     print(compare.summary_line(done.check, done.out_dir.name))
     return 0 if done.check.passed else 1
+
+
+def results_golden(*, update: bool) -> int:
+    """Re-run the golden SynthVI runs; compare (exit 1 on a regression) or, with ``update``,
+    rewrite ``results/golden/golden.json``."""
+    from reference.results import golden
+
+    got = golden.run_golden(progress=_progress)
+    for method, figures in got["methods"].items():
+        shown = "  ".join(f"{k} {100 * v:.2f}" for k, v in figures["figure"].items())
+        print(f"{method:10s} {shown}  ({figures['seconds']:.1f} s)")
+    if update:
+        path = golden.write_golden(got)
+        print(f"wrote {path}")
+        return 0
+    problems = golden.compare_golden(got, golden.read_golden())
+    for line in problems:
+        print(line)
+    print("regression: " + ("none" if not problems else f"{len(problems)} figures moved"))
+    return 1 if problems else 0

@@ -11,8 +11,8 @@ figures kept per method: every final loss term, the mean and standard deviation 
 features, and R1, R10, mAP, mINP. ``results/golden/golden.json`` holds them;
 :func:`compare_golden` lists every figure outside ``TOLERANCE``.
 
-Update after a deliberate change: ``python -m reference.results.golden --update`` (commit the new
-file with the reason in the message).
+Update after a deliberate change: ``vireid results golden --update`` (commit the new file with
+the reason in the message).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -161,35 +160,19 @@ def compare_golden(got: Mapping[str, Any], golden: Mapping[str, Any]) -> list[st
     return problems
 
 
+def write_golden(data: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
+    """Replace the golden record (atomically) with ``data``."""
+    target = Path(path) if path is not None else golden_path()
+    return atomic_write_text(target, json.dumps(data, indent=2) + "\n", overwrite=True)
+
+
 def read_golden(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     target = Path(path) if path is not None else golden_path()
     if not target.is_file():
         raise VireidError(
-            f"{target}: no golden record; write it with python -m reference.results.golden --update"
+            f"{target}: no golden record; write it with vireid results golden --update"
         )
     data = json.loads(target.read_text(encoding="utf-8"))
     if data.get("schema") != SCHEMA:
         raise VireidError(f"{target}: schema: expected {SCHEMA!r}, got {data.get('schema')!r}")
     return data
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m reference.results.golden [--update]``: compare (exit 1 on a regression) or
-    rewrite the golden record."""
-    args = sys.argv[1:] if argv is None else argv
-    got = run_golden(progress=lambda m: print(m, file=sys.stderr, flush=True))
-    for method, figures in got["methods"].items():
-        print(method, json.dumps(figures["figure"]), f"{figures['seconds']:.1f} s")
-    if "--update" in args:
-        path = golden_path()
-        atomic_write_text(path, json.dumps(got, indent=2) + "\n", overwrite=True)
-        print(f"wrote {path}")
-        return 0
-    problems = compare_golden(got, read_golden())
-    for line in problems:
-        print(line)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
