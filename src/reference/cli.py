@@ -164,7 +164,9 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
         "short, 1 otherwise; comparing across protocols is refused (exit 2).",
     )
     check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")
-    check.add_argument("--against", required=True, metavar="SOURCE:METHOD")
+    check.add_argument(
+        "--against", metavar="SOURCE:METHOD", help="default: the published row of the run's preset"
+    )
     check.add_argument(
         "--tolerance", metavar="R1=1.5,mAP=1.5", help="points per figure (default 1.5 each)"
     )

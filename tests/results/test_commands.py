@@ -111,3 +111,22 @@ def test_ranks_command(tmp_path, capsys):
     assert out.is_file()
     assert main([*argv[:4], str(tmp_path / "none"), *argv[5:]]) == 2
     assert "--data-root: " in capsys.readouterr().err
+
+
+def test_check_defaults_to_the_row_of_the_runs_preset(tmp_path, capsys):
+    from dataclasses import replace
+
+    record = fake_record(fake_scores("sysu", r1=0.70, m_ap=0.67, seed=5))
+    write_record(tmp_path / "a", replace(record, config={"preset": "baseline-sysu"}))
+    assert main(["results", "check", str(tmp_path / "a")]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "against method_a:baseline" in out and "70.60" in out
+    write_record(
+        tmp_path / "b",
+        replace(fake_record(fake_scores("regdb")), config={"preset": "baseline-regdb"}),
+    )
+    assert main(["results", "check", str(tmp_path / "b")]) == 2
+    assert (
+        "records no preset with a published row (preset 'baseline-regdb')"
+        in capsys.readouterr().err
+    )

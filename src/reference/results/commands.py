@@ -28,12 +28,21 @@ def _name(run: Path) -> str:
     return (path.parent if path.suffix == ".json" else path).name or str(path)
 
 
-def results_check(*, run: Path, against: str, tolerance: str | None) -> int:
-    """Compare a run with a published method; exit 0 when nothing falls short, 1 otherwise."""
+def results_check(*, run: Path, against: str | None, tolerance: str | None) -> int:
+    """Compare a run with a published method (by default the row of the run's preset); exit 0
+    when nothing falls short, 1 otherwise."""
     tolerances = compare.parse_tolerance(tolerance)
-    rows = published.select(against)
     record = read_record(run)
     name = _name(run)
+    if against is None:
+        preset = str(record.config.get("preset", ""))
+        against = published.PRESET_ROWS.get(Path(preset).stem) if preset else None
+        if against is None:
+            raise VireidError(
+                f"--against: {name} records no preset with a published row "
+                f"(preset {preset or 'unknown'!r}); name one as SOURCE:METHOD"
+            )
+    rows = published.select(against)
     result = compare.check(record, rows, against, tolerances, run_name=name)
     print(compare.check_table(result), end="")
     print(compare.summary_line(result, name))

@@ -53,6 +53,15 @@ ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
     "regdb": {"mode": ("",), "shots": ("",), "draw": ("",), "direction": ("v2t", "t2v")},
     "llcm": {"mode": ("",), "shots": ("",), "draw": ("",), "direction": ("i2v", "v2i")},
 }
+#: the published row each training preset reproduces (None: nothing published for it)
+PRESET_ROWS: dict[str, str | None] = {
+    "baseline-sysu": "method_a:baseline",
+    "method_a-sysu": "method_a:Method A",
+    "method_b-sysu": "method_b:BDF",
+    "method_b-regdb": "method_b:BDF",
+    "baseline-regdb": None,
+    "method_a-regdb": None,
+}
 #: the key of a figure: no two rows of the tables share it
 KEY: tuple[str, ...] = ("source", "method", *SETTINGS, "metric")
 

@@ -51,15 +51,6 @@ from reference.training.config import TrainConfig, load_preset
 from reference.training.engine import train
 from reference.training.extract import ExtractConfig, extract_features
 
-#: the published row each preset reproduces (None: no published figure for it)
-PUBLISHED_ROW: dict[str, str | None] = {
-    "baseline-sysu": "method_a:baseline",
-    "method_a-sysu": "method_a:Method A",
-    "method_b-sysu": "method_b:BDF",
-    "method_b-regdb": "method_b:BDF",
-    "baseline-regdb": None,
-    "method_a-regdb": None,
-}
 SYSU_PROTOCOLS: tuple[tuple[str, int], ...] = (
     ("all", 1),
     ("all", 10),
@@ -181,7 +172,7 @@ def reproduce(
         raise VireidError("--split: only for SYSU-MM01 (the official gallery draw)")
     if not 1 <= trials <= REGDB_TRIALS:
         raise VireidError(f"--trials: expected 1..{REGDB_TRIALS}, got {trials}")
-    reference = against if against is not None else PUBLISHED_ROW.get(Path(preset).stem)
+    reference = against if against is not None else published.PRESET_ROWS.get(Path(preset).stem)
     rows = published.select(reference) if reference is not None else None  # fail early
     official = load_official_split(split) if split is not None else None
     out = Path(out_dir)
