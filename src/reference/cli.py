@@ -233,33 +233,28 @@ def _dispatch_results(args: argparse.Namespace) -> int:
     )
 
 
+#: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
+_MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_routing")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "results":
         return _dispatch_results(args)
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
+        common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
+        common["json_out"] = args.json
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
-                features=args.features,
-                example=args.example,
                 mode=args.mode,
                 shots=args.shots,
                 sampling=args.sampling,
                 split=args.split,
                 trials=args.trials,
-                metric=args.metric,
-                json_out=args.json,
-                force=args.force,
+                **common,
             )
-        return evaluation.evaluate_regdb(
-            features=args.features,
-            example=args.example,
-            direction=args.direction,
-            metric=args.metric,
-            json_out=args.json,
-            force=args.force,
-        )
+        return evaluation.evaluate_regdb(direction=args.direction, **common)
     if args.command == "train":
         from reference.training.commands import train_command
 
@@ -285,13 +280,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         from reference.models.commands import summary_command
 
-        overrides = {
-            "kind": args.kind,
-            "num_classes": args.num_classes,
-            "share_from": args.share_from,
-            "last_stride": args.last_stride,
-            "derived_routing": args.derived_routing,
-        }
+        overrides = {k: getattr(args, k) for k in _MODEL_FLAGS}
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )

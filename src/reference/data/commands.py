@@ -18,10 +18,8 @@ from reference.errors import VireidError
 def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: bool) -> int:
     """``vireid synth``: write a SynthVI folder, print what was written, return 0."""
     n = synthvi.DEFAULT_IDS if ids is None else ids
+    info = synthvi.write_synthvi(out, layout, ids=n, seed=seed, image_size=(64, 32), force=force)
     if layout == "sysu":
-        info = synthvi.write_sysu_info(
-            Path(out), ids=n, seed=seed, image_size=(64, 32), force=force
-        )
         rgb = sum(info.images[f"cam{c}"] for c in SYSU_RGB_CAMERAS)
         ir = sum(info.images[f"cam{c}"] for c in SYSU_IR_CAMERAS)
         per_cam = ", ".join(f"{c} {info.images[c]}" for c in sorted(info.images))
@@ -30,18 +28,13 @@ def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: 
             f"(train {info.split['train']}, val {info.split['val']}, test {info.split['test']}), "
             f"{rgb} RGB and {ir} IR images ({per_cam})"
         )
-    elif layout == "regdb":
-        info = synthvi.write_regdb_info(
-            Path(out), ids=n, seed=seed, image_size=(64, 32), force=force
-        )
+    else:
         print(
             f"wrote SynthVI (RegDB layout) to {info.root}: {info.ids} identities, "
             f"{info.images['Visible']} visible and {info.images['Thermal']} thermal images, "
             f"{REGDB_TRIALS} trials of {info.split['train']} train / {info.split['test']} test "
             f"identities"
         )
-    else:
-        raise VireidError(f"layout: expected 'sysu' or 'regdb', got {layout!r}")
     return 0
 
 
