@@ -8,7 +8,7 @@ import pytest
 
 from reference.config import config_diff
 from reference.errors import VireidError
-from reference.losses.loss_spec import preset
+from reference.losses.presets import preset
 from reference.training.config import (
     PRESET_DIR,
     PRESETS,
