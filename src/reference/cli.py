@@ -8,6 +8,7 @@ Commands:
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
   vireid train           train a preset on a dataset folder into a run folder
+  vireid results ...     check a run against a published row, tables and plots, rank pictures
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
 """
@@ -168,7 +169,88 @@ def build_parser() -> argparse.ArgumentParser:
         "--monitor-test", action="store_true",
         help="score the test set per evaluation epoch, for analysis only (never selects)",
     )  # fmt: skip
+    _add_results(commands)
     return parser
+
+
+def _add_results(commands: argparse._SubParsersAction) -> None:
+    results = commands.add_parser("results", help="run records against the published tables")
+    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="compare a run with a published row; exit 1 when a figure falls short",
+        description="Side by side with the published figures on the same protocol: value, "
+        "published, delta, 95%% interval and a verdict per figure. Exit 0 when nothing falls "
+        "short, 1 otherwise; comparing across protocols is refused (exit 2).",
+    )
+    check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")
+    check.add_argument(
+        "--against", metavar="SOURCE:METHOD", help="default: the published row of the run's preset"
+    )
+    check.add_argument(
+        "--tolerance", metavar="R1=1.5,mAP=1.5", help="points per figure (default 1.5 each)"
+    )
+    table = actions.add_parser("table", help="Markdown report and CMC plot of runs")
+    table.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    table.add_argument("--against", action="append", default=[], metavar="SOURCE:METHOD")
+    table.add_argument("--out", type=Path, required=True, metavar="DIR")
+    table.add_argument("--force", action="store_true", help="replace report.md / cmc.png")
+    ranks = actions.add_parser("ranks", help="queries beside their top-10 gallery images (PNG)")
+    ranks.add_argument("features", type=Path, metavar="FEATURES.npz")
+    ranks.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    ranks.add_argument("--queries", type=int, default=6, metavar="N", help="default 6")
+    ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
+    ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
+    ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    gold = actions.add_parser(
+        "golden", help="re-run the golden SynthVI runs and compare with results/golden"
+    )
+    gold.add_argument("--update", action="store_true", help="rewrite the golden record")
+    rep = actions.add_parser(
+        "reproduce",
+        help="train, extract, score every protocol, record and check a preset (resumable)",
+    )
+    rep.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    rep.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    rep.add_argument(
+        "--pretrained", type=Path, required=True, metavar="W", help="ResNet-50 weights"
+    )
+    rep.add_argument("--out", type=Path, metavar="DIR", help="default runs/reproduce-<P>")
+    rep.add_argument("--split", type=Path, metavar="rand_perm_cam.mat", help="SYSU official draw")
+    rep.add_argument("--against", metavar="SOURCE:METHOD", help="default: the preset's row")
+    rep.add_argument("--tolerance", metavar="R1=1.5,mAP=1.5")
+    rep.add_argument("--trials", type=int, default=10, help="RegDB trials (default 10)")
+    rep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field of the preset (repeatable)",
+    )  # fmt: skip
+
+
+def _dispatch_results(args: argparse.Namespace) -> int:
+    from reference.results import commands as results
+
+    if args.results_command == "check":
+        return results.results_check(run=args.run, against=args.against, tolerance=args.tolerance)
+    if args.results_command == "table":
+        return results.results_table(
+            runs=args.runs, against=args.against, out=args.out, force=args.force
+        )
+    if args.results_command == "golden":
+        return results.results_golden(update=args.update)
+    if args.results_command == "reproduce":
+        return results.results_reproduce(
+            preset=args.preset, data_root=args.data_root, pretrained=args.pretrained,
+            out=args.out, split=args.split, against=args.against, tolerance=args.tolerance,
+            trials=args.trials, overrides=args.overrides,
+        )  # fmt: skip
+    return results.results_ranks(
+        features=args.features,
+        data_root=args.data_root,
+        queries=args.queries,
+        out=args.out,
+        seed=args.seed,
+        force=args.force,
+    )
 
 
 #: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
@@ -176,6 +258,8 @@ _MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_rou
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "results":
+        return _dispatch_results(args)
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
