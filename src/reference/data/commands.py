@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from reference.data import synthvi
-from reference.data.check import check_regdb, check_sysu
+from reference.data.check import check_llcm, check_regdb, check_sysu
 from reference.datasets import REGDB_TRIALS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 
@@ -39,11 +39,11 @@ def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: 
 
 
 def check_command(*, root: Path, dataset: str) -> int:
-    """``vireid data check``: print the report of ``check_sysu``/``check_regdb``; return 0 if no
-    problem, else 1."""
-    checks = {"sysu": check_sysu, "regdb": check_regdb}
+    """``vireid data check``: print the report of ``check_sysu``/``check_regdb``/``check_llcm``;
+    return 0 if no problem, else 1."""
+    checks = {"sysu": check_sysu, "regdb": check_regdb, "llcm": check_llcm}
     if dataset not in checks:
-        raise VireidError(f"dataset: expected 'sysu' or 'regdb', got {dataset!r}")
+        raise VireidError(f"dataset: expected 'sysu', 'regdb' or 'llcm', got {dataset!r}")
     workers = min(4, os.cpu_count() or 1)
     report = checks[dataset](root, workers=workers, progress=True)
     print(report.format())
