@@ -179,6 +179,7 @@ def _dispatch_audit(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         claimed=args.claimed,
         tolerance=args.tolerance,
+        trials=args.trials,
         **common,
     )
 

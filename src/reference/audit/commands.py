@@ -107,3 +107,31 @@ def audit_loss_command(
         close()
     report = from_battery("loss", target, settings, result, time.monotonic() - start)
     return _finish(report, expect, markdown, json_out, force)
+
+
+def audit_features_command(
+    *,
+    features: Path,
+    protocol: str,
+    claimed: str,
+    tolerance: float,
+    trials: int,
+    expect: Path | None,
+    markdown: Path | None,
+    json_out: Path | None,
+    force: bool,
+) -> int:
+    """``vireid audit features F.npz``: re-score features and compare with claimed figures."""
+    from reference.audit.features_audit import audit_features, parse_claimed
+
+    figures = parse_claimed(claimed)
+    _check_outputs(expect, markdown, json_out, force)
+    step, close = _progress_bar(7)
+    start = time.monotonic()
+    try:
+        report = audit_features(features, protocol=protocol, claimed=figures,
+                                tolerance=tolerance, trials=trials, progress=step)  # fmt: skip
+    finally:
+        close()
+    report.seconds = time.monotonic() - start
+    return _finish(report, expect, markdown, json_out, force)
