@@ -97,7 +97,7 @@ def test_exception_is_a_crash_naming_it():
     def boom(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
         raise IndexError("index 3 is out of bounds")
 
-    p = spec_examples()[0]
+    p = spec_examples()[0][1]
     obs = explain(p, SYSU, lambda q: call_target(as_target(boom), "distance", q))
     assert obs.certain == {"crash"}
     assert obs.detail == "IndexError: index 3 is out of bounds"
@@ -116,14 +116,14 @@ def test_nan_figures_on_a_query_without_match_are_no_match():
 
 
 def test_agreement_is_exact_not_approximate():
-    p = spec_examples()[0]
+    p = spec_examples()[0][1]
     obs = explain(p, SYSU, lambda q: call_target(as_target(wrong_eval.correct), "distance", q))
     assert obs.agrees and obs.evidence["target"]["mAP"] == pytest.approx(5 / 6, abs=1e-15)
 
 
 def test_spec_example_figures_match_the_spec():
     # differences.md section 1: 5/6 non-interpolated, 19/24 trapezoidal
-    p = spec_examples()[0]
+    p = spec_examples()[0][1]
     t = as_target(wrong_eval.trapezoid_ap)
     obs = explain(p, SYSU, lambda q: call_target(t, "distance", q))
     assert obs.evidence["target"]["mAP"] == pytest.approx(19 / 24, abs=1e-15)

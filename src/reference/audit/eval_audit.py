@@ -132,21 +132,25 @@ def problem(
     return EvalProblem(d, *ids, max_rank=min(max_rank, d.shape[1]), params=("fixed", id(d)))
 
 
-def spec_examples() -> tuple[EvalProblem, ...]:
-    """The worked examples of ``spec/evaluation/differences.md`` and ``exclusion.md``."""
+def spec_examples() -> tuple[tuple[str, EvalProblem], ...]:
+    """The worked examples of ``spec/evaluation/differences.md`` and ``exclusion.md``, named."""
     n = 3803  # differences.md section 6: many per-query values of 1/3
     many = problem(
         np.tile([0.1, 0.2, 0.3], (n, 1)), [1] * n, [2, 3, 1], [6] * n, [1, 1, 1], max_rank=3
     )
     return (
-        problem([[0.1, 0.2, 0.3]], [1], [1, 2, 1], [6], [1, 1, 1]),  # 1: AP formula
-        problem([[0.1, 0.2, 0.3, 0.4, 0.5]], [1], [2, 2, 2, 1, 3], [6], [1] * 5, 4),  # 2: CMC kind
-        problem([[0.1, 0.2]], [1], [2, 1], [3], [2, 1]),  # 3: camera rule
-        problem([[0.3, 0.3, 0.9]], [1], [4, 1, 5], [6], [1, 1, 1]),  # 4: tie order
-        problem([[0.1, 0.2, 0.3]] * 2, [1, 1], [2, 3, 1], [3, 6], [2, 2, 1]),  # 5: identities
-        many,  # 6: float32 accumulation
-        problem([[0.1, 0.2, 0.3]], [1], [2, 1, 1], [3], [2, 2, 4]),  # exclusion.md
-    )
+        ("differences 1: AP formula",
+         problem([[0.1, 0.2, 0.3]], [1], [1, 2, 1], [6], [1, 1, 1])),
+        ("differences 2: CMC kind",
+         problem([[0.1, 0.2, 0.3, 0.4, 0.5]], [1], [2, 2, 2, 1, 3], [6], [1] * 5, 4)),
+        ("differences 3: camera rule", problem([[0.1, 0.2]], [1], [2, 1], [3], [2, 1])),
+        ("differences 4: tie order", problem([[0.3, 0.3, 0.9]], [1], [4, 1, 5], [6], [1, 1, 1])),
+        ("differences 5: identities kept",
+         problem([[0.1, 0.2, 0.3]] * 2, [1, 1], [2, 3, 1], [3, 6], [2, 2, 1])),
+        ("differences 6: float32 accumulation", many),
+        ("exclusion: camera-2 items of both identities",
+         problem([[0.1, 0.2, 0.3]], [1], [2, 1, 1], [3], [2, 2, 4])),
+    )  # fmt: skip
 
 
 #: (query cameras, gallery cameras) drawn from, per protocol; RegDB: one direction per problem
@@ -484,7 +488,8 @@ def explain(
 
 def eval_cases(protocol: EvalProtocol, *, scale: float = 1.0) -> list[Case]:
     """The default battery: the spec's worked examples, then one case per probe."""
-    cases = [Case("spec examples", "the worked examples of spec/evaluation", spec_examples())]
+    what = "a worked example of spec/evaluation"
+    cases = [Case(f"spec: {name}", what, (p,)) for name, p in spec_examples()]
     for probe in PROBES:
         examples = max(1, round(probe.examples * scale))
         cases.append(Case(probe.name, probe.what, (), probe_strategy(protocol, probe), examples))
