@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reference import __version__
+from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
 
@@ -29,6 +30,9 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
         default="euclidean",
         help="distance between query and gallery features (default: euclidean)",
     )
+
+
+def _add_json_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sysu.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(sysu)
+    _add_json_output(sysu)
 
     regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
     rsource = regdb.add_mutually_exclusive_group(required=True)
@@ -71,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
+    _add_json_output(regdb)
 
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
@@ -100,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes",
         type=int,
         metavar="N",
-        help="training identities: 395 SYSU-MM01 (the default without --config), 206 RegDB",
+        help=f"training identities: {SYSU_TRAINVAL_IDS} SYSU-MM01 (the default without "
+        f"--config), {REGDB_IDS_PER_SPLIT} RegDB",
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
@@ -212,13 +219,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             force=args.force,
         )
     if args.command == "synth":
-        from reference.data.synthvi import synth_command
+        from reference.data.commands import synth_command
 
         return synth_command(
             layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
         )
     if args.command == "model":
-        from reference.models.summary import summary_command
+        from reference.models.commands import summary_command
 
         overrides = {
             "kind": args.kind,
@@ -227,12 +234,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             "last_stride": args.last_stride,
             "derived_routing": args.derived_routing,
         }
-        if args.config is None and args.kind is not None and args.num_classes is None:
-            overrides["num_classes"] = 395
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )
-    from reference.data.check import check_command
+    from reference.data.commands import check_command
 
     return check_command(root=args.root, dataset=args.dataset)
 

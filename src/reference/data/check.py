@@ -10,7 +10,6 @@ error (``VireidError``, status 2 from the command line).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,19 +20,26 @@ from reference.data import regdb as _regdb
 from reference.data import sysu as _sysu
 from reference.data.cache import decode_image
 from reference.data.records import Problems
+from reference.datasets import (
+    REGDB_IDS,
+    REGDB_IDS_PER_SPLIT,
+    REGDB_IMAGES_PER_ID,
+    SYSU_IDS,
+    SYSU_IMAGES,
+)
 from reference.errors import VireidError
 
 # Published figures [protocol] (../shared/papers.md).
 SYSU_PUBLISHED = {
-    "ids train": 296,
-    "ids val": 99,
-    "ids test": 96,
-    "ids available": 491,
-    "images visible": 30071,
-    "images infrared": 15792,
+    **{f"ids {split}": n for split, n in SYSU_IDS.items()},
+    **{f"images {modality}": n for modality, n in SYSU_IMAGES.items()},
 }
-REGDB_PUBLISHED = {"ids": 412, "ids per split": 206, "images per id per modality": 10}
-REGDB_IMAGES_PER_SPLIT = 2060  # per modality per split per trial
+REGDB_PUBLISHED = {
+    "ids": REGDB_IDS,
+    "ids per split": REGDB_IDS_PER_SPLIT,
+    "images per id per modality": REGDB_IMAGES_PER_ID,
+}
+REGDB_IMAGES_PER_SPLIT = REGDB_IDS_PER_SPLIT * REGDB_IMAGES_PER_ID  # per modality, split, trial
 
 
 @dataclass
@@ -173,14 +179,3 @@ def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -
     _decode_all(images, problems, workers=workers, progress=progress)
     report.problems = problems.items
     return report
-
-
-def check_command(*, root: Path, dataset: str) -> int:
-    """Print the report of ``check_sysu``/``check_regdb``; return 0 if no problem, else 1."""
-    checks = {"sysu": check_sysu, "regdb": check_regdb}
-    if dataset not in checks:
-        raise VireidError(f"dataset: expected 'sysu' or 'regdb', got {dataset!r}")
-    workers = min(4, os.cpu_count() or 1)
-    report = checks[dataset](root, workers=workers, progress=True)
-    print(report.format())
-    return 0 if report.ok else 1

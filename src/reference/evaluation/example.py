@@ -19,11 +19,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reference.datasets import REGDB_IDS_PER_SPLIT, REGDB_IMAGES_PER_ID, SYSU_IDS
 from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.sysu import ALL_CAMERAS, IR_CAMERAS, OfficialSplit
 
-SYSU_TEST_IDS = 96
+SYSU_TEST_IDS = SYSU_IDS["test"]
 #: per camera: (probability that an identity has a folder there, smallest, largest size)
 SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     1: (0.58, 10, 40),
@@ -33,8 +34,8 @@ SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     5: (0.99, 19, 21),
     6: (1.00, 20, 20),
 }
-REGDB_TEST_IDS = 206
-REGDB_IMAGES = 10  # per identity and modality
+REGDB_TEST_IDS = REGDB_IDS_PER_SPLIT
+REGDB_IMAGES = REGDB_IMAGES_PER_ID  # per identity and modality
 
 
 def _features(

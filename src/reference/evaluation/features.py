@@ -25,15 +25,14 @@ from typing import Literal
 
 import numpy as np
 
+from reference.checks import check_choice
+from reference.datasets import REGDB_CAMERAS, SYSU_CAMERAS
 from reference.errors import VireidError
 from reference.fileio import atomic_write_bytes
 
 Dataset = Literal["sysu", "regdb"]
 
-DATASET_CAMERAS: dict[str, tuple[int, ...]] = {
-    "sysu": (1, 2, 3, 4, 5, 6),
-    "regdb": (1, 2),
-}
+DATASET_CAMERAS: dict[str, tuple[int, ...]] = {"sysu": SYSU_CAMERAS, "regdb": REGDB_CAMERAS}
 REQUIRED_KEYS = ("features", "pids", "camids")
 
 
@@ -95,8 +94,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASET_CAMERAS:
-        raise VireidError(f"dataset: expected one of 'sysu', 'regdb', got {dataset!r}")
+    check_choice(dataset, "dataset", DATASET_CAMERAS, expected="one of 'sysu', 'regdb'")
 
 
 def _int_field(value: object, name: str, n: int | None, source: str) -> np.ndarray:

@@ -27,15 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reference.checks import check_choice, check_integer
+from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import rank_metrics
 from reference.evaluation.scores import Scores, TrialScores
 
-MODES: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
-IR_CAMERAS: tuple[int, ...] = (3, 6)
-ALL_CAMERAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
+IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
+ALL_CAMERAS: tuple[int, ...] = SYSU_CAMERAS
 SHOTS: tuple[int, ...] = (1, 10)
 SAMPLINGS: tuple[str, ...] = ("official", "agw")
 OFFICIAL_TRIALS = 10
@@ -256,14 +258,10 @@ def query_rows(folders: SysuFolders) -> np.ndarray:
 
 
 def _check_settings(mode: object, shots: object, sampling: object, trials: object) -> None:
-    if mode not in MODES:
-        raise VireidError(f"mode: expected 'all' or 'indoor', got {mode!r}")
-    if shots not in SHOTS or isinstance(shots, bool):
-        raise VireidError(f"shots: expected 1 (single-shot) or 10 (multi-shot), got {shots!r}")
-    if sampling not in SAMPLINGS:
-        raise VireidError(f"sampling: expected 'official' or 'agw', got {sampling!r}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise VireidError(f"trials: expected an integer >= 1, got {trials!r}")
+    check_choice(mode, "mode", MODES, expected="'all' or 'indoor'")
+    check_choice(shots, "shots", SHOTS, expected="1 (single-shot) or 10 (multi-shot)")
+    check_choice(sampling, "sampling", SAMPLINGS, expected="'official' or 'agw'")
+    check_integer(trials, "trials", low=1, numpy=False)
     if sampling == "official" and trials > OFFICIAL_TRIALS:
         raise VireidError(
             f"trials: the official split has {OFFICIAL_TRIALS} trials, got trials={trials}"
