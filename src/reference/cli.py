@@ -157,6 +157,7 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     fe.add_argument("--protocol", choices=["sysu", "regdb", "market"], required=True)
     fe.add_argument("--claimed", required=True, metavar="R1=..,mAP=..", help="in percent")
     fe.add_argument("--tolerance", type=float, default=0.5, help="points of percent (default 0.5)")
+    fe.add_argument("--trials", type=int, default=10, help="SYSU-MM01 trials (default 10)")
     reports(fe)
 
 

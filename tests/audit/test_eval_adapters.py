@@ -14,10 +14,9 @@ from reference.audit.eval_audit import (
     check_protocol,
     detect_adapter,
     explain,
-    problem,
-    spec_examples,
 )
-from reference.audit.target import Target, load_target
+from reference.audit.eval_problems import problem, spec_examples
+from reference.audit.target import Target
 from reference.errors import VireidError
 from tests.audit import wrong_eval
 
@@ -129,35 +128,6 @@ def test_spec_example_figures_match_the_spec():
     assert obs.evidence["target"]["mAP"] == pytest.approx(19 / 24, abs=1e-15)
     assert obs.evidence["reference"]["mAP"] == pytest.approx(5 / 6, abs=1e-15)
     assert obs.certain == {"ap-formula"}
-
-
-def test_load_target_from_a_file_and_from_a_module(tmp_path):
-    f = tmp_path / "their_eval.py"
-    f.write_text("import helper\ndef evaluate(distmat, *a):\n    return helper.X\n")
-    (tmp_path / "helper.py").write_text("X = 42\n")
-    t = load_target(f"{f}:evaluate")
-    assert t.name == "evaluate" and t.function(None) == 42
-    m = load_target("tests.audit.wrong_eval:correct")
-    assert m.function is wrong_eval.correct
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("no_colon", "target: expected 'package.module:function' or 'path/to/file.py:function', "
-         "got 'no_colon'"),
-        ("/nonexistent/x.py:f", "target: /nonexistent/x.py: no such file (from "
-         "'/nonexistent/x.py:f')"),
-        ("tests.audit.wrong_eval:nothing", "target: 'tests.audit.wrong_eval' has no attribute "
-         "'nothing'"),
-        ("no_such_module_xyz:f", "target: cannot import module 'no_such_module_xyz': "
-         "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
-    ],
-)  # fmt: skip
-def test_bad_targets_are_named(spec, message):
-    with pytest.raises(VireidError) as err:
-        load_target(spec)
-    assert str(err.value) == message
 
 
 def test_unknown_protocol():

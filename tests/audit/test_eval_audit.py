@@ -13,8 +13,8 @@ from reference.audit.eval_audit import (
     call_target,
     check_protocol,
     explain,
-    problem,
 )
+from reference.audit.eval_problems import problem
 from reference.audit.target import Target
 from tests.audit import wrong_eval
 

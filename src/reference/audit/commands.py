@@ -66,10 +66,11 @@ def audit_eval_command(
     force: bool,
 ) -> int:
     """``vireid audit eval TARGET``: the evaluation battery; prints the Markdown report."""
-    from reference.audit.eval_audit import audit_eval, check_protocol, eval_cases
+    from reference.audit.eval_audit import audit_eval, check_protocol, detect_adapter, eval_cases
 
     _check_outputs(expect, markdown, json_out, force)
     loaded = load_target(target)
+    adapter = adapter or detect_adapter(loaded)  # errors before the progress bar
     step, close = _progress_bar(len(eval_cases(check_protocol(protocol))))
     start = time.monotonic()
     try:
@@ -94,11 +95,12 @@ def audit_loss_command(
     force: bool,
 ) -> int:
     """``vireid audit loss NAME TARGET``: value and gradient on generated batches."""
-    from reference.audit.loss_audit import PROBES, audit_loss, check_loss
+    from reference.audit.loss_audit import PROBES, audit_loss, check_loss, detect_adapter
 
-    check_loss(name)
+    info = check_loss(name)
     _check_outputs(expect, markdown, json_out, force)
     loaded = load_target(target)
+    adapter = adapter or detect_adapter(info, loaded)  # errors before the progress bar
     step, close = _progress_bar(len(PROBES))
     start = time.monotonic()
     try:

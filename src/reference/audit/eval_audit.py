@@ -22,7 +22,22 @@ from typing import Any
 import numpy as np
 
 from reference.audit.battery import Alternative, BatteryResult, Case, Observation, run_battery
-from reference.audit.eval_oracle import Choices, oracle_figures, skips
+from reference.audit.eval_adapters import (
+    ADAPTERS,
+    TargetFailure,
+    call_target,
+    check_adapter,
+    detect_adapter,
+)
+from reference.audit.eval_oracle import Choices, oracle_figures
+from reference.audit.eval_problems import (
+    PROBES,
+    EvalProblem,
+    EvalProtocol,
+    check_protocol,
+    probe_strategy,
+    spec_examples,
+)
 from reference.audit.target import Target
 from reference.errors import VireidError
 from reference.evaluation.metrics import rank_metrics
@@ -31,307 +46,11 @@ from reference.evaluation.metrics import rank_metrics
 EXACT = 1e-10
 #: a difference no larger than this that no choice explains is float32-sized: ``precision``
 FLOAT32_SIZED = 1e-4
-MAX_RANK = 20
 
-
-@dataclass(frozen=True)
-class EvalProtocol:
-    name: str
-    exclusion: str
-    cmc_kind: str
-    what: str
-
-
-PROTOCOLS: dict[str, EvalProtocol] = {
-    "sysu": EvalProtocol(
-        "sysu", "sysu", "identity", "SYSU-MM01: camera-3 queries skip camera 2; identity CMC"
-    ),
-    "regdb": EvalProtocol("regdb", "none", "standard", "RegDB: no camera rule; standard CMC"),
-    "market": EvalProtocol(
-        "market",
-        "same-id-same-camera",
-        "standard",
-        "Market-1501 style: same identity and camera skipped; standard CMC",
-    ),
-}
-
-
-def check_protocol(name: str) -> EvalProtocol:
-    if name not in PROTOCOLS:
-        raise VireidError(
-            f"protocol: expected one of {', '.join(map(repr, PROTOCOLS))}, got {name!r}"
-        )
-    return PROTOCOLS[name]
-
-
-# ---------------------------------------------------------------------------------------------
-# problems
-# ---------------------------------------------------------------------------------------------
-
-
-def _array_text(a: np.ndarray) -> str:
-    return np.array2string(np.asarray(a), separator=", ", threshold=10**9, max_line_width=96)
-
-
-@dataclass(frozen=True, eq=False)
-class EvalProblem:
-    """One ranking problem; ``max_rank <= n_gallery``."""
-
-    distmat: np.ndarray  # float64 (n_query, n_gallery), smaller = closer
-    q_pids: np.ndarray
-    g_pids: np.ndarray
-    q_camids: np.ndarray
-    g_camids: np.ndarray
-    max_rank: int
-    params: tuple[Any, ...] = ()
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.distmat.shape
-
-    @property
-    def size(self) -> int:
-        return int(self.distmat.size)
-
-    def describe(self) -> str:
-        q, g = self.shape
-        return f"{q} {'query' if q == 1 else 'queries'} x {g} gallery items"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "distmat": self.distmat.tolist(),
-            "q_pids": self.q_pids.tolist(),
-            "g_pids": self.g_pids.tolist(),
-            "q_camids": self.q_camids.tolist(),
-            "g_camids": self.g_camids.tolist(),
-            "max_rank": self.max_rank,
-        }
-
-    def snippet(self) -> str:
-        if self.size > 400:
-            return (
-                f"# {self.describe()}: too large to print; rebuild it from the JSON report's "
-                "'problem' field"
-            )
-        lines = ["import numpy as np", ""]
-        lines.append(f"distmat = np.array({_array_text(self.distmat)})")
-        for name in ("q_pids", "g_pids", "q_camids", "g_camids"):
-            lines.append(f"{name} = np.array({_array_text(getattr(self, name))})")
-        lines.append(f"max_rank = {self.max_rank}")
-        return "\n".join(lines)
-
-
-def problem(
-    distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, max_rank: int = MAX_RANK
-) -> EvalProblem:
-    """An :class:`EvalProblem` from array-likes (``max_rank`` capped at the gallery size)."""
-    d = np.array(distmat, dtype=np.float64, ndmin=2)
-    ids = [np.array(v, dtype=np.int64) for v in (q_pids, g_pids, q_camids, g_camids)]
-    for a in (d, *ids):
-        a.setflags(write=False)
-    return EvalProblem(d, *ids, max_rank=min(max_rank, d.shape[1]), params=("fixed", id(d)))
-
-
-def spec_examples() -> tuple[tuple[str, EvalProblem], ...]:
-    """The worked examples of ``spec/evaluation/differences.md`` and ``exclusion.md``, named."""
-    n = 3803  # differences.md section 6: many per-query values of 1/3
-    many = problem(
-        np.tile([0.1, 0.2, 0.3], (n, 1)), [1] * n, [2, 3, 1], [6] * n, [1, 1, 1], max_rank=3
-    )
-    return (
-        ("differences 1: AP formula",
-         problem([[0.1, 0.2, 0.3]], [1], [1, 2, 1], [6], [1, 1, 1])),
-        ("differences 2: CMC kind",
-         problem([[0.1, 0.2, 0.3, 0.4, 0.5]], [1], [2, 2, 2, 1, 3], [6], [1] * 5, 4)),
-        ("differences 3: camera rule", problem([[0.1, 0.2]], [1], [2, 1], [3], [2, 1])),
-        ("differences 4: tie order", problem([[0.3, 0.3, 0.9]], [1], [4, 1, 5], [6], [1, 1, 1])),
-        ("differences 5: identities kept",
-         problem([[0.1, 0.2, 0.3]] * 2, [1, 1], [2, 3, 1], [3, 6], [2, 2, 1])),
-        ("differences 6: float32 accumulation", many),
-        ("exclusion: camera-2 items of both identities",
-         problem([[0.1, 0.2, 0.3]], [1], [2, 1, 1], [3], [2, 2, 4])),
-    )  # fmt: skip
-
-
-#: (query cameras, gallery cameras) drawn from, per protocol; RegDB: one direction per problem
-_CAMERAS = {
-    "sysu": ((3, 6), (1, 2, 4, 5)),
-    "market": ((1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 6)),
-    "regdb": ((1,), (2,)),
-}
-_HEAVY = {"sysu": ((3,), (2, 2, 1)), "market": ((1, 2), (1, 2)), "regdb": ((2,), (1,))}
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A family of generated problems that exposes some choices."""
-
-    name: str
-    what: str
-    query: tuple[int, int]
-    gallery: tuple[int, int] | None  # None: square (n_gallery = n_query)
-    ids: tuple[int, int]
-    ties: float  # probability that a problem's distances are small integers (many ties)
-    unmatched: float  # fraction of queries of an identity absent from the gallery
-    heavy_cameras: bool
-    examples: int
-
-
-PROBES: tuple[Probe, ...] = (
-    Probe("ranking", "distinct distances, small problems", (1, 6), (1, 16), (1, 5),
-          0, 0, False, 40),
-    Probe("ties", "distances drawn from {0, 1, 2}: many ties", (1, 6), (1, 16), (1, 5),
-          1, 0, False, 40),
-    Probe("no match", "queries whose identity has no gallery item", (1, 6), (1, 12), (1, 4),
-          0.3, 0.4, False, 40),
-    Probe("camera rule", "cameras the protocol's rule acts on", (1, 6), (1, 12), (1, 4),
-          0.3, 0, True, 40),
-    Probe("few identities", "queries keeping different numbers of identities (tiny galleries)",
-          (1, 4), (1, 5), (1, 3), 0.3, 0, True, 30),
-    Probe("square", "as many queries as gallery items", (1, 8), None, (1, 4), 0.3, 0.1, False, 30),
-    Probe("large gallery", "a few queries, hundreds of gallery items", (1, 3), (17, 400),
-          (5, 60), 0.5, 0, False, 6),
-    Probe("many queries", "hundreds of queries, a few gallery items", (1, 1500), (2, 8), (2, 4),
-          0, 0, False, 4),
-)  # fmt: skip
-
-
-def build_problem(
-    protocol: EvalProtocol, probe: Probe, n_query: int, n_gallery: int, n_ids: int, seed: int
-) -> EvalProblem:
-    """A problem of ``probe``'s family from its sizes and a seed (deterministic)."""
-    rng = np.random.default_rng(seed)
-    g_pids = rng.integers(0, n_ids, n_gallery)
-    q_pids = rng.choice(g_pids, n_query)
-    if probe.unmatched:
-        q_pids[rng.random(n_query) < probe.unmatched] = n_ids  # an identity with no gallery item
-    q_cams, g_cams = (_HEAVY if probe.heavy_cameras else _CAMERAS)[protocol.name]
-    if protocol.name == "regdb" and rng.random() < 0.5:  # the other direction
-        q_cams, g_cams = g_cams, q_cams
-    q_camids = rng.choice(q_cams, n_query)
-    g_camids = rng.choice(g_cams, n_gallery)
-    if rng.random() < probe.ties:
-        distmat = rng.integers(0, 3, (n_query, n_gallery)).astype(np.float64)
-    else:
-        distmat = rng.random((n_query, n_gallery))
-    # at least one valid query, else there is nothing to score (the reference refuses)
-    if not _has_valid(q_pids, g_pids, q_camids, g_camids, protocol.exclusion):
-        q_pids[0] = g_pids[0]
-        q_camids[0] = {"sysu": 6, "market": int(g_camids[0]) % 6 + 1}.get(
-            protocol.name, q_camids[0]
-        )
-    out = problem(distmat, q_pids, g_pids, q_camids, g_camids)
-    return EvalProblem(
-        out.distmat, out.q_pids, out.g_pids, out.q_camids, out.g_camids, out.max_rank,
-        params=(probe.name, n_query, n_gallery, n_ids, seed),
-    )  # fmt: skip
-
-
-def _has_valid(q_pids, g_pids, q_camids, g_camids, rule: str) -> bool:
-    return any(
-        qp == gp and not skips(qp, qc, gp, gc, rule)
-        for qp, qc in zip(q_pids.tolist(), q_camids.tolist(), strict=True)
-        for gp, gc in zip(g_pids.tolist(), g_camids.tolist(), strict=True)
-    )
-
-
-def probe_strategy(protocol: EvalProtocol, probe: Probe):
-    """Hypothesis strategy of ``probe``'s problems; sizes shrink first, then the seed."""
-    from hypothesis import strategies as st
-
-    @st.composite
-    def draw(draw_: Any) -> EvalProblem:
-        n_query = draw_(st.integers(*probe.query))
-        n_gallery = n_query if probe.gallery is None else draw_(st.integers(*probe.gallery))
-        n_ids = draw_(st.integers(*probe.ids))
-        seed = draw_(st.integers(0, 2**32 - 1))
-        return build_problem(protocol, probe, n_query, n_gallery, n_ids, seed)
-
-    return draw()
-
-
-# ---------------------------------------------------------------------------------------------
-# adapters
-# ---------------------------------------------------------------------------------------------
-
-ADAPTERS: dict[str, str] = {
-    "distance": "f(distmat, q_pids, g_pids, q_camids, g_camids, max_rank) -> (cmc, mAP[, mINP]);"
-    " smaller = closer",
-    "similarity": "f(simmat, q_pids, g_pids, q_camids, g_camids, max_rank) -> (cmc, mAP[, mINP]);"
-    " larger = closer (the audit passes -distmat)",
-    "torchreid": "evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=..., "
-    "use_metric_cuhk03=False, ...) -> (cmc, mAP)",
-}
-
-
-class TargetFailure(Exception):
-    """The target raised, or returned something the adapter cannot read."""
-
-
-def detect_adapter(target: Target) -> str:
-    """The adapter of ``target``'s signature, where its names make it unambiguous."""
-    names = [p.name for p in target.parameters()]
-    if target.name == "evaluate_rank" or "use_metric_cuhk03" in names:
-        return "torchreid"
-    first = names[0].lower() if names else ""
-    if "sim" in first or "score" in first:
-        return "similarity"
-    if "dist" in first:
-        return "distance"
-    raise VireidError(
-        f"adapter: cannot tell the signature of {target.spec} (first parameter "
-        f"{first or 'unknown'!r}); name one with --adapter: {', '.join(ADAPTERS)}"
-    )
-
-
-def check_adapter(name: str) -> str:
-    if name not in ADAPTERS:
-        raise VireidError(
-            f"adapter: expected one of {', '.join(map(repr, ADAPTERS))}, got {name!r}"
-        )
-    return name
-
-
-def _figures(out: Any, max_rank: int) -> tuple[np.ndarray, float, float | None]:
-    if isinstance(out, dict):
-        low = {str(k).lower(): v for k, v in out.items()}
-        out = tuple(low[k] for k in ("cmc", "map", "minp") if k in low)
-    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
-        raise TargetFailure(
-            f"returned {type(out).__name__}; expected (cmc, mAP) or (cmc, mAP, mINP)"
-        )
-    values = [v.detach().cpu().numpy() if hasattr(v, "detach") else v for v in out]
-    try:
-        cmc = np.asarray(values[0], dtype=np.float64).ravel()
-        scalars = [float(np.asarray(v, dtype=np.float64)) for v in values[1:]]
-    except (TypeError, ValueError) as exc:
-        raise TargetFailure(f"returned figures that are not numbers ({exc})") from None
-    if cmc.size < max_rank:
-        raise TargetFailure(f"returned a CMC of length {cmc.size}; expected {max_rank}")
-    return cmc[:max_rank], scalars[0], scalars[1] if len(scalars) == 2 else None
-
-
-def call_target(
-    target: Target, adapter: str, p: EvalProblem
-) -> tuple[np.ndarray, float, float | None]:
-    """The target's (cmc[:max_rank], mAP, mINP or None) on ``p``; :class:`TargetFailure` else."""
-    matrix = -p.distmat if adapter == "similarity" else p.distmat.copy()
-    args = [matrix, *(a.copy() for a in (p.q_pids, p.g_pids, p.q_camids, p.g_camids))]
-    names = [q.name for q in target.parameters()]
-    kwargs: dict[str, Any] = {}
-    if "max_rank" in names:
-        kwargs["max_rank"] = p.max_rank
-    elif len(names) >= 6:
-        args.append(p.max_rank)
-    if adapter == "torchreid":
-        for name, value in (("use_metric_cuhk03", False), ("use_cython", False)):
-            if name in names:
-                kwargs[name] = value
-    try:
-        out = target.function(*args, **kwargs)
-    except Exception as exc:
-        raise TargetFailure(f"{type(exc).__name__}: {exc}") from exc
-    return _figures(out, p.max_rank)
+__all__ = [
+    "ADAPTERS", "PROBES", "EvalProblem", "TargetFailure", "audit_eval", "call_target",
+    "check_adapter", "check_protocol", "detect_adapter", "eval_cases", "explain",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
