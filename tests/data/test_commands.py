@@ -31,7 +31,9 @@ def test_clean_sysu_command_exit_0_and_table(sysu_clean, capsys):
 def test_unknown_dataset(sysu_clean):
     from reference.errors import VireidError
 
-    with pytest.raises(VireidError, match=r"^dataset: expected 'sysu' or 'regdb', got 'market'$"):
+    with pytest.raises(
+        VireidError, match=r"^dataset: expected 'sysu', 'regdb' or 'llcm', got 'market'$"
+    ):
         check_command(root=sysu_clean, dataset="market")
 
 

@@ -81,3 +81,26 @@ def test_bad_dicts():
         LossSpec.from_dict(
             {"method": "x", "entries": [{"loss": "tri", "on": "global", "wieght": 1}]}
         )
+
+
+def test_loads_and_dumps_through_the_generic_config_loader():
+    from reference.config import from_mapping, to_dict
+
+    spec = LossSpec(
+        "x",
+        (
+            LossEntry("mdl", "global", 0.5, {"directions": [[0, 1], [1, 0]]}, split=True),
+            LossEntry("ca", "fine.*", 2, {"pull_weight": 0.25}, name="ca2", provenance="[p] x"),
+        ),
+        dataset="regdb",
+        notes=("a note",),
+    )
+    data = spec.to_dict()
+    assert data["entries"][0]["options"] == {"directions": [[0, 1], [1, 0]]}
+    assert data["entries"][1]["weight"] == 2.0 and data["notes"] == ["a note"]
+    assert LossSpec.from_dict(data) == from_mapping(LossSpec, data) == spec
+    assert from_mapping(LossSpec, to_dict(spec)) == spec  # options as pairs load too
+    with _raises("entries[1].weight: expected a finite number >= 0, got -1.0"):
+        LossSpec.from_dict(
+            {"method": "x", "entries": [data["entries"][0], {**data["entries"][1], "weight": -1}]}
+        )

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference import config
 from reference.checks import check_number
 from reference.errors import VireidError
 from reference.losses.registry import LOSSES, SPLITTABLE, LossKind
@@ -153,49 +154,24 @@ class LossSpec:
                 claim_term(seen, term, i)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for a preset file or a run record); :meth:`from_dict` reads it back."""
-        return {
-            "method": self.method,
-            "dataset": self.dataset,
-            "notes": list(self.notes),
-            "entries": [
-                {
-                    "loss": e.loss,
-                    "on": e.on,
-                    "weight": e.weight,
-                    "options": {k: _listed(v) for k, v in e.options},
-                    "name": e.name,
-                    "provenance": e.provenance,
-                    "split": e.split,
-                }
-                for e in self.entries
-            ],
-        }
+        """Plain data (for a preset file or a run record): ``reference.config.to_dict`` with each
+        entry's options as a table; :meth:`from_dict` (or ``from_mapping``) reads it back."""
+        data = config.to_dict(self)
+        for entry in data["entries"]:
+            entry["options"] = dict(entry["options"])
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LossSpec:
         if not isinstance(data, Mapping) or "entries" not in data or "method" not in data:
             raise VireidError("loss spec: expected a mapping with 'method' and 'entries'")
-        entries = []
         for i, item in enumerate(data["entries"]):
             if not isinstance(item, Mapping) or not {"loss", "on"} <= set(item):
                 raise VireidError(f"entries[{i}]: expected a mapping with 'loss' and 'on'")
             unknown = set(item) - {"loss", "on", "weight", "options", "name", "provenance", "split"}
             if unknown:
                 raise VireidError(f"entries[{i}]: unknown field(s) {sorted(unknown)}")
-            entries.append(LossEntry(**item))
-        return cls(
-            method=data["method"],
-            entries=tuple(entries),
-            dataset=data.get("dataset"),
-            notes=tuple(data.get("notes", ())),
-        )
-
-
-def _listed(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_listed(v) for v in value]
-    return value
+        return config.from_mapping(cls, data)
 
 
 def claim_term(seen: dict[str, int], term: str, index: int) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from reference.checks import check_bool, check_choice, check_integer
+from reference.config import from_mapping
 from reference.errors import VireidError
 from reference.models.backbone import MultiStreamResNet50
 from reference.models.heads import EMBEDDING_NORMS, EMBEDDINGS, MultiGranularityHead
@@ -136,7 +137,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
-        """A config from a mapping (e.g. a preset file's ``model`` table)."""
+        """A config from a mapping (e.g. a preset file's ``model`` table): the generic loader
+        (``reference.config.from_mapping``, errors named ``model.<field>``) after naming every
+        unknown and missing field at once."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -146,7 +149,7 @@ class ModelConfig:
         missing = sorted({"kind", "num_classes"} - set(values))
         if missing:
             raise VireidError(f"model: missing field(s) {missing}")
-        return cls(**dict(values))
+        return from_mapping(cls, values, "model")
 
     @property
     def routing(self) -> tuple[int | None, ...]:
