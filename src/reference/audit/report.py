@@ -151,7 +151,11 @@ def render_markdown(report: AuditReport) -> str:
     out = [f"# vireid audit {report.command}: `{report.target}` — {status}", ""]
     for key, value in report.settings.items():
         out.append(f"- {key}: {value}")
-    out.append(f"- {report.problems} problems in {len(report.cases)} cases, {report.seconds:.1f} s")
+    if report.command == "features":
+        out.append(f"- {report.problems} trial(s) scored, {report.seconds:.1f} s")
+    else:
+        cases = len(report.cases)
+        out.append(f"- {report.problems} problems in {cases} cases, {report.seconds:.1f} s")
     out.append("")
     if report.extra.get("claims_markdown"):
         out += [*report.extra["claims_markdown"], ""]
