@@ -227,8 +227,9 @@ def test_band_power_mean_fast_path_equals_the_plain_formula(device, p):
     x[0, 0, :2] = 0.0
     w = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64).to(device)
     fast, plain = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    got = pooling._BandPowerMeanFastBackward.apply(fast, 3, p)
-    want = pooling.band_power_mean_plain(plain, 3, p)
+    scale = pooling.band_scale(x, 3, p)
+    got = pooling._BandPowerMeanFastBackward.apply(fast, 3, p, scale)
+    want = pooling.band_power_mean_plain(plain, 3, p, scale)
     torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
     (got * w).sum().backward()
     (want * w).sum().backward()
