@@ -157,6 +157,9 @@ def test_bad_maps(device):
     with pytest.raises(VireidError) as info:
         gem_stripes(torch.ones(1, 1, 4, 2, device=device), 0, 3.0)
     assert str(info.value) == "stripes: expected an integer >= 1, got 0"
+    with pytest.raises(VireidError) as info:
+        gem_stripes(torch.ones(1, 1, 0, 2, device=device), 2, 3.0)
+    assert str(info.value) == "feature map: expected h, w >= 1, got (1, 1, 0, 2)"
 
 
 @given(maps(), st.lists(st.integers(1, 4), min_size=1, max_size=3))
