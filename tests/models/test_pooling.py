@@ -346,3 +346,14 @@ def test_baseline_regdb_embeddings_are_finite_on_a_huge_map(device):
         want = model.double()(images.double(), modality).embedding
     assert bool(torch.isfinite(got).all())
     torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-4)
+
+
+def test_under_autocast_the_pooled_values_stay_in_float32(device):
+    """Under autocast the pooling runs and returns in float32 (on CUDA the unscaled power ran in
+    float32 too); a bfloat16 map whose 10th powers overflow float32 gives finite values."""
+    x = torch.tensor([[[[1e30, 0.0], [1e30, 1e30]]]], dtype=torch.bfloat16, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        got = gem(x, 10.0)
+    assert got.dtype == torch.float32
+    want = 0.75**0.1 * float(x[0, 0, 0, 0])
+    torch.testing.assert_close(got.double().cpu(), torch.full((1, 1), want, dtype=torch.float64))
