@@ -7,6 +7,9 @@ Commands:
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
+  vireid audit eval|loss|features   where another implementation differs, by kind (exit 1)
+  vireid train           train a preset on a dataset folder into a run folder
+  vireid results ...     check a run against a published row, tables and plots, rank pictures
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
 """
@@ -140,7 +143,183 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--size", default="288x144", metavar="HxW", help="input size (default 288x144)"
     )
+    train = commands.add_parser(
+        "train",
+        help="train a preset on a dataset folder into a run folder",
+        description="Train a preset (baseline-sysu, method_a-regdb, ... or a .toml file) on a "
+        "dataset folder. Run under torchrun for several GPUs. Exit status 3: a non-finite loss; "
+        "130: interrupted (resume with --resume).",
+    )
+    train.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    train.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    train.add_argument("--trial", type=int, metavar="T", help="RegDB trial 1..10")
+    train.add_argument("--pretrained", type=Path, metavar="W", help="local ResNet-50 weights")
+    train.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<P>)")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field, e.g. --set optim.lr_head=0.05 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--resume", action="store_true", help="continue the run in DIR")
+    train.add_argument("--force", action="store_true", help="replace the run in DIR")
+    train.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
+    train.add_argument(
+        "--val-ids", type=int, metavar="N",
+        help="hold out N training identities to select the model (best-val.pt)",
+    )  # fmt: skip
+    train.add_argument(
+        "--monitor-test", action="store_true",
+        help="score the test set per evaluation epoch, for analysis only (never selects)",
+    )  # fmt: skip
+    _add_results(commands)
+    _add_audit(commands)
     return parser
+
+
+def _add_results(commands: argparse._SubParsersAction) -> None:
+    results = commands.add_parser("results", help="run records against the published tables")
+    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="compare a run with a published row; exit 1 when a figure falls short",
+        description="Side by side with the published figures on the same protocol: value, "
+        "published, delta, 95%% interval and a verdict per figure. Exit 0 when nothing falls "
+        "short, 1 otherwise; comparing across protocols is refused (exit 2).",
+    )
+    check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")
+    check.add_argument(
+        "--against", metavar="SOURCE:METHOD", help="default: the published row of the run's preset"
+    )
+    check.add_argument(
+        "--tolerance", metavar="R1=1.5,mAP=1.5", help="points per figure (default 1.5 each)"
+    )
+    table = actions.add_parser("table", help="Markdown report and CMC plot of runs")
+    table.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    table.add_argument("--against", action="append", default=[], metavar="SOURCE:METHOD")
+    table.add_argument("--out", type=Path, required=True, metavar="DIR")
+    table.add_argument("--force", action="store_true", help="replace report.md / cmc.png")
+    ranks = actions.add_parser("ranks", help="queries beside their top-10 gallery images (PNG)")
+    ranks.add_argument("features", type=Path, metavar="FEATURES.npz")
+    ranks.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    ranks.add_argument("--queries", type=int, default=6, metavar="N", help="default 6")
+    ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
+    ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
+    ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    gold = actions.add_parser(
+        "golden", help="re-run the golden SynthVI runs and compare with results/golden"
+    )
+    gold.add_argument("--update", action="store_true", help="rewrite the golden record")
+    rep = actions.add_parser(
+        "reproduce",
+        help="train, extract, score every protocol, record and check a preset (resumable)",
+    )
+    rep.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    rep.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    rep.add_argument(
+        "--pretrained", type=Path, required=True, metavar="W", help="ResNet-50 weights"
+    )
+    rep.add_argument("--out", type=Path, metavar="DIR", help="default runs/reproduce-<P>")
+    rep.add_argument("--split", type=Path, metavar="rand_perm_cam.mat", help="SYSU official draw")
+    rep.add_argument("--against", metavar="SOURCE:METHOD", help="default: the preset's row")
+    rep.add_argument("--tolerance", metavar="R1=1.5,mAP=1.5")
+    rep.add_argument("--trials", type=int, default=10, help="RegDB trials (default 10)")
+    rep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field of the preset (repeatable)",
+    )  # fmt: skip
+
+
+def _dispatch_results(args: argparse.Namespace) -> int:
+    from reference.results import commands as results
+
+    if args.results_command == "check":
+        return results.results_check(run=args.run, against=args.against, tolerance=args.tolerance)
+    if args.results_command == "table":
+        return results.results_table(
+            runs=args.runs, against=args.against, out=args.out, force=args.force
+        )
+    if args.results_command == "golden":
+        return results.results_golden(update=args.update)
+    if args.results_command == "reproduce":
+        return results.results_reproduce(
+            preset=args.preset, data_root=args.data_root, pretrained=args.pretrained,
+            out=args.out, split=args.split, against=args.against, tolerance=args.tolerance,
+            trials=args.trials, overrides=args.overrides,
+        )  # fmt: skip
+    return results.results_ranks(
+        features=args.features,
+        data_root=args.data_root,
+        queries=args.queries,
+        out=args.out,
+        seed=args.seed,
+        force=args.force,
+    )
+
+
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="where another implementation differs, by kind")
+    what = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
+
+    def reports(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--expect", type=Path, metavar="FILE", help="known deviations (TOML)")
+        p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the Markdown report")
+        p.add_argument("--json", type=Path, metavar="OUT.json", help="write the JSON report")
+        p.add_argument("--force", action="store_true", help="replace report files that exist")
+
+    target_help = "package.module:function or path/to/file.py:function"
+    ev = what.add_parser("eval", help="audit an evaluation function on the battery")
+    ev.add_argument("target", metavar="TARGET", help=target_help)
+    ev.add_argument("--protocol", choices=["sysu", "regdb", "market"], default="sysu")
+    ev.add_argument("--adapter", choices=["distance", "similarity", "torchreid"])
+    ev.add_argument(
+        "--scale", type=float, default=1.0, help="examples per probe x SCALE (default 1)"
+    )
+    reports(ev)
+    lo = what.add_parser("loss", help="audit a loss: value and gradient on generated batches")
+    lo.add_argument("name", choices=["tri", "hctri", "ca", "mml", "mdl", "id"], metavar="NAME")
+    lo.add_argument("target", metavar="TARGET", help=target_help)
+    lo.add_argument("--adapter", choices=["plain", "tags", "halves"])
+    lo.add_argument(
+        "--scale", type=float, default=1.0, help="examples per probe x SCALE (default 1)"
+    )
+    reports(lo)
+    fe = what.add_parser("features", help="re-score features and compare with claimed figures")
+    fe.add_argument("features", type=Path, metavar="F.npz")
+    fe.add_argument("--protocol", choices=["sysu", "regdb", "market"], required=True)
+    fe.add_argument("--claimed", required=True, metavar="R1=..,mAP=..", help="in percent")
+    fe.add_argument("--tolerance", type=float, default=0.5, help="points of percent (default 0.5)")
+    fe.add_argument("--trials", type=int, default=10, help="SYSU-MM01 trials (default 10)")
+    reports(fe)
+
+
+def _dispatch_audit(args: argparse.Namespace) -> int:
+    from reference.audit import commands as audit
+
+    common = {
+        "expect": args.expect,
+        "markdown": args.markdown,
+        "json_out": args.json,
+        "force": args.force,
+    }
+    if args.audit_command == "eval":
+        return audit.audit_eval_command(
+            target=args.target,
+            protocol=args.protocol,
+            adapter=args.adapter,
+            scale=args.scale,
+            **common,
+        )
+    if args.audit_command == "loss":
+        return audit.audit_loss_command(
+            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, **common
+        )
+    return audit.audit_features_command(
+        features=args.features,
+        protocol=args.protocol,
+        claimed=args.claimed,
+        tolerance=args.tolerance,
+        trials=args.trials,
+        **common,
+    )
 
 
 #: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
@@ -148,6 +327,10 @@ _MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_rou
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "results":
+        return _dispatch_results(args)
+    if args.command == "audit":
+        return _dispatch_audit(args)
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
@@ -166,6 +349,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.protocol == "llcm":
             return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
         return evaluation.evaluate_regdb(direction=args.direction, **common)
+    if args.command == "train":
+        from reference.training.commands import train_command
+
+        return train_command(
+            preset=args.preset,
+            data_root=args.data_root,
+            trial=args.trial,
+            pretrained=args.pretrained,
+            out=args.out,
+            overrides=tuple(args.overrides),
+            resume=args.resume,
+            force=args.force,
+            deterministic=args.deterministic,
+            val_ids=args.val_ids,
+            monitor_test=args.monitor_test,
+        )
     if args.command == "synth":
         from reference.data.commands import synth_command
 
