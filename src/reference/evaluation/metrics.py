@@ -15,8 +15,10 @@ ranks:
   ``cmc[r-1] = #{i: r_i <= r} / V``, ``mAP = mean AP_i``, ``mINP = mean INP_i``.
 
 The work is chunked over queries: one chunk holds a few ``(chunk, n_gallery)`` tensors, so the
-peak memory is bounded by ``chunk_size * n_gallery`` whatever ``n_query`` is. Per-query values are
-kept in float64 and reduced once at the end, so the figures do not depend on the chunk size.
+peak memory is bounded by ``chunk_size * n_gallery`` whatever ``n_query`` is. The per-query values
+of a chunk come from ``ranking.QueryScorer`` (its reference kernel, and the float32 fast path that
+equals it); they are kept (``RankMetrics.queries``) and reduced once at the end by NumPy, so the
+figures do not depend on the chunk size and are exactly the means of the per-query values.
 """
 
 from __future__ import annotations
