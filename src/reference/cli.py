@@ -47,6 +47,26 @@ def _add_json_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
+def _add_protocol(
+    protocols: argparse._SubParsersAction, name: str, summary: str, *, example: str, **features
+) -> argparse.ArgumentParser:
+    """``vireid evaluate NAME``: its parser with the required choice ``--features`` (``features``:
+    that option's keywords) or ``--example``."""
+    parser = protocols.add_parser(name, help=summary)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path, **features)
+    source.add_argument("--example", action="store_true", help=example)
+    return parser
+
+
+def _add_group(
+    commands: argparse._SubParsersAction, name: str, summary: str
+) -> argparse._SubParsersAction:
+    """``vireid NAME ACTION``: a command whose actions are subcommands (``args.NAME_command``)."""
+    group = commands.add_parser(name, help=summary)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vireid", description="Visible-infrared person re-identification reference tools."
@@ -57,13 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score features under a dataset protocol")
     protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
 
-    sysu = protocols.add_parser("sysu", help="SYSU-MM01 protocol (10 trials by default)")
-    source = sysu.add_mutually_exclusive_group(required=True)
-    source.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
-    source.add_argument(
-        "--example",
-        action="store_true",
-        help="score a generated SYSU-MM01-shaped example features file",
+    sysu = _add_protocol(
+        protocols,
+        "sysu",
+        "SYSU-MM01 protocol (10 trials by default)",
+        example="score a generated SYSU-MM01-shaped example features file",
+        metavar="F.npz",
+        help="features file to score",
     )
     sysu.add_argument("--mode", choices=["all", "indoor"], default="all")
     sysu.add_argument("--shots", type=int, choices=[1, 10], default=1)
@@ -78,21 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric(sysu)
     _add_json_output(sysu)
 
-    regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
-    rsource = regdb.add_mutually_exclusive_group(required=True)
-    rsource.add_argument("--features", type=Path, nargs="+", metavar="T.npz")
-    rsource.add_argument(
-        "--example", action="store_true", help="score generated RegDB-shaped example trials"
+    regdb = _add_protocol(
+        protocols,
+        "regdb",
+        "RegDB protocol (one features file per trial)",
+        example="score generated RegDB-shaped example trials",
+        nargs="+",
+        metavar="T.npz",
     )
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
     _add_json_output(regdb)
 
-    llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
-    lsource = llcm.add_mutually_exclusive_group(required=True)
-    lsource.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
-    lsource.add_argument(
-        "--example", action="store_true", help="score a generated LLCM-shaped example"
+    llcm = _add_protocol(
+        protocols,
+        "llcm",
+        "LLCM protocol (10 trials by default)",
+        example="score a generated LLCM-shaped example",
+        metavar="F.npz",
+        help="features file to score",
     )
     llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
     llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
@@ -106,14 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="write into a non-empty DIR")
 
-    data = commands.add_parser("data", help="dataset tools")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_commands = _add_group(commands, "data", "dataset tools")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
     check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
-    model = commands.add_parser("model", help="model tools")
-    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    model_commands = _add_group(commands, "model", "model tools")
     summary = model_commands.add_parser(
         "summary",
         help="build a model and print its stages, shapes, parameters and step cost",
@@ -174,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_results(commands: argparse._SubParsersAction) -> None:
-    results = commands.add_parser("results", help="run records against the published tables")
-    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    actions = _add_group(commands, "results", "run records against the published tables")
     check = actions.add_parser(
         "check",
         help="compare a run with a published row; exit 1 when a figure falls short",

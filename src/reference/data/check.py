@@ -107,6 +107,20 @@ def _decode_all(
             pool.shutdown()
 
 
+def _decoded(
+    report: CheckReport,
+    problems: Problems,
+    paths: list[Path],
+    *,
+    workers: int,
+    progress: Progress | None,
+) -> CheckReport:
+    """``report`` with its problems, after decoding every file of ``paths``."""
+    _decode_all(paths, problems, workers=workers, progress=progress)
+    report.problems = problems.items
+    return report
+
+
 def check_sysu(
     root: str | Path, *, workers: int = 0, progress: Progress | None = None
 ) -> CheckReport:
@@ -137,9 +151,7 @@ def check_sysu(
         for (cam, pid), names in sorted(layout.files.items())
         for name in names
     ]
-    _decode_all(paths, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, paths, workers=workers, progress=progress)
 
 
 def check_regdb(
@@ -191,9 +203,7 @@ def check_regdb(
                 f"{_regdb.split_file(root, 'test', 'visible', trial)}: identities {both} are "
                 f"also in trial {trial}'s train split; expected disjoint train and test ids"
             )
-    _decode_all(images, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, images, workers=workers, progress=progress)
 
 
 def check_llcm(
@@ -222,6 +232,4 @@ def check_llcm(
                     images.extend(_llcm.folder_path(root, m, c, pid) / f for f in names)
             report.counts.append((f"images {name}/cam{cam}", n, None))
     report.counts.append(("images", len(images), LLCM_PUBLISHED["images"]))
-    _decode_all(images, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, images, workers=workers, progress=progress)
