@@ -247,6 +247,11 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
 
+def _fields(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """``{name: args.name}``: the parsed options a command function takes under the same names."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _dispatch_results(args: argparse.Namespace) -> int:
     from reference.results import commands as results
 
@@ -265,12 +270,7 @@ def _dispatch_results(args: argparse.Namespace) -> int:
             trials=args.trials, overrides=args.overrides,
         )  # fmt: skip
     return results.results_ranks(
-        features=args.features,
-        data_root=args.data_root,
-        queries=args.queries,
-        out=args.out,
-        seed=args.seed,
-        force=args.force,
+        **_fields(args, "features", "data_root", "queries", "out", "seed", "force")
     )
 
 
@@ -284,17 +284,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
-        common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
+        common = _fields(args, "features", "example", "metric", "force")
         common["json_out"] = args.json
         common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
-                mode=args.mode,
-                shots=args.shots,
-                sampling=args.sampling,
-                split=args.split,
-                trials=args.trials,
-                **common,
+                **_fields(args, "mode", "shots", "sampling", "split", "trials"), **common
             )
         if args.protocol == "llcm":
             return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
@@ -324,7 +319,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         from reference.models.commands import summary_command
 
-        overrides = {k: getattr(args, k) for k in _MODEL_FLAGS}
+        overrides = _fields(args, *_MODEL_FLAGS)
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )
