@@ -49,7 +49,7 @@ def test_train_with_validation_and_test_monitoring(synth_roots, tmp_path, capsys
         (["--preset", "baseline-sysu", "--set", "run.amp=fp8"], "error: run.amp: expected one of"),
         (
             ["--preset", "baseline-regdb", "--trial", "11"],
-            "error: data.trial: expected 1..10, got 11",
+            "error: data.trial: expected an integer in 1..10, got 11",
         ),
     ],
 )

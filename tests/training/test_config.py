@@ -77,7 +77,7 @@ def test_overrides_and_diff():
         ("missing.toml", [], "missing.toml: no such preset file"),
         ("baseline-sysu", ["run.epochs=0"], "run.epochs: expected an integer >= 1, got 0"),
         ("baseline-sysu", ["run.bogus=1"], "run.bogus: unknown field; expected one of"),
-        ("baseline-sysu", ["data.trial=11"], "data.trial: expected 1..10, got 11"),
+        ("baseline-sysu", ["data.trial=11"], "data.trial: expected an integer in 1..10, got 11"),
         ("baseline-sysu", ["data.dataset='regdb'"], "losses.dataset: 'sysu' does not match"),
         ("baseline-sysu", ["schedule.milestones=[5, 2]"], "schedule.milestones: expected"),
         ("baseline-sysu", ["optim.momentum=1.5"], "optim.momentum: expected a number in [0, 1)"),

@@ -15,11 +15,11 @@ the ``losses.`` prefix.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reference.checks import check_bool, check_choice, check_integer, check_number, fail, is_integer
 from reference.config import apply_overrides, from_mapping, load_toml, to_dict
 from reference.data.pipeline import PipelineConfig
 from reference.errors import VireidError
@@ -39,20 +39,6 @@ AMP = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _require(ok: bool, where: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise VireidError(f"{where}: expected {expected}, got {value!r}")
-
-
-def _is_int(value: Any, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any, low: float = 0.0) -> bool:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return ok and math.isfinite(value) and value >= low
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset is read, from where, and how its images are held."""
@@ -66,15 +52,10 @@ class DataConfig:
     images_on_device: bool = False  # hold the decoded training images on the GPU
 
     def __post_init__(self) -> None:
-        _require(self.dataset in ("sysu", "regdb"), "dataset", "'sysu' or 'regdb'", self.dataset)
-        _require(_is_int(self.trial, 1) and self.trial <= 10, "trial", "1..10", self.trial)
-        _require(
-            self.sysu_ids in ("train+val", "train"),
-            "sysu_ids",
-            "'train+val' or 'train'",
-            self.sysu_ids,
-        )
-        _require(_is_int(self.workers), "workers", "an integer >= 0", self.workers)
+        check_choice(self.dataset, "dataset", ("sysu", "regdb"))
+        check_integer(self.trial, "trial", low=1, high=10, numpy=False)
+        check_choice(self.sysu_ids, "sysu_ids", ("train+val", "train"))
+        check_integer(self.workers, "workers", low=0, numpy=False)
 
 
 @dataclass(frozen=True)
@@ -88,10 +69,10 @@ class OptimConfig:
     weight_decay: float = 5e-4
 
     def __post_init__(self) -> None:
-        for name in ("lr_backbone", "lr_head", "momentum", "weight_decay"):
-            _require(_is_number(getattr(self, name)), name, "a finite number >= 0",
-                     getattr(self, name))  # fmt: skip
-        _require(self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
+        for name in ("lr_backbone", "lr_head", "weight_decay"):
+            check_number(getattr(self, name), name, low=0.0)
+        check_number(self.momentum, "momentum", low=0.0, high=1.0, expected="a number in [0, 1)")
+        check_bool(self.nesterov, "nesterov", expected="true or false")
         if self.nesterov and self.momentum == 0:
             raise VireidError("nesterov: needs momentum > 0")
 
@@ -109,17 +90,15 @@ class ScheduleConfig:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _require(_is_int(self.warmup_epochs), "warmup_epochs", "an integer >= 0",
-                 self.warmup_epochs)  # fmt: skip
+        check_integer(self.warmup_epochs, "warmup_epochs", low=0, numpy=False)
         ms = tuple(self.milestones)
-        _require(
-            all(_is_int(m, 1) for m in ms) and list(ms) == sorted(set(ms)),
-            "milestones",
-            "increasing positive integers",
-            list(ms),
-        )
+        if not all(is_integer(m, numpy=False) and m >= 1 for m in ms) or list(ms) != sorted(
+            set(ms)
+        ):
+            raise fail("milestones", "increasing positive integers", list(ms))
         object.__setattr__(self, "milestones", ms)
-        _require(_is_number(self.gamma) and self.gamma > 0, "gamma", "a number > 0", self.gamma)
+        if check_number(self.gamma, "gamma", low=0.0, expected="a number > 0") == 0:
+            raise fail("gamma", "a number > 0", self.gamma)
 
     def factor(self, epoch: int) -> float:
         """The learning-rate factor of ``epoch`` (0-based)."""
@@ -160,14 +139,12 @@ class RunConfig:
             ("checkpoint_every", 1),
             ("checkpoint_steps", 0),
         ):
-            value = getattr(self, name)
-            _require(_is_int(value, low), name, f"an integer >= {low}", value)
-        _require(self.amp in AMP, "amp", f"one of {list(AMP)}", self.amp)
-        _require(self.device in DEVICES, "device", f"one of {list(DEVICES)}", self.device)
+            check_integer(getattr(self, name), name, low=low, numpy=False)
+        check_choice(self.amp, "amp", AMP)
+        check_choice(self.device, "device", DEVICES)
         for name in ("deterministic", "channels_last", "compile", "sync_bn", "monitor_test",
                      "progress"):  # fmt: skip
-            _require(isinstance(getattr(self, name), bool), name, "true or false",
-                     getattr(self, name))  # fmt: skip
+            check_bool(getattr(self, name), name, expected="true or false")
 
 
 @dataclass(frozen=True)
