@@ -25,6 +25,8 @@ from reference import __version__
 from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
+_Subparsers = argparse._SubParsersAction
+
 
 def _add_metric(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -49,10 +51,9 @@ def _add_json_output(p: argparse.ArgumentParser) -> None:
 
 
 def _add_protocol(
-    protocols: argparse._SubParsersAction, name: str, summary: str, *, example: str, **features
+    protocols: _Subparsers, name: str, summary: str, *, example: str, **features
 ) -> argparse.ArgumentParser:
-    """``vireid evaluate NAME``: its parser with the required choice ``--features`` (``features``:
-    that option's keywords) or ``--example``."""
+    """``vireid evaluate NAME``: ``--features`` (keywords ``features``) or ``--example``."""
     parser = protocols.add_parser(name, help=summary)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--features", type=Path, **features)
@@ -60,9 +61,7 @@ def _add_protocol(
     return parser
 
 
-def _add_group(
-    commands: argparse._SubParsersAction, name: str, summary: str
-) -> argparse._SubParsersAction:
+def _add_group(commands: _Subparsers, name: str, summary: str) -> _Subparsers:
     """``vireid NAME ACTION``: a command whose actions are subcommands (``args.NAME_command``)."""
     group = commands.add_parser(name, help=summary)
     return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
@@ -79,13 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
 
     sysu = _add_protocol(
-        protocols,
-        "sysu",
-        "SYSU-MM01 protocol (10 trials by default)",
-        example="score a generated SYSU-MM01-shaped example features file",
-        metavar="F.npz",
+        protocols, "sysu", "SYSU-MM01 protocol (10 trials by default)",
+        example="score a generated SYSU-MM01-shaped example features file", metavar="F.npz",
         help="features file to score",
-    )
+    )  # fmt: skip
     sysu.add_argument("--mode", choices=["all", "indoor"], default="all")
     sysu.add_argument("--shots", type=int, choices=[1, 10], default=1)
     sysu.add_argument("--sampling", choices=["official", "agw"], default="agw")
@@ -100,25 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_output(sysu)
 
     regdb = _add_protocol(
-        protocols,
-        "regdb",
-        "RegDB protocol (one features file per trial)",
-        example="score generated RegDB-shaped example trials",
-        nargs="+",
-        metavar="T.npz",
-    )
+        protocols, "regdb", "RegDB protocol (one features file per trial)",
+        example="score generated RegDB-shaped example trials", nargs="+", metavar="T.npz",
+    )  # fmt: skip
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
     _add_json_output(regdb)
 
     llcm = _add_protocol(
-        protocols,
-        "llcm",
-        "LLCM protocol (10 trials by default)",
-        example="score a generated LLCM-shaped example",
-        metavar="F.npz",
-        help="features file to score",
-    )
+        protocols, "llcm", "LLCM protocol (10 trials by default)", metavar="F.npz",
+        help="features file to score", example="score a generated LLCM-shaped example",
+    )  # fmt: skip
     llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
     llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(llcm)
@@ -197,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_results(commands: argparse._SubParsersAction) -> None:
+def _add_results(commands: _Subparsers) -> None:
     actions = _add_group(commands, "results", "run records against the published tables")
     check = actions.add_parser(
         "check",
