@@ -25,6 +25,8 @@ from reference import __version__
 from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
+_Subparsers = argparse._SubParsersAction
+
 
 def _add_metric(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -48,6 +50,23 @@ def _add_json_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
+def _add_protocol(
+    protocols: _Subparsers, name: str, summary: str, *, example: str, **features
+) -> argparse.ArgumentParser:
+    """``vireid evaluate NAME``: ``--features`` (keywords ``features``) or ``--example``."""
+    parser = protocols.add_parser(name, help=summary)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path, **features)
+    source.add_argument("--example", action="store_true", help=example)
+    return parser
+
+
+def _add_group(commands: _Subparsers, name: str, summary: str) -> _Subparsers:
+    """``vireid NAME ACTION``: a command whose actions are subcommands (``args.NAME_command``)."""
+    group = commands.add_parser(name, help=summary)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vireid", description="Visible-infrared person re-identification reference tools."
@@ -58,14 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score features under a dataset protocol")
     protocols = evaluate.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
 
-    sysu = protocols.add_parser("sysu", help="SYSU-MM01 protocol (10 trials by default)")
-    source = sysu.add_mutually_exclusive_group(required=True)
-    source.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
-    source.add_argument(
-        "--example",
-        action="store_true",
-        help="score a generated SYSU-MM01-shaped example features file",
-    )
+    sysu = _add_protocol(
+        protocols, "sysu", "SYSU-MM01 protocol (10 trials by default)",
+        example="score a generated SYSU-MM01-shaped example features file", metavar="F.npz",
+        help="features file to score",
+    )  # fmt: skip
     sysu.add_argument("--mode", choices=["all", "indoor"], default="all")
     sysu.add_argument("--shots", type=int, choices=[1, 10], default=1)
     sysu.add_argument("--sampling", choices=["official", "agw"], default="agw")
@@ -79,22 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metric(sysu)
     _add_json_output(sysu)
 
-    regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
-    rsource = regdb.add_mutually_exclusive_group(required=True)
-    rsource.add_argument("--features", type=Path, nargs="+", metavar="T.npz")
-    rsource.add_argument(
-        "--example", action="store_true", help="score generated RegDB-shaped example trials"
-    )
+    regdb = _add_protocol(
+        protocols, "regdb", "RegDB protocol (one features file per trial)",
+        example="score generated RegDB-shaped example trials", nargs="+", metavar="T.npz",
+    )  # fmt: skip
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
     _add_json_output(regdb)
 
-    llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
-    lsource = llcm.add_mutually_exclusive_group(required=True)
-    lsource.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
-    lsource.add_argument(
-        "--example", action="store_true", help="score a generated LLCM-shaped example"
-    )
+    llcm = _add_protocol(
+        protocols, "llcm", "LLCM protocol (10 trials by default)", metavar="F.npz",
+        help="features file to score", example="score a generated LLCM-shaped example",
+    )  # fmt: skip
     llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
     llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(llcm)
@@ -107,14 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="write into a non-empty DIR")
 
-    data = commands.add_parser("data", help="dataset tools")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_commands = _add_group(commands, "data", "dataset tools")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
     check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
-    model = commands.add_parser("model", help="model tools")
-    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    model_commands = _add_group(commands, "model", "model tools")
     summary = model_commands.add_parser(
         "summary",
         help="build a model and print its stages, shapes, parameters and step cost",
@@ -175,9 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_results(commands: argparse._SubParsersAction) -> None:
-    results = commands.add_parser("results", help="run records against the published tables")
-    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+def _add_results(commands: _Subparsers) -> None:
+    actions = _add_group(commands, "results", "run records against the published tables")
     check = actions.add_parser(
         "check",
         help="compare a run with a published row; exit 1 when a figure falls short",
@@ -228,6 +237,11 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
 
+def _fields(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """``{name: args.name}``: the parsed options a command function takes under the same names."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _dispatch_results(args: argparse.Namespace) -> int:
     from reference.results import commands as results
 
@@ -246,12 +260,7 @@ def _dispatch_results(args: argparse.Namespace) -> int:
             trials=args.trials, overrides=args.overrides,
         )  # fmt: skip
     return results.results_ranks(
-        features=args.features,
-        data_root=args.data_root,
-        queries=args.queries,
-        out=args.out,
-        seed=args.seed,
-        force=args.force,
+        **_fields(args, "features", "data_root", "queries", "out", "seed", "force")
     )
 
 
@@ -334,17 +343,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
-        common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
+        common = _fields(args, "features", "example", "metric", "force")
         common["json_out"] = args.json
         common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
-                mode=args.mode,
-                shots=args.shots,
-                sampling=args.sampling,
-                split=args.split,
-                trials=args.trials,
-                **common,
+                **_fields(args, "mode", "shots", "sampling", "split", "trials"), **common
             )
         if args.protocol == "llcm":
             return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
@@ -374,7 +378,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "model":
         from reference.models.commands import summary_command
 
-        overrides = {k: getattr(args, k) for k in _MODEL_FLAGS}
+        overrides = _fields(args, *_MODEL_FLAGS)
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )

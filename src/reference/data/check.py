@@ -2,15 +2,15 @@
 
 Spec: ``spec/data/check.md``. The check runs the readers' validation in collecting mode (every
 problem, not only the first), decodes every image file of the dataset to find unreadable or
-truncated ones (progress on stderr), and prints a table of counts next to the published figures
-(``../shared/papers.md``). Count differences are reported, not problems (a SynthVI folder has other
-counts). Exit status: 0 no problem, 1 at least one problem; a ROOT that is not a folder is a usage
-error (``VireidError``, status 2 from the command line).
+truncated ones (progress goes to a callback the command passes), and reports counts next to the
+published figures (``../shared/papers.md``); ``data/commands.py`` prints the report.
+Count differences are reported, not problems (a SynthVI folder has other counts). Exit status:
+0 no problem, 1 at least one problem; a ROOT that is not a folder is a usage error
+(``VireidError``, status 2 from the command line).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,7 +75,13 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _decode_all(paths: list[Path], problems: Problems, *, workers: int, progress: bool) -> None:
+#: ``progress(done, total)``: called after every twentieth image decoded and after the last one.
+Progress = Callable[[int, int], None]
+
+
+def _decode_all(
+    paths: list[Path], problems: Problems, *, workers: int, progress: Progress | None
+) -> None:
     """Decode every file; each failure is a problem naming the file (in path order)."""
 
     def one(path: Path) -> str | None:
@@ -94,14 +100,30 @@ def _decode_all(paths: list[Path], problems: Problems, *, workers: int, progress
         for done, message in enumerate(run(one, paths), start=1):
             if message is not None:
                 problems.add(message)
-            if progress and (done % step == 0 or done == len(paths)):
-                print(f"checked {done}/{len(paths)} images", file=sys.stderr, flush=True)
+            if progress is not None and (done % step == 0 or done == len(paths)):
+                progress(done, len(paths))
     finally:
         if pool is not None:
             pool.shutdown()
 
 
-def check_sysu(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+def _decoded(
+    report: CheckReport,
+    problems: Problems,
+    paths: list[Path],
+    *,
+    workers: int,
+    progress: Progress | None,
+) -> CheckReport:
+    """``report`` with its problems, after decoding every file of ``paths``."""
+    _decode_all(paths, problems, workers=workers, progress=progress)
+    report.problems = problems.items
+    return report
+
+
+def check_sysu(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
     """Validate a SYSU-MM01 folder, decode every image, count ids and images."""
     problems = Problems(collect=True)
     layout = _sysu.scan_sysu(root, problems, require_available=True)
@@ -129,12 +151,12 @@ def check_sysu(root: str | Path, *, workers: int = 0, progress: bool = False) ->
         for (cam, pid), names in sorted(layout.files.items())
         for name in names
     ]
-    _decode_all(paths, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, paths, workers=workers, progress=progress)
 
 
-def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+def check_regdb(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
     """Validate a RegDB folder and all 10 trials' split files, decode every image, count."""
     problems = Problems(collect=True)
     root = _regdb.check_layout(root, problems)
@@ -181,12 +203,12 @@ def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -
                 f"{_regdb.split_file(root, 'test', 'visible', trial)}: identities {both} are "
                 f"also in trial {trial}'s train split; expected disjoint train and test ids"
             )
-    _decode_all(images, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, images, workers=workers, progress=progress)
 
 
-def check_llcm(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+def check_llcm(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
     """Validate an LLCM folder (training lists, test folders, test ids), decode, count."""
     problems = Problems(collect=True)
     root = _llcm.check_root(root)
@@ -210,6 +232,4 @@ def check_llcm(root: str | Path, *, workers: int = 0, progress: bool = False) ->
                     images.extend(_llcm.folder_path(root, m, c, pid) / f for f in names)
             report.counts.append((f"images {name}/cam{cam}", n, None))
     report.counts.append(("images", len(images), LLCM_PUBLISHED["images"]))
-    _decode_all(images, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, images, workers=workers, progress=progress)

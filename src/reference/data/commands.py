@@ -7,6 +7,7 @@ Spec: ``spec/data/synthvi.md`` and ``spec/data/check.md`` (sections on the comma
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from reference.data import synthvi
@@ -44,6 +45,10 @@ def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: 
     return 0
 
 
+def _checked(done: int, total: int) -> None:
+    print(f"checked {done}/{total} images", file=sys.stderr, flush=True)
+
+
 def check_command(*, root: Path, dataset: str) -> int:
     """``vireid data check``: print the report of ``check_sysu``/``check_regdb``/``check_llcm``;
     return 0 if no problem, else 1."""
@@ -51,6 +56,6 @@ def check_command(*, root: Path, dataset: str) -> int:
     if dataset not in checks:
         raise VireidError(f"dataset: expected 'sysu', 'regdb' or 'llcm', got {dataset!r}")
     workers = min(4, os.cpu_count() or 1)
-    report = checks[dataset](root, workers=workers, progress=True)
+    report = checks[dataset](root, workers=workers, progress=_checked)
     print(report.format())
     return 0 if report.ok else 1
