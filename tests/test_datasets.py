@@ -34,5 +34,22 @@ def test_readers_and_protocols_use_these_constants():
     assert {c for c, m in sysu.CAMERA_MODALITY.items() if m == Modality.INFRARED} == set(
         d.SYSU_IR_CAMERAS
     )
-    assert features.DATASET_CAMERAS == {"sysu": d.SYSU_CAMERAS, "regdb": d.REGDB_CAMERAS}
+    assert features.DATASET_CAMERAS == {
+        "sysu": d.SYSU_CAMERAS,
+        "regdb": d.REGDB_CAMERAS,
+        "llcm": d.LLCM_VISIBLE_CAMERAS,
+    }
     assert protocol.MODES["all"] == d.SYSU_RGB_CAMERAS
+
+
+def test_llcm_constants_and_their_users():
+    from reference.data import llcm as reader
+    from reference.evaluation import llcm as protocol
+
+    assert d.LLCM_TRAIN_IDS + d.LLCM_TEST_IDS == d.LLCM_IDS == 1064
+    assert set(d.LLCM_INFRARED_CAMERAS) == set(d.LLCM_VISIBLE_CAMERAS) - {3}
+    assert protocol.CAMERAS == {0: d.LLCM_VISIBLE_CAMERAS, 1: d.LLCM_INFRARED_CAMERAS}
+    assert [cams for _, cams in reader.TEST_FOLDERS.values()] == [
+        d.LLCM_VISIBLE_CAMERAS,
+        d.LLCM_INFRARED_CAMERAS,
+    ]

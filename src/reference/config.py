@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from reference.checks import is_integer, is_real
 from reference.errors import VireidError
 
 if sys.version_info >= (3, 11):
@@ -100,6 +101,16 @@ def _bad(path: str, hint: Any, value: Any) -> VireidError:
     return VireidError(f"{path}: expected {_describe(hint)}, got {value!r}")
 
 
+#: what a scalar field accepts: ``bool`` only true/false, ``int`` no bool, ``float`` a finite
+#: int or float (returned as a float), ``str`` a string
+_SCALARS: dict[Any, Any] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: is_integer(v, numpy=False),
+    float: lambda v: is_real(v) and math.isfinite(v),
+    str: lambda v: isinstance(v, str),
+}
+
+
 def _convert(hint: Any, value: Any, path: str) -> Any:
     """``value`` checked against ``hint`` and converted to the field's Python type."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -144,21 +155,9 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         if isinstance(value, hint):
             return value
         return from_mapping(hint, value, path)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise _bad(path, hint, value)
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _bad(path, hint, value)
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise _bad(path, hint, value)
-    if hint is str:
-        if isinstance(value, str):
-            return value
+    if hint in _SCALARS:
+        if _SCALARS[hint](value):
+            return float(value) if hint is float else value
         raise _bad(path, hint, value)
     if hint is Path:
         if isinstance(value, (str, Path)):

@@ -1,8 +1,9 @@
-"""Dataset facts: the one home of the SYSU-MM01 and RegDB constants the code relies on.
+"""Dataset facts: the one home of the SYSU-MM01, RegDB and LLCM constants the code relies on.
 
-Spec: ``spec/data/sysu.md``, ``spec/data/regdb.md``; figures [protocol] from the datasets' own
-releases and evaluation code (``../shared/papers.md``). Readers, the SynthVI writer, the protocols,
-the command line defaults and the tests' strategies import them from here.
+Spec: ``spec/data/sysu.md``, ``spec/data/regdb.md``, ``spec/data/llcm.md``; figures [protocol]
+from the datasets' own releases and evaluation code (``../shared/papers.md``). Readers, the
+SynthVI writer, the protocols, the command line defaults and the tests' strategies import them
+from here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ from __future__ import annotations
 from types import MappingProxyType
 
 __all__ = [
+    "LLCM_IDS",
+    "LLCM_IMAGES",
+    "LLCM_INFRARED_CAMERAS",
+    "LLCM_TEST_IDS",
+    "LLCM_TRAIN_IDS",
+    "LLCM_VISIBLE_CAMERAS",
     "REGDB_CAMERAS",
     "REGDB_IDS",
     "REGDB_IDS_PER_SPLIT",
@@ -44,3 +51,13 @@ REGDB_IDS = 412
 REGDB_IDS_PER_SPLIT = 206  # train and test halves of every trial
 REGDB_IMAGES_PER_ID = 10  # per modality
 REGDB_TRIALS = 10
+
+# --- LLCM [protocol] --------------------------------------------------------------------------
+#: Camera folders of each modality (``test_vis``, ``test_nir``); camera k is one physical camera
+#: in both modalities; there is no infrared camera 3.
+LLCM_VISIBLE_CAMERAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+LLCM_INFRARED_CAMERAS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 8, 9)
+LLCM_IDS = 1064
+LLCM_TRAIN_IDS = 713
+LLCM_TEST_IDS = LLCM_IDS - LLCM_TRAIN_IDS  # 351
+LLCM_IMAGES = 46767

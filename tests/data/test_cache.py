@@ -300,6 +300,21 @@ def test_progress_on_stderr(records, tmp_path, capsys):
     assert f"loaded {len(records)} decoded images from " in capsys.readouterr().err
 
 
+def test_progress_callback_gets_the_lines_and_default_is_silent(records, tmp_path, capsys):
+    lines: list[str] = []
+    n = len(records)
+    load_decoded(records, size=(8, 4), cache_dir=tmp_path, progress=lines.append, workers=2)
+    assert lines[-1] == f"decoded {n}/{n} images"
+    assert all(line.startswith("decoded ") for line in lines)
+    lines.clear()
+    load_decoded(records, size=(8, 4), cache_dir=tmp_path, progress=lines.append)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"loaded {n} decoded images from {tmp_path}")
+    load_decoded(records, size=(8, 4), cache_dir=tmp_path)
+    load_decoded(records, size=(8, 4))
+    assert capsys.readouterr() == ("", "")
+
+
 def test_synthvi_images_decode(tmp_path, device):
     from reference.data.synthvi import write_sysu
 

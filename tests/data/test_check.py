@@ -62,6 +62,17 @@ def test_cli_entry(sysu_clean, regdb_clean, tmp_path, capsys):
     assert f"error: {tmp_path / 'nope'}: not a directory; expected a SYSU-MM01 folder" in err
 
 
+def test_progress_goes_to_the_callback_and_the_command_prints_it(sysu_clean, capsys):
+    calls: list[tuple[int, int]] = []
+    report = check_sysu(sysu_clean, progress=lambda done, total: calls.append((done, total)))
+    images = sum(int(found) for what, found, _ in report.counts if what.startswith("images cam"))
+    assert calls and calls[-1] == (images, images)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})
+    assert capsys.readouterr().err == ""  # the library call is silent
+    assert check_command(root=sysu_clean, dataset="sysu") == 0
+    assert f"checked {images}/{images} images" in capsys.readouterr().err
+
+
 def test_every_problem_is_reported(sysu_clean, tmp_path, capsys):
     root = Path(shutil.copytree(sysu_clean, tmp_path / "broken"))
     corrupt = root / "cam1" / "0001" / "0002.jpg"

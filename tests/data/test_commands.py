@@ -31,7 +31,9 @@ def test_clean_sysu_command_exit_0_and_table(sysu_clean, capsys):
 def test_unknown_dataset(sysu_clean):
     from reference.errors import VireidError
 
-    with pytest.raises(VireidError, match=r"^dataset: expected 'sysu' or 'regdb', got 'market'$"):
+    with pytest.raises(
+        VireidError, match=r"^dataset: expected 'sysu', 'regdb' or 'llcm', got 'market'$"
+    ):
         check_command(root=sysu_clean, dataset="market")
 
 
@@ -56,5 +58,5 @@ def test_default_ids(tmp_path, monkeypatch, capsys):
 def test_synth_command_unknown_layout(tmp_path):
     with pytest.raises(VireidError) as info:
         synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
-    assert str(info.value) == "layout: expected 'sysu' or 'regdb', got 'market'"
+    assert str(info.value) == "layout: expected 'sysu', 'regdb' or 'llcm', got 'market'"
     assert not (tmp_path / "d").exists()

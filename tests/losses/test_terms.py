@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
 from reference.errors import VireidError
-from reference.losses.terms import LossTerms
+from reference.losses.terms import LossTerms, loss_of_terms
 
 
 def test_total_is_weighted_sum_and_terms_stay_unweighted(device):
@@ -24,3 +26,25 @@ def test_mismatched_names_and_shapes():
         LossTerms(terms={"id": torch.ones(2)}, weights={"id": 1.0})
     with pytest.raises(VireidError, match="at least one term"):
         LossTerms(terms={}, weights={})
+
+
+def test_loss_of_terms_reduces_and_says_its_options(device):
+    calls = []
+
+    def parts_terms(x, y, *, scale: float = 2.0):
+        calls.append(scale)
+        return {"a": x * scale, "b": y * scale}
+
+    loss = loss_of_terms(parts_terms, "parts_loss", "the parts")
+    x, y = torch.tensor(1.0, device=device), torch.tensor(4.0, device=device)
+    assert float(loss(x, y)) == 5.0  # mean of 2 and 8
+    assert float(loss(x, y, scale=1.0, reduction="sum")) == 5.0
+    params = inspect.signature(loss).parameters
+    assert list(params) == ["x", "y", "scale", "reduction"]
+    assert params["reduction"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["reduction"].default == "mean"
+    assert (loss.__name__, loss.__doc__, loss.__module__) == ("parts_loss", "the parts", __name__)
+    calls.clear()
+    with pytest.raises(VireidError, match=r"^reduction: expected 'mean' or 'sum', got 'max'$"):
+        loss(x, y, reduction="max")
+    assert calls == []  # checked before the terms are computed

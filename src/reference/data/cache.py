@@ -21,7 +21,7 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from reference.checks import check_integer, is_integer
 from reference.data.records import ImageRecords
@@ -46,6 +47,9 @@ RESAMPLING = {
 Resample = Literal["lanczos", "bilinear", "bicubic", "nearest"]
 FingerprintMode = Literal["stat", "content"]
 _CHUNK_ROWS = 256
+#: A progress callback: receives the lines ``decoded i/N images`` (every twentieth image and the
+#: last) and ``loaded N decoded images from PATH``; the caller decides where they go.
+Progress = Callable[[str], None]
 
 
 def decode_image(
@@ -143,9 +147,12 @@ def decode_all(
     *,
     resample: Resample = "lanczos",
     workers: int = 0,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> torch.Tensor:
-    """Decode every image of ``records`` into a new (N, 3, H, W) uint8 tensor."""
+    """Decode every image of ``records`` into a new (N, 3, H, W) uint8 tensor.
+
+    ``progress``: ``False`` silent, ``True`` a tqdm bar on stderr, a callable gets the lines.
+    """
     height, width = size
     out = torch.empty((len(records), 3, height, width), dtype=torch.uint8)
     view = out.numpy()
@@ -154,22 +161,28 @@ def decode_all(
         view[i] = decode_image(records.paths[i], size, resample).transpose(2, 0, 1)
 
     indices: Iterable[int] = range(len(records))
-    step = max(1, len(records) // 20)
-    if workers > 0:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(one, indices)
-            for done, _ in enumerate(results, start=1):
-                _progress(progress, done, len(records), step)
-    else:
-        for done, i in enumerate(indices, start=1):
-            one(i)
-            _progress(progress, done, len(records), step)
+    total, step = len(records), max(1, len(records) // 20)
+    bar = tqdm(total=total, bar_format="decoded {n}/{total} images") if progress is True else None
+    try:
+        if workers > 0:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for done, _ in enumerate(pool.map(one, indices), start=1):
+                    _advance(progress, bar, done, total, step)
+        else:
+            for done, i in enumerate(indices, start=1):
+                one(i)
+                _advance(progress, bar, done, total, step)
+    finally:
+        if bar is not None:
+            bar.close()
     return out
 
 
-def _progress(on: bool, done: int, total: int, step: int) -> None:
-    if on and (done % step == 0 or done == total):
-        print(f"decoded {done}/{total} images", file=sys.stderr, flush=True)
+def _advance(progress: bool | Progress, bar: tqdm | None, done: int, total: int, step: int) -> None:
+    if bar is not None:
+        bar.update(1)
+    elif callable(progress) and (done % step == 0 or done == total):
+        progress(f"decoded {done}/{total} images")
 
 
 def _write(path: Path, images: torch.Tensor, header: dict) -> None:
@@ -240,14 +253,15 @@ def load_decoded(
     size: tuple[int, int] = (288, 144),
     cache_dir: Path | None = None,
     workers: int = 0,
-    progress: bool = False,
+    progress: bool | Progress = False,
     resample: Resample = "lanczos",
     fingerprint_mode: FingerprintMode = "stat",
 ) -> torch.Tensor:
     """Every image of ``records`` as a uint8 (N, 3, H, W) tensor, via the cache when given.
 
     ``cache_dir=None`` decodes without writing anything. ``workers > 0`` decodes in a thread
-    pool of that size (PIL releases the GIL while decoding and resizing).
+    pool of that size (PIL releases the GIL while decoding and resizing). ``progress``: ``False``
+    silent, ``True`` a tqdm bar on stderr, a callable (:data:`Progress`) gets the lines.
     """
     size = check_size(size)
     if resample not in RESAMPLING:
@@ -273,8 +287,11 @@ def load_decoded(
             warnings.warn(f"{path}: corrupt cache file ({exc}); rebuilding it", stacklevel=2)
             cached = None
         if cached is not None:
-            if progress:
-                print(f"loaded {len(records)} decoded images from {path}", file=sys.stderr)
+            message = f"loaded {len(records)} decoded images from {path}"
+            if callable(progress):
+                progress(message)
+            elif progress:
+                tqdm.write(message, file=sys.stderr)
             return cached
     images = decode_all(records, size, resample=resample, workers=workers, progress=progress)
     header = {"version": FORMAT_VERSION, "fingerprint": full, "key": key}

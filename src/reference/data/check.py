@@ -1,26 +1,30 @@
-"""``vireid data check ROOT --dataset sysu|regdb``: counts next to the published ones, and problems.
+"""``vireid data check ROOT --dataset sysu|regdb|llcm``: counts beside the published ones, problems.
 
 Spec: ``spec/data/check.md``. The check runs the readers' validation in collecting mode (every
 problem, not only the first), decodes every image file of the dataset to find unreadable or
-truncated ones (progress on stderr), and prints a table of counts next to the published figures
-(``../shared/papers.md``). Count differences are reported, not problems (a SynthVI folder has other
-counts). Exit status: 0 no problem, 1 at least one problem; a ROOT that is not a folder is a usage
-error (``VireidError``, status 2 from the command line).
+truncated ones (progress goes to a callback the command passes), and reports counts next to the
+published figures (``../shared/papers.md``); ``data/commands.py`` prints the report.
+Count differences are reported, not problems (a SynthVI folder has other counts). Exit status:
+0 no problem, 1 at least one problem; a ROOT that is not a folder is a usage error
+(``VireidError``, status 2 from the command line).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reference.data import llcm as _llcm
 from reference.data import regdb as _regdb
 from reference.data import sysu as _sysu
 from reference.data.cache import decode_image
 from reference.data.records import Problems
 from reference.datasets import (
+    LLCM_IMAGES,
+    LLCM_TEST_IDS,
+    LLCM_TRAIN_IDS,
     REGDB_IDS,
     REGDB_IDS_PER_SPLIT,
     REGDB_IMAGES_PER_ID,
@@ -40,6 +44,7 @@ REGDB_PUBLISHED = {
     "images per id per modality": REGDB_IMAGES_PER_ID,
 }
 REGDB_IMAGES_PER_SPLIT = REGDB_IDS_PER_SPLIT * REGDB_IMAGES_PER_ID  # per modality, split, trial
+LLCM_PUBLISHED = {"ids train": LLCM_TRAIN_IDS, "ids test": LLCM_TEST_IDS, "images": LLCM_IMAGES}
 
 
 @dataclass
@@ -70,7 +75,13 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _decode_all(paths: list[Path], problems: Problems, *, workers: int, progress: bool) -> None:
+#: ``progress(done, total)``: called after every twentieth image decoded and after the last one.
+Progress = Callable[[int, int], None]
+
+
+def _decode_all(
+    paths: list[Path], problems: Problems, *, workers: int, progress: Progress | None
+) -> None:
     """Decode every file; each failure is a problem naming the file (in path order)."""
 
     def one(path: Path) -> str | None:
@@ -89,14 +100,30 @@ def _decode_all(paths: list[Path], problems: Problems, *, workers: int, progress
         for done, message in enumerate(run(one, paths), start=1):
             if message is not None:
                 problems.add(message)
-            if progress and (done % step == 0 or done == len(paths)):
-                print(f"checked {done}/{len(paths)} images", file=sys.stderr, flush=True)
+            if progress is not None and (done % step == 0 or done == len(paths)):
+                progress(done, len(paths))
     finally:
         if pool is not None:
             pool.shutdown()
 
 
-def check_sysu(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+def _decoded(
+    report: CheckReport,
+    problems: Problems,
+    paths: list[Path],
+    *,
+    workers: int,
+    progress: Progress | None,
+) -> CheckReport:
+    """``report`` with its problems, after decoding every file of ``paths``."""
+    _decode_all(paths, problems, workers=workers, progress=progress)
+    report.problems = problems.items
+    return report
+
+
+def check_sysu(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
     """Validate a SYSU-MM01 folder, decode every image, count ids and images."""
     problems = Problems(collect=True)
     layout = _sysu.scan_sysu(root, problems, require_available=True)
@@ -124,12 +151,12 @@ def check_sysu(root: str | Path, *, workers: int = 0, progress: bool = False) ->
         for (cam, pid), names in sorted(layout.files.items())
         for name in names
     ]
-    _decode_all(paths, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, paths, workers=workers, progress=progress)
 
 
-def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+def check_regdb(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
     """Validate a RegDB folder and all 10 trials' split files, decode every image, count."""
     problems = Problems(collect=True)
     root = _regdb.check_layout(root, problems)
@@ -176,6 +203,33 @@ def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -
                 f"{_regdb.split_file(root, 'test', 'visible', trial)}: identities {both} are "
                 f"also in trial {trial}'s train split; expected disjoint train and test ids"
             )
-    _decode_all(images, problems, workers=workers, progress=progress)
-    report.problems = problems.items
-    return report
+    return _decoded(report, problems, images, workers=workers, progress=progress)
+
+
+def check_llcm(
+    root: str | Path, *, workers: int = 0, progress: Progress | None = None
+) -> CheckReport:
+    """Validate an LLCM folder (training lists, test folders, test ids), decode, count."""
+    problems = Problems(collect=True)
+    root = _llcm.check_root(root)
+    test = _llcm.scan_llcm_test(root, problems)
+    train = {m: _llcm.read_train_list(root, m, problems) for m in _llcm.TRAIN_LISTS}
+    _llcm.check_train(train, root, problems)
+    report = CheckReport("LLCM", root)
+    train_ids = {e[1] for rows in train.values() for e in rows}
+    report.counts.append(("ids train", len(train_ids), LLCM_PUBLISHED["ids train"]))
+    report.counts.append(("ids test", len(test.test_ids), LLCM_PUBLISHED["ids test"]))
+    images: list[Path] = []
+    for modality, (name, cameras) in _llcm.TEST_FOLDERS.items():
+        rows = train[modality]
+        report.counts.append((f"images train {name[5:]}", len(rows), None))
+        images.extend(root / rel for rel, _, _ in rows)
+        for cam in cameras:
+            n = 0
+            for (m, c, pid), names in sorted(test.files.items()):
+                if (m, c) == (int(modality), cam):
+                    n += len(names)
+                    images.extend(_llcm.folder_path(root, m, c, pid) / f for f in names)
+            report.counts.append((f"images {name}/cam{cam}", n, None))
+    report.counts.append(("images", len(images), LLCM_PUBLISHED["images"]))
+    return _decoded(report, problems, images, workers=workers, progress=progress)

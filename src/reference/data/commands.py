@@ -7,10 +7,11 @@ Spec: ``spec/data/synthvi.md`` and ``spec/data/check.md`` (sections on the comma
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from reference.data import synthvi
-from reference.data.check import check_regdb, check_sysu
+from reference.data.check import check_llcm, check_regdb, check_sysu
 from reference.datasets import REGDB_TRIALS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 
@@ -18,10 +19,8 @@ from reference.errors import VireidError
 def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: bool) -> int:
     """``vireid synth``: write a SynthVI folder, print what was written, return 0."""
     n = synthvi.DEFAULT_IDS if ids is None else ids
+    info = synthvi.write_synthvi(out, layout, ids=n, seed=seed, image_size=(64, 32), force=force)
     if layout == "sysu":
-        info = synthvi.write_sysu_info(
-            Path(out), ids=n, seed=seed, image_size=(64, 32), force=force
-        )
         rgb = sum(info.images[f"cam{c}"] for c in SYSU_RGB_CAMERAS)
         ir = sum(info.images[f"cam{c}"] for c in SYSU_IR_CAMERAS)
         per_cam = ", ".join(f"{c} {info.images[c]}" for c in sorted(info.images))
@@ -30,28 +29,33 @@ def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: 
             f"(train {info.split['train']}, val {info.split['val']}, test {info.split['test']}), "
             f"{rgb} RGB and {ir} IR images ({per_cam})"
         )
-    elif layout == "regdb":
-        info = synthvi.write_regdb_info(
-            Path(out), ids=n, seed=seed, image_size=(64, 32), force=force
+    elif layout == "llcm":
+        per_folder = ", ".join(f"{k} {info.images.get(k, 0)}" for k in sorted(info.images))
+        print(
+            f"wrote SynthVI (LLCM layout) to {info.root}: {info.ids} identities "
+            f"(train {info.split['train']}, test {info.split['test']}), {per_folder}"
         )
+    else:
         print(
             f"wrote SynthVI (RegDB layout) to {info.root}: {info.ids} identities, "
             f"{info.images['Visible']} visible and {info.images['Thermal']} thermal images, "
             f"{REGDB_TRIALS} trials of {info.split['train']} train / {info.split['test']} test "
             f"identities"
         )
-    else:
-        raise VireidError(f"layout: expected 'sysu' or 'regdb', got {layout!r}")
     return 0
 
 
+def _checked(done: int, total: int) -> None:
+    print(f"checked {done}/{total} images", file=sys.stderr, flush=True)
+
+
 def check_command(*, root: Path, dataset: str) -> int:
-    """``vireid data check``: print the report of ``check_sysu``/``check_regdb``; return 0 if no
-    problem, else 1."""
-    checks = {"sysu": check_sysu, "regdb": check_regdb}
+    """``vireid data check``: print the report of ``check_sysu``/``check_regdb``/``check_llcm``;
+    return 0 if no problem, else 1."""
+    checks = {"sysu": check_sysu, "regdb": check_regdb, "llcm": check_llcm}
     if dataset not in checks:
-        raise VireidError(f"dataset: expected 'sysu' or 'regdb', got {dataset!r}")
+        raise VireidError(f"dataset: expected 'sysu', 'regdb' or 'llcm', got {dataset!r}")
     workers = min(4, os.cpu_count() or 1)
-    report = checks[dataset](root, workers=workers, progress=True)
+    report = checks[dataset](root, workers=workers, progress=_checked)
     print(report.format())
     return 0 if report.ok else 1

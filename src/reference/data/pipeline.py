@@ -202,9 +202,15 @@ class TrainPipeline:
             camids=batch.camids,
         )
 
-    def __iter__(self) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(
+    def epoch_generator(self) -> torch.Generator:
+        """The transforms' CPU generator at the start of the current epoch, seeded from
+        ``(seed, epoch, rank)``. The training engine keeps it (and its state in checkpoints) to
+        resume an epoch part-way through."""
+        return torch.Generator().manual_seed(
             _transform_seed(self.config.seed, self.epoch, self.sampler.rank)
         )
+
+    def __iter__(self) -> Iterator[Batch]:
+        generator = self.epoch_generator()
         for index in self.sampler:
             yield self.make_batch(index, generator)

@@ -1,5 +1,5 @@
-"""SynthVI: a generated visible-infrared person re-identification dataset, in the SYSU-MM01 and
-RegDB folder layouts.
+"""SynthVI: a generated visible-infrared person re-identification dataset, in the SYSU-MM01,
+RegDB and LLCM folder layouts (LLCM: ``synthvi_llcm.py``).
 
 Spec: ``spec/data/synthvi.md``. The generative model is in ``synthvi_render.py``, the split
 planning in ``synthvi_plan.py``, the atomic folder commit in ``dataset_folder.py``; this module
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +56,8 @@ __all__ = [
     "regdb_split",
     "sysu_split_sizes",
     "write_regdb",
-    "write_regdb_info",
+    "write_synthvi",
     "write_sysu",
-    "write_sysu_info",
 ]
 
 DEFAULT_IDS = 40
@@ -83,6 +83,37 @@ def check_image_size(image_size: object) -> tuple[int, int]:
     return h, w
 
 
+def write_synthvi(
+    out: Path,
+    layout: str,
+    *,
+    ids: int = DEFAULT_IDS,
+    seed: int = 0,
+    image_size: tuple[int, int] = (64, 32),
+    force: bool = False,
+) -> SynthVIInfo:
+    """Write a SynthVI dataset in ``layout`` (``"sysu"``, ``"regdb"``, ``"llcm"``) to ``out``;
+    return what was written (counts per camera, modality or folder; identities per split)."""
+    writers = {"sysu": _write_sysu, "regdb": _write_regdb, "llcm": _write_llcm}
+    if layout not in writers:
+        raise VireidError(f"layout: expected 'sysu', 'regdb' or 'llcm', got {layout!r}")
+    ids = ids if layout == "llcm" else check_ids(ids, layout)  # LLCM: checked by its plan
+    seed = check_synth_int("seed", seed, 0, MAX_SEED)
+    size = check_image_size(image_size)
+    return writers[layout](Path(out), ids, seed, size, force)
+
+
+def write_sysu(out: Path, **options: Any) -> Path:
+    """:func:`write_synthvi` in the SYSU-MM01 layout; return ``out``. Options: ``ids``
+    (default :data:`DEFAULT_IDS`), ``seed`` (0), ``image_size`` ((64, 32)), ``force`` (False)."""
+    return write_synthvi(out, "sysu", **options).root
+
+
+def write_regdb(out: Path, **options: Any) -> Path:
+    """:func:`write_synthvi` in the RegDB layout; return ``out`` (options as :func:`write_sysu`)."""
+    return write_synthvi(out, "regdb", **options).root
+
+
 @dataclass(frozen=True)
 class SynthVIInfo:
     """What a writer produced (for the command's report and for tests)."""
@@ -93,25 +124,8 @@ class SynthVIInfo:
     split: dict[str, int]  # identities per split
 
 
-def write_sysu(
-    out: Path,
-    *,
-    ids: int = DEFAULT_IDS,
-    seed: int = 0,
-    image_size: tuple[int, int] = (64, 32),
-    force: bool = False,
-) -> Path:
-    """Write a SynthVI dataset in the SYSU-MM01 layout to ``out``; return ``out``."""
-    return write_sysu_info(Path(out), ids=ids, seed=seed, image_size=image_size, force=force).root
-
-
-def write_sysu_info(
-    out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
-) -> SynthVIInfo:
-    """:func:`write_sysu` returning what was written (counts per camera and split)."""
-    ids = check_ids(ids, "sysu")
-    seed = check_synth_int("seed", seed, 0, MAX_SEED)
-    size = check_image_size(image_size)
+def _write_sysu(out: Path, ids: int, seed: int, size: tuple[int, int], force: bool) -> SynthVIInfo:
+    """The SYSU-MM01 layout of :func:`write_synthvi` (counts per camera and split)."""
     split, counts = sysu_plan(ids, seed)
     ident = identities(range(1, ids + 1), seed)
     images: dict[str, int] = {}
@@ -141,6 +155,15 @@ def write_sysu_info(
     return SynthVIInfo(out, ids, images, {k: len(v) for k, v in split.items()})
 
 
+def _write_llcm(out: Path, ids: int, seed: int, size: tuple[int, int], force: bool) -> SynthVIInfo:
+    """The LLCM layout (``synthvi_llcm.py``): images per top-level folder, ids per split."""
+    from reference.data.synthvi_llcm import llcm_plan, write_llcm_layout
+
+    llcm_plan(ids, seed)  # checks ids before anything is written
+    images, split = write_llcm_layout(out, ids, seed, size, force)
+    return SynthVIInfo(out, ids, images, split)
+
+
 def _regdb_name(female: bool, front: bool, modality: str, frame: int, pid: int) -> str:
     return (
         f"{'female' if female else 'male'}_{'front' if front else 'back'}_{modality}_"
@@ -148,25 +171,8 @@ def _regdb_name(female: bool, front: bool, modality: str, frame: int, pid: int) 
     )
 
 
-def write_regdb(
-    out: Path,
-    *,
-    ids: int = DEFAULT_IDS,
-    seed: int = 0,
-    image_size: tuple[int, int] = (64, 32),
-    force: bool = False,
-) -> Path:
-    """Write a SynthVI dataset in the RegDB layout to ``out``; return ``out``."""
-    return write_regdb_info(Path(out), ids=ids, seed=seed, image_size=image_size, force=force).root
-
-
-def write_regdb_info(
-    out: Path, *, ids: int, seed: int, image_size: tuple[int, int], force: bool
-) -> SynthVIInfo:
-    """:func:`write_regdb` returning what was written (counts per modality and split)."""
-    ids = check_ids(ids, "regdb")
-    seed = check_synth_int("seed", seed, 0, MAX_SEED)
-    size = check_image_size(image_size)
+def _write_regdb(out: Path, ids: int, seed: int, size: tuple[int, int], force: bool) -> SynthVIInfo:
+    """The RegDB layout of :func:`write_synthvi` (counts per modality and split)."""
     ident = identities(range(1, ids + 1), seed)
     k = REGDB_IMAGES_PER_ID
     rows = np.repeat(np.arange(ids), k)

@@ -27,12 +27,11 @@ from reference.data.modality import Modality
 from reference.losses.checks import (
     check_directions,
     check_metric_inputs,
-    check_reduction,
     check_triplet_options,
 )
 from reference.losses.directional import check_direction, direction_name, directional_triplet_block
 from reference.losses.groups import modality_counts
-from reference.losses.terms import reduce_terms
+from reference.losses.terms import loss_of_terms
 
 _V, _I, _DV, _DI = (int(m) for m in Modality)
 
@@ -82,26 +81,7 @@ def mdl_terms(
     }
 
 
-def mdl_loss(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    modality: torch.Tensor,
-    *,
-    directions: Sequence[tuple[int, int]] = DEFAULT_DIRECTIONS,
-    margin: float = 0.3,
-    soft_margin: bool = False,
-    metric: str = "euclidean",
-    reduction: str = "mean",
-) -> torch.Tensor:
-    """MDL: the mean (or sum) of :func:`mdl_terms` over the directions."""
-    check_reduction(reduction)
-    terms = mdl_terms(
-        features,
-        labels,
-        modality,
-        directions=directions,
-        margin=margin,
-        soft_margin=soft_margin,
-        metric=metric,
-    )
-    return reduce_terms(terms, reduction)
+#: ``mdl_loss(features, labels, modality, *, <the options of mdl_terms>, reduction="mean")``
+mdl_loss = loss_of_terms(
+    mdl_terms, "mdl_loss", "MDL: the mean (or sum) of :func:`mdl_terms` over the directions."
+)

@@ -22,12 +22,11 @@ from reference.data.modality import Modality
 from reference.losses.checks import (
     check_metric_inputs,
     check_modalities,
-    check_reduction,
     check_triplet_options,
 )
 from reference.losses.directional import check_direction, directional_triplet_block
 from reference.losses.groups import modality_counts
-from reference.losses.terms import reduce_terms
+from reference.losses.terms import loss_of_terms
 
 #: Method B's four modalities [seed].
 ALL_MODALITIES: tuple[int, ...] = tuple(int(m) for m in Modality)
@@ -61,26 +60,7 @@ def mml_terms(
     }
 
 
-def mml_loss(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    modality: torch.Tensor,
-    *,
-    modalities: Sequence[int] | None = ALL_MODALITIES,
-    margin: float = 0.3,
-    soft_margin: bool = False,
-    metric: str = "euclidean",
-    reduction: str = "mean",
-) -> torch.Tensor:
-    """MML: the mean (or sum) of :func:`mml_terms` over the modalities."""
-    check_reduction(reduction)
-    terms = mml_terms(
-        features,
-        labels,
-        modality,
-        modalities=modalities,
-        margin=margin,
-        soft_margin=soft_margin,
-        metric=metric,
-    )
-    return reduce_terms(terms, reduction)
+#: ``mml_loss(features, labels, modality, *, <the options of mml_terms>, reduction="mean")``
+mml_loss = loss_of_terms(
+    mml_terms, "mml_loss", "MML: the mean (or sum) of :func:`mml_terms` over the modalities."
+)

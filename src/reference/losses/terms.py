@@ -6,11 +6,14 @@ by one with another implementation; ``total`` is ``sum(weights[k] * terms[k])``.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from reference.errors import VireidError
+from reference.losses.checks import check_reduction
 
 
 @dataclass(frozen=True)
@@ -52,3 +55,31 @@ def reduce_terms(terms: dict[str, torch.Tensor], reduction: str) -> torch.Tensor
     """The mean or the sum of the per-direction (or per-modality) terms of a loss."""
     total = torch.stack(list(terms.values())).sum()
     return total / len(terms) if reduction == "mean" else total
+
+
+def loss_of_terms(
+    terms_fn: Callable[..., dict[str, torch.Tensor]], name: str, doc: str
+) -> Callable[..., torch.Tensor]:
+    """The loss ``reduce_terms(terms_fn(*args, **options), reduction)`` of a many-term loss.
+
+    It takes ``terms_fn``'s arguments plus a keyword ``reduction`` (``'mean'`` by default, or
+    ``'sum'``; checked before anything else), and its signature says so: the loss registry reads
+    a loss's options and the default ``reduction`` off ``inspect.signature``. One piece of code
+    for MDL and MML, whose losses differ only in their terms.
+    """
+    options = inspect.signature(terms_fn)
+    reduction = inspect.Parameter(
+        "reduction", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation="str"
+    )
+
+    def loss(*args: object, reduction: str = "mean", **kwargs: object) -> torch.Tensor:
+        check_reduction(reduction)
+        return reduce_terms(terms_fn(*args, **kwargs), reduction)
+
+    loss.__signature__ = options.replace(  # type: ignore[attr-defined]
+        parameters=[*options.parameters.values(), reduction], return_annotation="torch.Tensor"
+    )
+    loss.__name__ = loss.__qualname__ = name
+    loss.__module__ = terms_fn.__module__
+    loss.__doc__ = doc
+    return loss

@@ -1,0 +1,222 @@
+"""Feature extraction: a model's test embeddings of a dataset's test pool, as a features file.
+
+Spec: ``spec/training/extract.md``. For the rows of the test pool (SYSU-MM01: every image of the
+test identities in the six cameras, :func:`~reference.data.sysu.read_sysu_test`; RegDB: the test
+split of one trial, both modalities, :func:`~reference.data.regdb.read_regdb`), in batches:
+
+    x    = decode(paths[rows], size)                  uint8, the training pipeline's decoding
+    x    = (x / 255 - mean) / std                     the test transform, on ``device``
+    e    = model(x, modality[rows]).embedding         model in eval mode, no gradients
+    e    = (e + model(hflip(x), modality).embedding) / 2      with ``flip`` only
+
+and the rows' ``pids``, ``camids`` and ``frames`` become the features file's fields
+(``spec/evaluation/features.md``). The embedding is the model's own switch
+(``ModelConfig.embedding``); the test pools hold base-modality images only, so a Method B model is
+fed visible and infrared rows and never a derivative.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from reference.data.cache import decode_all
+from reference.data.records import ImageRecords
+from reference.data.regdb import check_trial, read_regdb
+from reference.data.sysu import read_sysu_test
+from reference.data.transforms import TestTransform, TransformConfig, check_uint8_images
+from reference.errors import VireidError
+from reference.evaluation.features import FeatureSet
+
+Dataset = Literal["sysu", "regdb"]
+DATASETS = ("sysu", "regdb")
+# the folders that tell the two layouts apart (the readers validate the rest)
+_LAYOUT_MARKS: dict[str, tuple[str, ...]] = {
+    "sysu": ("cam1", "cam3", "exp"),
+    "regdb": ("Visible", "Thermal", "idx"),
+}
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How to extract: the test transform's size and normalisation, batch size, flip averaging.
+
+    ``transform`` is the training run's transform config; only ``size``, ``mean`` and ``std``
+    are used (the test transform has nothing random). ``workers`` threads decode the images.
+    """
+
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    batch_size: int = 64
+    flip: bool = False
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.transform, TransformConfig):
+            raise VireidError(f"transform: expected a TransformConfig, got {self.transform!r}")
+        for name, low in (("batch_size", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if not isinstance(self.flip, bool):
+            raise VireidError(f"flip: expected True or False, got {self.flip!r}")
+
+
+def detect_dataset(root: str | Path) -> Dataset:
+    """``"sysu"`` or ``"regdb"`` from the folders in ``root`` (the readers check the rest)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VireidError(
+            f"{root}: not a directory; expected a SYSU-MM01 folder (cam1..cam6, exp/) or a RegDB "
+            f"folder (Visible/, Thermal/, idx/)"
+        )
+    found = [
+        name for name, marks in _LAYOUT_MARKS.items() if all((root / m).is_dir() for m in marks)
+    ]
+    if len(found) != 1:
+        what = "both layouts" if found else "neither layout"
+        raise VireidError(
+            f"{root}: cannot tell the dataset ({what} found); expected a SYSU-MM01 folder "
+            f"(cam1..cam6, exp/) or a RegDB folder (Visible/, Thermal/, idx/)"
+        )
+    return found[0]  # type: ignore[return-value]
+
+
+def test_records(root: str | Path, dataset: Dataset, trial: int | None = None) -> ImageRecords:
+    """The test pool: SYSU-MM01's test identities in all six cameras, or RegDB trial ``trial``'s
+    test split in both modalities."""
+    if dataset == "sysu":
+        if trial is not None:
+            raise VireidError(
+                f"trial: SYSU-MM01 has one test pool (its trials are gallery draws made when "
+                f"scoring); got trial={trial!r}, expected none"
+            )
+        return read_sysu_test(root)
+    if dataset == "regdb":
+        if trial is None:
+            raise VireidError("trial: RegDB needs the trial (1..10) whose test split to extract")
+        return read_regdb(root, trial=check_trial(trial), split="test")
+    raise VireidError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
+
+
+test_records.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+@torch.no_grad()
+def embed_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    modality: torch.Tensor,
+    *,
+    transform: TransformConfig | None = None,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Embeddings ``(B, D)`` (float32, on the model's device) of one uint8 batch.
+
+    The caller puts the model in eval mode (:func:`embed_all` does). ``flip`` averages the
+    embeddings of the images and of their horizontal mirror images.
+    """
+    x = TestTransform(transform)(check_uint8_images(images))
+    emb = model(x, modality).embedding.float()
+    if flip:
+        emb = (emb + model(x.flip(-1), modality).embedding.float()) / 2
+    return emb
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def embed_all(
+    model: nn.Module,
+    records: ImageRecords,
+    config: ExtractConfig | None = None,
+    *,
+    images: torch.Tensor | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings ``(N, D)`` float32 of every row of ``records``, in row order, on the CPU.
+
+    Batches of ``config.batch_size`` rows are decoded (unless the decoded uint8 ``images`` are
+    given, one row per record) and run on the model's device with the model in eval mode; the
+    model's mode is restored afterwards.
+    """
+    config = config or ExtractConfig()
+    n = len(records)
+    if n == 0:
+        raise VireidError("records: the test pool is empty; expected at least one image")
+    if images is not None:
+        check_uint8_images(images)
+        if images.shape[0] != n:
+            raise VireidError(f"images: expected {n} rows (one per record), got {images.shape[0]}")
+    device = _device_of(model)
+    size = config.transform.size
+    modality = torch.tensor(records.modality)
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        bar = tqdm(
+            total=n, desc="extract", unit="img", file=sys.stderr, disable=not progress, leave=False
+        )
+        with bar:
+            for start in range(0, n, config.batch_size):
+                rows = np.arange(start, min(n, start + config.batch_size))
+                if images is None:
+                    raw = decode_all(records.subset(rows), size, workers=config.workers)
+                else:
+                    raw = images[start : start + len(rows)]
+                emb = embed_images(
+                    model,
+                    raw.to(device),
+                    modality[start : start + len(rows)].to(device),
+                    transform=config.transform,
+                    flip=config.flip,
+                )
+                out.append(emb.cpu())
+                bar.update(len(rows))
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def extract_features(
+    model: nn.Module,
+    root: str | Path,
+    *,
+    dataset: Dataset | None = None,
+    trial: int | None = None,
+    config: ExtractConfig | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """The features file contents of ``root``'s test pool, embedded by ``model``.
+
+    ``dataset`` defaults to the one ``root``'s folders show (:func:`detect_dataset`); ``trial``
+    is RegDB's (required there, refused for SYSU-MM01).
+    """
+    dataset = detect_dataset(root) if dataset is None else dataset
+    records = test_records(root, dataset, trial)
+    features = embed_all(model, records, config, progress=progress)
+    if not np.isfinite(features).all():
+        rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        raise VireidError(
+            f"model: produced NaN or inf embeddings for {len(rows)} of {len(records)} test "
+            f"images (first: {records.paths[int(rows[0])]}); the checkpoint's weights are not "
+            f"usable"
+        )
+    return FeatureSet.create(
+        features,
+        records.pids,
+        records.camids,
+        records.frames,
+        dataset=dataset,
+        source=f"features of {root}",
+    )
