@@ -6,6 +6,7 @@ Spec: ``spec/training/extract.md`` (``vireid extract``), ``spec/training/demo.md
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 # --- vireid extract -------------------------------------------------------------------------------
@@ -61,16 +62,12 @@ def demo_table(result) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_command(
-    *, out: Path, cache: Path | None, device: str, force: bool, config=None, progress: bool = True
-) -> int:
-    """``vireid demo``: train, extract and score the three methods on SynthVI; print one table."""
-    from reference.training.demo import DemoConfig, run_demo
-
-    config = config or DemoConfig(device=device)
-    result = run_demo(out, cache=cache, config=config, force=force, progress=progress)
-    print("vireid demo: " + result.config.describe()[0])
-    for line in result.config.describe()[1:]:
+def print_demo(result) -> None:
+    """The demo's output on stdout: the configuration, the protocol, the table, where things are."""
+    config = result.config
+    lines = config.describe()
+    print("vireid demo: " + lines[0])
+    for line in lines[1:]:
         print(line)
     print(
         f"SYSU-MM01 protocol: all-search, single-shot, agw draw, {config.trials} trials, "
@@ -81,4 +78,21 @@ def demo_command(
     print(f"SynthVI: {result.root} ({made})")
     print(f"run folders: {', '.join(str(m.run_dir) for m in result.methods)}")
     print(f"wall time: {result.wall_s:.0f} s")
+
+
+def demo_command(
+    *, out: Path, cache: Path | None, device: str, force: bool, config=None, progress: bool = True
+) -> int:
+    """``vireid demo``: train, extract and score the three methods on SynthVI; print one table."""
+    from reference.training.demo import DemoConfig, run_demo
+
+    result = run_demo(
+        out,
+        cache=cache,
+        config=config or DemoConfig(device=device),
+        force=force,
+        progress=progress,
+        notify=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print_demo(result)
     return 0
