@@ -82,3 +82,41 @@ def bench(session: nox.Session) -> None:
             failed.append(file)
     if failed:
         session.error("benchmarks failed in: " + ", ".join(failed))
+
+
+@nox.session
+def regression(session: nox.Session) -> None:
+    """The golden SynthVI runs of every method against ``results/golden/golden.json``
+    (``spec/results/golden.md``; a minute or two). The default ``tests`` session runs the same
+    test (marker ``regression``); after a deliberate change: ``vireid results golden
+    --update`` and commit the file with the reason."""
+    _install(session, "test")
+    session.run("pytest", "-m", "regression", "--durations=0", "tests/results", *session.posargs)
+
+
+@nox.session(default=False)
+def reproduce(session: nox.Session) -> None:
+    """``nox -s reproduce -- PRESET ROOT WEIGHTS [more vireid results reproduce flags]``: train,
+    extract, score, record and check one preset (a GPU job; ``spec/results/reproduce.md``)."""
+    if len(session.posargs) < 3:
+        session.error("usage: nox -s reproduce -- PRESET DATA_ROOT PRETRAINED_WEIGHTS [flags]")
+    preset, root, weights, *rest = session.posargs
+    _install(session)
+    session.run(
+        "vireid", "results", "reproduce", "--preset", preset, "--data-root", root,
+        "--pretrained", weights, *rest,
+    )  # fmt: skip
+
+
+@nox.session(default=False, venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The suite with ``TEST_DEVICE=cuda``, then the benchmarks, from the source tree with the
+    interpreter nox runs under (no virtualenv, nothing installed, no network): for a GPU image
+    that already has torch and the test extras."""
+    env = {"TEST_DEVICE": "cuda", "PYTHONPATH": "src:."}
+    session.run("python", "-m", "pytest", "-p", "tests.plugin", "tests", "spec", env=env)
+    for file in sorted(str(path) for path in Path("tests/bench").glob("bench_*.py")):
+        session.run(
+            "python", "-m", "pytest", file, "-o", "python_files=bench_*.py", "--benchmark-only",
+            "--benchmark-columns=min,median,mean,max,rounds", *session.posargs, env=env,
+        )  # fmt: skip

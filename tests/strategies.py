@@ -12,13 +12,11 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from reference.datasets import SYSU_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------------
-
-SYSU_CAMERAS = (1, 2, 3, 4, 5, 6)
-SYSU_IR_CAMERAS = (3, 6)
-SYSU_RGB_CAMERAS = (1, 2, 4, 5)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 Commands:
   vireid evaluate sysu   score a features file under the SYSU-MM01 protocol
   vireid evaluate regdb  score one features file per RegDB trial
+  vireid evaluate llcm   score a features file under the LLCM protocol
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
+  vireid train           train a preset on a dataset folder into a run folder
   vireid extract         write a checkpoint's test-pool features file (SYSU-MM01 or RegDB)
   vireid demo            train, extract and score the three methods on SynthVI (the main job)
+  vireid results ...     check a run against a published row, tables and plots, rank pictures
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
 """
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reference import __version__
+from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
 
@@ -30,6 +34,17 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
         default="euclidean",
         help="distance between query and gallery features (default: euclidean)",
     )
+    p.add_argument(
+        "--rerank", choices=["k-reciprocal"], help="re-rank the distances (spec: rerank.md)"
+    )
+    p.add_argument("--k1", type=int, help="re-ranking: k of the k-reciprocal sets (default 20)")
+    p.add_argument("--k2", type=int, help="re-ranking: query-expansion neighbours (default 6)")
+    p.add_argument(
+        "--lambda", dest="lambda_", type=float, help="re-ranking: original-distance weight (0.3)"
+    )
+
+
+def _add_json_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
@@ -63,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sysu.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
     _add_metric(sysu)
+    _add_json_output(sysu)
 
     regdb = protocols.add_parser("regdb", help="RegDB protocol (one features file per trial)")
     rsource = regdb.add_mutually_exclusive_group(required=True)
@@ -72,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regdb.add_argument("--direction", choices=["v2t", "t2v"], default="v2t")
     _add_metric(regdb)
+    _add_json_output(regdb)
+
+    llcm = protocols.add_parser("llcm", help="LLCM protocol (10 trials by default)")
+    lsource = llcm.add_mutually_exclusive_group(required=True)
+    lsource.add_argument("--features", type=Path, metavar="F.npz", help="features file to score")
+    lsource.add_argument(
+        "--example", action="store_true", help="score a generated LLCM-shaped example"
+    )
+    llcm.add_argument("--direction", choices=["i2v", "v2i"], default="i2v")
+    llcm.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
+    _add_metric(llcm)
+    _add_json_output(llcm)
 
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
@@ -84,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=Path, metavar="ROOT")
-    check.add_argument("--dataset", choices=["sysu", "regdb"], required=True)
+    check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
@@ -101,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-classes",
         type=int,
         metavar="N",
-        help="training identities: 395 SYSU-MM01 (the default without --config), 206 RegDB",
+        help=f"training identities: {SYSU_TRAINVAL_IDS} SYSU-MM01 (the default without "
+        f"--config), {REGDB_IDS_PER_SPLIT} RegDB",
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
@@ -115,7 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--size", default="288x144", metavar="HxW", help="input size (default 288x144)"
     )
+    train = commands.add_parser(
+        "train",
+        help="train a preset on a dataset folder into a run folder",
+        description="Train a preset (baseline-sysu, method_a-regdb, ... or a .toml file) on a "
+        "dataset folder. Run under torchrun for several GPUs. Exit status 3: a non-finite loss; "
+        "130: interrupted (resume with --resume).",
+    )
+    train.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    train.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    train.add_argument("--trial", type=int, metavar="T", help="RegDB trial 1..10")
+    train.add_argument("--pretrained", type=Path, metavar="W", help="local ResNet-50 weights")
+    train.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<P>)")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field, e.g. --set optim.lr_head=0.05 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--resume", action="store_true", help="continue the run in DIR")
+    train.add_argument("--force", action="store_true", help="replace the run in DIR")
+    train.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
+    train.add_argument(
+        "--val-ids", type=int, metavar="N",
+        help="hold out N training identities to select the model (best-val.pt)",
+    )  # fmt: skip
+    train.add_argument(
+        "--monitor-test", action="store_true",
+        help="score the test set per evaluation epoch, for analysis only (never selects)",
+    )  # fmt: skip
     _add_extract(commands)
+    _add_results(commands)
     return parser
 
 
@@ -161,49 +218,137 @@ def _add_extract(commands) -> None:
     demo.add_argument("--force", action="store_true", help="replace the run folders' files")
 
 
+def _add_results(commands: argparse._SubParsersAction) -> None:
+    results = commands.add_parser("results", help="run records against the published tables")
+    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="compare a run with a published row; exit 1 when a figure falls short",
+        description="Side by side with the published figures on the same protocol: value, "
+        "published, delta, 95%% interval and a verdict per figure. Exit 0 when nothing falls "
+        "short, 1 otherwise; comparing across protocols is refused (exit 2).",
+    )
+    check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")
+    check.add_argument(
+        "--against", metavar="SOURCE:METHOD", help="default: the published row of the run's preset"
+    )
+    check.add_argument(
+        "--tolerance", metavar="R1=1.5,mAP=1.5", help="points per figure (default 1.5 each)"
+    )
+    table = actions.add_parser("table", help="Markdown report and CMC plot of runs")
+    table.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    table.add_argument("--against", action="append", default=[], metavar="SOURCE:METHOD")
+    table.add_argument("--out", type=Path, required=True, metavar="DIR")
+    table.add_argument("--force", action="store_true", help="replace report.md / cmc.png")
+    ranks = actions.add_parser("ranks", help="queries beside their top-10 gallery images (PNG)")
+    ranks.add_argument("features", type=Path, metavar="FEATURES.npz")
+    ranks.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    ranks.add_argument("--queries", type=int, default=6, metavar="N", help="default 6")
+    ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
+    ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
+    ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    gold = actions.add_parser(
+        "golden", help="re-run the golden SynthVI runs and compare with results/golden"
+    )
+    gold.add_argument("--update", action="store_true", help="rewrite the golden record")
+    rep = actions.add_parser(
+        "reproduce",
+        help="train, extract, score every protocol, record and check a preset (resumable)",
+    )
+    rep.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
+    rep.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    rep.add_argument(
+        "--pretrained", type=Path, required=True, metavar="W", help="ResNet-50 weights"
+    )
+    rep.add_argument("--out", type=Path, metavar="DIR", help="default runs/reproduce-<P>")
+    rep.add_argument("--split", type=Path, metavar="rand_perm_cam.mat", help="SYSU official draw")
+    rep.add_argument("--against", metavar="SOURCE:METHOD", help="default: the preset's row")
+    rep.add_argument("--tolerance", metavar="R1=1.5,mAP=1.5")
+    rep.add_argument("--trials", type=int, default=10, help="RegDB trials (default 10)")
+    rep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a config field of the preset (repeatable)",
+    )  # fmt: skip
+
+
+def _dispatch_results(args: argparse.Namespace) -> int:
+    from reference.results import commands as results
+
+    if args.results_command == "check":
+        return results.results_check(run=args.run, against=args.against, tolerance=args.tolerance)
+    if args.results_command == "table":
+        return results.results_table(
+            runs=args.runs, against=args.against, out=args.out, force=args.force
+        )
+    if args.results_command == "golden":
+        return results.results_golden(update=args.update)
+    if args.results_command == "reproduce":
+        return results.results_reproduce(
+            preset=args.preset, data_root=args.data_root, pretrained=args.pretrained,
+            out=args.out, split=args.split, against=args.against, tolerance=args.tolerance,
+            trials=args.trials, overrides=args.overrides,
+        )  # fmt: skip
+    return results.results_ranks(
+        features=args.features,
+        data_root=args.data_root,
+        queries=args.queries,
+        out=args.out,
+        seed=args.seed,
+        force=args.force,
+    )
+
+
+#: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
+_MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_routing")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "results":
+        return _dispatch_results(args)
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 
+        common = {k: getattr(args, k) for k in ("features", "example", "metric", "force")}
+        common["json_out"] = args.json
+        common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
         if args.protocol == "sysu":
             return evaluation.evaluate_sysu(
-                features=args.features,
-                example=args.example,
                 mode=args.mode,
                 shots=args.shots,
                 sampling=args.sampling,
                 split=args.split,
                 trials=args.trials,
-                metric=args.metric,
-                json_out=args.json,
-                force=args.force,
+                **common,
             )
-        return evaluation.evaluate_regdb(
-            features=args.features,
-            example=args.example,
-            direction=args.direction,
-            metric=args.metric,
-            json_out=args.json,
+        if args.protocol == "llcm":
+            return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
+        return evaluation.evaluate_regdb(direction=args.direction, **common)
+    if args.command == "train":
+        from reference.training.commands import train_command
+
+        return train_command(
+            preset=args.preset,
+            data_root=args.data_root,
+            trial=args.trial,
+            pretrained=args.pretrained,
+            out=args.out,
+            overrides=tuple(args.overrides),
+            resume=args.resume,
             force=args.force,
+            deterministic=args.deterministic,
+            val_ids=args.val_ids,
+            monitor_test=args.monitor_test,
         )
     if args.command == "synth":
-        from reference.data.synthvi import synth_command
+        from reference.data.commands import synth_command
 
         return synth_command(
             layout=args.layout, out=args.out, ids=args.ids, seed=args.seed, force=args.force
         )
     if args.command == "model":
-        from reference.models.summary import summary_command
+        from reference.models.commands import summary_command
 
-        overrides = {
-            "kind": args.kind,
-            "num_classes": args.num_classes,
-            "share_from": args.share_from,
-            "last_stride": args.last_stride,
-            "derived_routing": args.derived_routing,
-        }
-        if args.config is None and args.kind is not None and args.num_classes is None:
-            overrides["num_classes"] = 395
+        overrides = {k: getattr(args, k) for k in _MODEL_FLAGS}
         return summary_command(
             config_file=args.config, overrides=overrides, pretrained=args.pretrained, size=args.size
         )
@@ -224,7 +369,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             device=args.device,
             force=args.force,
         )
-    from reference.data.check import check_command
+    from reference.data.commands import check_command
 
     return check_command(root=args.root, dataset=args.dataset)
 

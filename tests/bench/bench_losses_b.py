@@ -127,7 +127,8 @@ def test_share_of_a_training_step(benchmark, device):
     (96 images of 288 x 144, 395 classes); on the CPU a reduced one (16 images of 96 x 48) whose
     figure is only indicative.
     """
-    from reference.losses.loss_spec import compute_losses, method_b_losses
+    from reference.losses.dispatch import compute_losses
+    from reference.losses.presets import method_b_losses
     from reference.models.build import ModelConfig, build_model
     from reference.models.output import ModelOutput
 

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from reference.data import synthvi
+from reference.data import synthvi_render
 from reference.data.synthvi import write_regdb, write_sysu
 
 N = 128
@@ -21,16 +21,16 @@ SIZE = (64, 32)
 
 @pytest.fixture(scope="module")
 def scene():
-    ident = synthvi._identities(range(1, 33), 0)
+    ident = synthvi_render.identities(range(1, 33), 0)
     rows = np.arange(32).repeat(N // 32)
-    cam = synthvi._camera(0, 1, infrared=False)
-    poses = synthvi._poses(np.random.default_rng(0), N)
+    cam = synthvi_render.camera(0, 1, infrared=False)
+    poses = synthvi_render.poses(np.random.default_rng(0), N)
     return ident, rows, cam, poses
 
 
 def test_render_batched(benchmark, scene):
     ident, rows, cam, poses = scene
-    out = benchmark(synthvi._render, ident, rows, cam, poses, SIZE)
+    out = benchmark(synthvi_render.render, ident, rows, cam, poses, SIZE)
     assert out.shape == (N, *SIZE, 3)
 
 
@@ -39,8 +39,8 @@ def test_render_one_image_per_call_baseline(benchmark, scene):
 
     def run():
         return [
-            synthvi._render(
-                ident, rows[i : i + 1], cam, synthvi._subset(poses, slice(i, i + 1)), SIZE
+            synthvi_render.render(
+                ident, rows[i : i + 1], cam, synthvi_render.subset(poses, slice(i, i + 1)), SIZE
             )
             for i in range(N)
         ]

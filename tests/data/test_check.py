@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from reference.cli import main
-from reference.data.check import check_command, check_regdb, check_sysu
+from reference.data.check import check_regdb, check_sysu
+from reference.data.commands import check_command
 from tests.data.test_regdb import tiny_regdb
 from tests.data.test_sysu import TINY_LAYOUT, tiny_sysu
 
@@ -51,15 +52,6 @@ def test_split_ids_missing_from_available_are_counted(sysu_clean, tmp_path):
     assert report.ok  # a count, not a problem
     assert _counts(report)["split ids not in available_id.txt"] == (2, 0)
     assert "split ids not in available_id.txt          2          0  (differs)" in (report.format())
-
-
-def test_clean_sysu_command_exit_0_and_table(sysu_clean, capsys):
-    assert check_command(root=sysu_clean, dataset="sysu") == 0
-    out, err = capsys.readouterr()
-    assert out.splitlines()[0] == f"SYSU-MM01 folder {sysu_clean}"
-    assert "ids train" in out and "(differs)" in out and out.rstrip().endswith("problems: 0")
-    n = sum(len(f) for cams in TINY_LAYOUT.values() for f in cams.values())
-    assert f"checked {n}/{n} images" in err
 
 
 def test_cli_entry(sysu_clean, regdb_clean, tmp_path, capsys):
@@ -143,21 +135,3 @@ def test_regdb_problems(regdb_clean, tmp_path):
     ) in problems
     # the missing image is also missing from the decode list (it is not there to decode)
     assert not any(p.startswith(f"{gone}: ") for p in problems)
-
-
-def test_unknown_dataset(sysu_clean):
-    from reference.errors import VireidError
-
-    with pytest.raises(VireidError, match=r"^dataset: expected 'sysu' or 'regdb', got 'market'$"):
-        check_command(root=sysu_clean, dataset="market")
-
-
-def test_synthvi_folders_pass(tmp_path, capsys):
-    from reference.data.synthvi import write_regdb, write_sysu
-
-    sysu = write_sysu(tmp_path / "s", ids=8, seed=2)
-    regdb = write_regdb(tmp_path / "r", ids=6, seed=2)
-    assert check_command(root=sysu, dataset="sysu") == 0
-    assert check_command(root=regdb, dataset="regdb") == 0
-    out = capsys.readouterr().out
-    assert "(differs)" in out and out.count("problems: 0") == 2

@@ -239,3 +239,24 @@ def test_bad_config_names_the_field(kwargs, message):
     with pytest.raises(VireidError) as info:
         PipelineConfig(**kwargs)
     assert str(info.value).startswith(message)
+
+
+def test_configs_load_and_dump_through_the_generic_config_loader():
+    from reference.config import from_mapping, to_dict
+
+    config = PipelineConfig(
+        p=4,
+        identities="cycle",
+        transform=TransformConfig(size=(96, 48), erase_p=0.5, channel_aug=True),
+        four_modality=True,
+        derivatives=DerivativeConfig(infrared="invert"),
+    )
+    data = to_dict(config)
+    assert data["transform"]["size"] == [96, 48] and data["derivatives"]["infrared"] == "invert"
+    assert from_mapping(PipelineConfig, data) == config
+    with pytest.raises(VireidError) as info:
+        from_mapping(PipelineConfig, {"transform": {"flip_p": 2}}, "pipeline")
+    assert str(info.value) == "pipeline.transform.flip_p: expected a probability in [0, 1], got 2.0"
+    with pytest.raises(VireidError) as info:
+        from_mapping(PipelineConfig, {"derivatives": {"visible": "sepia"}}, "pipeline")
+    assert str(info.value).startswith("pipeline.derivatives.visible: expected one of ")

@@ -7,7 +7,6 @@ generate their own.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import subprocess
@@ -17,17 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 from PIL import Image
 
 from reference.cli import main
-from reference.data import synthvi
+from reference.data import synthvi_render
 from reference.data.synthvi import (
-    DEFAULT_IDS,
-    regdb_split,
-    synth_command,
-    sysu_split_sizes,
     write_regdb,
     write_sysu,
 )
@@ -233,45 +226,9 @@ def test_same_seed_gives_byte_identical_folders(tmp_path, writer):
     assert shared and all(a[rel] != c[rel] for rel in shared)
 
 
-def test_chunking_does_not_change_a_byte(tmp_path, monkeypatch):
-    whole = files_of(write_regdb(tmp_path / "a", ids=4, seed=7, image_size=SMALL))
-    monkeypatch.setattr(synthvi, "_CHUNK_PIXELS", 3 * 32 * 16)  # three images per chunk
-    assert files_of(write_regdb(tmp_path / "b", ids=4, seed=7, image_size=SMALL)) == whole
-
-
-def test_different_seeds_give_different_sysu_splits():
-    plans = {tuple(tuple(v) for v in synthvi._sysu_plan(40, s)[0].values()) for s in range(4)}
-    assert len(plans) == 4
-
-
 # ---------------------------------------------------------------------------------------------
 # split sizes and RegDB splits: properties
 # ---------------------------------------------------------------------------------------------
-
-
-@given(st.integers(5, 9999))
-def test_sysu_split_sizes_properties(ids):
-    train, val, test = sysu_split_sizes(ids)
-    assert train + val + test == ids
-    assert train >= 2 and val >= 1 and test >= 2
-    if ids >= 100:
-        assert abs(train / ids - 296 / 491) < 0.02
-        assert abs(val / ids - 99 / 491) < 0.01
-        assert abs(test / ids - 96 / 491) < 0.01
-
-
-def test_sysu_split_sizes_of_the_real_count():
-    assert sysu_split_sizes(491) == (296, 99, 96)
-    assert sysu_split_sizes(5) == (2, 1, 2)
-
-
-@given(st.integers(4, 500), st.integers(0, 2**32 - 1), st.integers(1, 10))
-def test_regdb_split_properties(ids, seed, trial):
-    train, test = regdb_split(ids, seed, trial)
-    assert len(train) == ids // 2 and len(test) == ids - ids // 2
-    assert sorted(train + test) == list(range(1, ids + 1))
-    assert train == sorted(train) and test == sorted(test)
-    assert regdb_split(ids, seed, trial) == (train, test)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,54 +277,6 @@ def test_colour_histogram_gap(tmp_path, device, seed):
 # ---------------------------------------------------------------------------------------------
 # writing: refusal, force, atomicity
 # ---------------------------------------------------------------------------------------------
-
-
-def test_refuses_non_empty_folder_and_force_replaces_layout_only(tmp_path):
-    out = tmp_path / "d"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(VireidError) as info:
-        write_sysu(out, ids=5, image_size=SMALL)
-    assert (
-        str(info.value)
-        == f"{out}: folder is not empty; pass force=True (CLI: --force) to write into it"
-    )
-    # force over a bigger earlier dataset: no stale identity folder survives, other files do.
-    write_sysu(out, ids=12, seed=0, image_size=SMALL, force=True)
-    write_sysu(out, ids=5, seed=0, image_size=SMALL, force=True)
-    fresh = files_of(write_sysu(tmp_path / "fresh", ids=5, seed=0, image_size=SMALL))
-    assert files_of(out) == {**fresh, "notes.txt": b"mine"}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
-
-
-def test_empty_existing_folder_is_used(tmp_path):
-    out = tmp_path / "empty"
-    out.mkdir()
-    assert write_regdb(out, ids=4, image_size=SMALL) == out
-    assert (out / "idx" / "test_thermal_10.txt").is_file()
-
-
-def test_out_is_a_file(tmp_path):
-    out = tmp_path / "f"
-    out.write_text("x")
-    with pytest.raises(VireidError) as info:
-        write_regdb(out, ids=4, image_size=SMALL)
-    assert str(info.value) == f"{out}: is a file, expected a folder to write the dataset into"
-
-
-def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
-    calls = []
-
-    def failing(img, fmt):
-        calls.append(1)
-        if len(calls) > 5:
-            raise OSError("disk full")
-        return b"x"
-
-    monkeypatch.setattr(synthvi, "_encode", failing)
-    with pytest.raises(OSError, match="disk full"):
-        write_sysu(tmp_path / "d", ids=5, image_size=SMALL)
-    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,122 +333,9 @@ def test_bad_image_size(tmp_path, size):
     )
 
 
-def test_regdb_split_bad_trial():
-    with pytest.raises(VireidError) as info:
-        regdb_split(10, 0, 11)
-    assert str(info.value) == "trial: expected an integer from 1 to 10, got 11"
-
-
-@given(h=st.integers(16, 40), w=st.integers(8, 24), seed=st.integers(0, 2**20))
-def test_any_valid_size_renders(h, w, seed):
-    ident = synthvi._identities([1, 2], seed)
-    rows = np.array([0, 1, 1])
-    for infrared in (False, True):
-        cam = synthvi._camera(seed, 1, infrared=infrared)
-        poses = synthvi._poses(np.random.default_rng(seed), 3)
-        imgs = synthvi._render(ident, rows, cam, poses, (h, w))
-        assert imgs.shape == (3, h, w, 3) and imgs.dtype == np.uint8
-        assert (imgs == imgs[..., :1]).all() == infrared
-
-
 # ---------------------------------------------------------------------------------------------
 # the rendering formula: a plain float64 per-pixel oracle written from the spec
 # ---------------------------------------------------------------------------------------------
-
-
-def clip01(z: float) -> float:
-    return min(1.0, max(0.0, z))
-
-
-def oracle_image(ident, r: int, cam, poses, b: int, h: int, w: int) -> np.ndarray:
-    """Image ``b`` of identity row ``r`` by the formulas of spec/data/synthvi.md, pixel by pixel."""
-    bounds = [float(v) for v in ident.bounds[r]]
-    big_b = float(poses.scale[b]) * h
-    a = float(ident.aspect[r])
-    top = (0.5 + float(poses.dy[b])) * h - big_b / 2
-    centre = (0.5 + float(poses.dx[b])) * w
-    noise = np.random.default_rng(int(poses.noise_seed[b])).standard_normal((h, w))
-    pre = np.zeros((h, w, 3))
-    for i in range(h):
-        for j in range(w):
-            y, x = i + 0.5, j + 0.5
-            u = (y - top) / big_b
-            v = (x - centre) / (a * big_b)
-            p = sum(u >= bounds[k] for k in (1, 2, 3))
-            ut = clip01((u - bounds[p]) / (bounds[p + 1] - bounds[p]))
-            half = float(ident.halfwidth[r, p])
-            if p == 0:
-                half = half * math.sqrt(max(0.0, 1 - (2 * ut - 1) ** 2)) + 0.02
-            alpha = clip01((half - abs(v)) * a * big_b + 0.5)
-            alpha *= clip01(u * big_b + 0.5) * clip01((1 - u) * big_b + 0.5)
-            if p == 2 and ut > 0.12:
-                alpha *= clip01((abs(v) - float(ident.gap[r])) * a * big_b + 0.5)
-            f = float(ident.freq[r, p])
-            phi, psi = (float(z) for z in ident.phase[r, p])
-            sq_h = math.tanh(4 * math.sin(2 * math.pi * f * ut + phi))
-            sq_v = math.tanh(4 * math.sin(2 * math.pi * f * v + psi))
-            kind = int(ident.kind[r, p])
-            tt = [0.0, sq_h, sq_v, sq_h * sq_v][kind]
-            t = (1 + tt) / 2
-            col = [(1 - t) * ident.base[r, p, c] + t * ident.second[r, p, c] for c in range(3)]
-            wave = sum(
-                poses.bg_amp[b, m]
-                * math.sin(
-                    2 * math.pi * (poses.bg_freq[b, m, 0] * y / h + poses.bg_freq[b, m, 1] * x / w)
-                    + poses.bg_phase[b, m]
-                )
-                for m in range(3)
-            )
-            if cam.infrared:
-                s_in = clip01(sum(cam.weights[c] * col[c] for c in range(3)))
-                resp = (1 - math.cos(math.pi * cam.fold * s_in**cam.gamma)) / 2
-                fg = (
-                    cam.level[0]
-                    + cam.level[1] * resp
-                    + ident.heat[r, p]
-                    + ident.emissivity[r, p] * (t - 0.5)
-                )
-                bg = cam.background[0] + poses.bg_colour[b, 0] / 2 + wave
-                pre[i, j, :] = alpha * fg + (1 - alpha) * bg
-            else:
-                for c in range(3):
-                    fg = clip01(poses.gain[b] * cam.white_balance[c] * col[c])
-                    bg = cam.background[c] + poses.bg_colour[b, c] + wave
-                    pre[i, j, c] = alpha * fg + (1 - alpha) * bg + poses.noise[b] * noise[i, j]
-    if cam.infrared:
-        blurred = np.zeros_like(pre)
-        for i in range(h):
-            for j in range(w):
-                for di in (-1, 0, 1):
-                    for dj in (-1, 0, 1):
-                        ii, jj = min(h - 1, max(0, i + di)), min(w - 1, max(0, j + dj))
-                        blurred[i, j] += pre[ii, jj] / 9
-        pre = blurred + poses.noise[b] * noise[..., None]
-    return np.clip(np.rint(pre * 255), 0, 255)
-
-
-@given(seed=st.integers(0, 2**32 - 1), infrared=st.booleans())
-def test_render_matches_the_per_pixel_oracle(seed, infrared):
-    h, w = 20, 10
-    ident = synthvi._identities([3, 9], seed)
-    cam = synthvi._camera(seed, 2, infrared=infrared)
-    poses = synthvi._poses(np.random.default_rng(seed), 2)
-    got = synthvi._render(ident, np.array([1, 0]), cam, poses, (h, w)).astype(np.float64)
-    for b, r in ((0, 1), (1, 0)):
-        want = oracle_image(ident, r, cam, poses, b, h, w)
-        # same formulas in float64: at most a rounding tie apart
-        assert np.abs(got[b] - want).max() <= 1
-        assert (np.abs(got[b] - want) > 0).mean() < 0.01
-
-
-def test_infrared_response_folds_back():
-    # kappa > 1: the response rises, peaks and falls again, so colour cannot be read back.
-    for cam_id in (3, 6):
-        cam = synthvi._camera(0, cam_id, infrared=True)
-        s_in = np.linspace(0, 1, 201)
-        resp = (1 - np.cos(np.pi * cam.fold * s_in**cam.gamma)) / 2
-        peak = int(resp.argmax())
-        assert 0 < peak < 200 and resp[-1] < resp[peak] - 0.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,20 +375,6 @@ def test_cli_bad_ids_is_an_error_message(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: " + SYSU_IDS.format(2)
 
 
-def test_default_ids(tmp_path, monkeypatch, capsys):
-    assert DEFAULT_IDS == 40
-    monkeypatch.setattr(synthvi, "DEFAULT_IDS", 5)
-    assert synth_command(layout="sysu", out=tmp_path / "d", ids=None, seed=0, force=False) == 0
-    assert ": 5 identities" in capsys.readouterr().out
-
-
-def test_synth_command_unknown_layout(tmp_path):
-    with pytest.raises(VireidError) as info:
-        synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
-    assert str(info.value) == "layout: expected 'sysu' or 'regdb', got 'market'"
-    assert not (tmp_path / "d").exists()
-
-
 def test_byte_identical_across_processes(tmp_path):
     # A fresh interpreter with another hash seed: no dependence on set order or process state.
     out = tmp_path / "sub"
@@ -602,32 +384,15 @@ def test_byte_identical_across_processes(tmp_path):
     assert files_of(out) == files_of(write_regdb(tmp_path / "here", ids=4))
 
 
-def test_out_under_a_file(tmp_path):
-    (tmp_path / "f").write_text("x")
-    out = tmp_path / "f" / "d" / "e"
-    with pytest.raises(VireidError) as info:
-        write_sysu(out, ids=5, image_size=SMALL)
-    assert str(info.value) == (
-        f"{out}: cannot create the dataset folder there: {tmp_path / 'f'} is a file"
-    )
-
-
-def test_identity_appearance_depends_only_on_seed_and_pid():
-    alone = synthvi._identities([7], 4)
-    among = synthvi._identities(range(1, 12), 4)
-    for field in ("bounds", "halfwidth", "base", "second", "kind", "freq", "emissivity"):
-        np.testing.assert_array_equal(getattr(alone, field)[0], getattr(among, field)[6])
-
-
 def test_regdb_pairs_share_poses(tmp_path, monkeypatch):
     seen = []
-    real = synthvi._render
+    real = synthvi_render.render
 
     def spy(ident, rows, cam, poses, size):
         seen.append((cam.infrared, rows.copy(), poses))
         return real(ident, rows, cam, poses, size)
 
-    monkeypatch.setattr(synthvi, "_render", spy)
+    monkeypatch.setattr(synthvi_render, "render", spy)
     write_regdb(tmp_path / "r", ids=4, image_size=SMALL)
     visible = [s for s in seen if not s[0]]
     thermal = [s for s in seen if s[0]]

@@ -188,7 +188,7 @@ def test_regdb_knows_only_cameras_1_and_2():
 def test_unknown_dataset():
     with pytest.raises(VireidError) as info:
         FeatureSet.create(**_sysu_arrays(), dataset="market")
-    assert str(info.value) == "dataset: expected one of 'sysu', 'regdb', got 'market'"
+    assert str(info.value) == "dataset: expected one of 'sysu', 'regdb', 'llcm', got 'market'"
 
 
 def test_missing_key_in_file(tmp_path):

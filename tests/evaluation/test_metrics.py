@@ -222,6 +222,68 @@ def test_matches_oracle_with_sysu_cameras(device, problem, kind):
     assert got.num_valid == v
 
 
+# ---------------------------------------------------------------------------------------------
+# per-query values
+# ---------------------------------------------------------------------------------------------
+
+
+@given(
+    problem=rank_problems(sysu_cameras=False),
+    rule=st.sampled_from(RULES),
+    kind=st.sampled_from(KINDS),
+    max_rank=st.integers(1, 12),
+    chunk_size=st.sampled_from([None, 1, 3]),
+)
+def test_query_values_match_the_oracle_query_by_query(
+    device, problem, rule, kind, max_rank, chunk_size
+):
+    assume(has_valid_query(problem, rule))
+    got = call(
+        device, problem, exclusion=rule, cmc_kind=kind, max_rank=max_rank, chunk_size=chunk_size
+    )
+    q = got.queries
+    assert q is not None and q.num_query == got.num_query == len(problem.q_pids)
+    assert (q.ap.dtype, q.inp.dtype, q.first_hit.dtype) == (np.float64, np.float64, np.int64)
+    assert q.valid.dtype == np.bool_ and q.pids.dtype == np.int64
+    np.testing.assert_array_equal(q.pids, problem.q_pids)
+    g_pids = [int(p) for p in problem.g_pids]
+    g_cams = [int(c) for c in problem.g_camids]
+    for i in range(len(problem.q_pids)):
+        out = oracle_query(
+            problem.distmat[i],
+            int(problem.q_pids[i]),
+            int(problem.q_camids[i]),
+            g_pids,
+            g_cams,
+            rule,
+            kind,
+        )
+        if out is None:
+            assert not q.valid[i] and q.first_hit[i] == 0
+            assert np.isnan(q.ap[i]) and np.isnan(q.inp[i])
+        else:
+            rank, ap, inp = out
+            assert q.valid[i] and q.first_hit[i] == rank  # not clipped at max_rank
+            assert q.ap[i] == pytest.approx(float(ap), rel=0, abs=TOL)
+            assert q.inp[i] == pytest.approx(float(inp), rel=0, abs=TOL)
+
+
+@given(
+    problem=rank_problems(max_query=20), rule=st.sampled_from(RULES), kind=st.sampled_from(KINDS)
+)
+def test_figures_are_exactly_the_means_of_the_query_values(device, problem, rule, kind):
+    assume(has_valid_query(problem, rule))
+    got = call(device, problem, exclusion=rule, cmc_kind=kind, max_rank=8)
+    q = got.queries
+    assert got.mAP == float(np.mean(q.ap[q.valid]))
+    assert got.mINP == float(np.mean(q.inp[q.valid]))
+    assert got.num_valid == int(q.valid.sum())
+    cmc = [float(np.mean(q.first_hit[q.valid] <= r)) for r in range(1, 9)]
+    assert got.cmc.tolist() == cmc
+    with pytest.raises(ValueError):
+        q.ap[0] = 0.5  # read-only: the record cannot drift from its figures
+
+
 @given(
     problem=rank_problems(max_query=20), rule=st.sampled_from(RULES), kind=st.sampled_from(KINDS)
 )

@@ -94,6 +94,7 @@ def test_settings_and_sources():
         "cmc_kind": "standard",
         "max_rank": 20,
         "features": ["a.npz", "b.npz"],
+        "rerank": None,
     }
     assert [t.source for t in scores.trials] == ["a.npz", "b.npz"]
     assert scores.title == "RegDB visible-to-thermal, 2 trials, cosine distance"

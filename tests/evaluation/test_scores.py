@@ -135,3 +135,23 @@ def test_no_trial_is_an_error():
     with pytest.raises(VireidError) as info:
         Scores("sysu", {}, ())
     assert str(info.value) == "trials: expected at least one trial"
+
+
+def test_per_query_values_are_exposed_per_trial():
+    from reference.evaluation.metrics import rank_metrics
+
+    d = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.5, 0.6, 0.7]])
+    runs = [
+        rank_metrics(d, [1, 2, 9], [1, 2, 2], [3, 6, 6], [1, 1, 4], max_rank=3),
+        rank_metrics(d[::-1].copy(), [9, 2, 1], [1, 2, 2], [6, 6, 3], [1, 1, 4], max_rank=3),
+    ]
+    scores = Scores("sysu", {}, tuple(TrialScores(t, m, 3) for t, m in enumerate(runs)))
+    first, second = scores.queries()
+    assert first is scores.trials[0].queries is runs[0].queries
+    assert first.pids.tolist() == [1, 2, 9] and second.pids.tolist() == [9, 2, 1]
+    assert first.valid.tolist() == [True, True, False]
+    # query 0 finds item 0 first, query 1 item 2 (both its identity), query 2 has no match
+    assert first.first_hit.tolist() == [1, 1, 0]
+    assert np.isnan(first.ap[2]) and first.ap[0] == 1.0
+    # hand-built metrics (e.g. from a stored document) carry none
+    assert two_trials().queries() == (None, None)

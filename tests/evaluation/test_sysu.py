@@ -436,6 +436,7 @@ def test_sysu_settings_are_recorded():
         "features": "f.npz",
         "split": None,
         "num_ids": 8,
+        "rerank": None,
     }
     assert [t.trial for t in scores.trials] == [0, 1]
     assert scores.title == (

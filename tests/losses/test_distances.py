@@ -13,6 +13,8 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     COSINE_EPS,
     paired_distances,
+    paired_distances_plain,
+    paired_unchecked,
     pairwise_distances,
     row_difference_distances,
 )
@@ -285,3 +287,19 @@ def test_paired_distances_second_derivatives(device):
     (fast,) = torch.autograd.grad(paired_distances(x, y).sum(), x)
     (graph,) = torch.autograd.grad(paired_distances(x, y).sum(), x, create_graph=True)
     torch.testing.assert_close(fast, graph.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_paired_distances_fast_path_equals_the_plain_formula(device):
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64).to(device)
+    y = torch.randn(6, 3, generator=gen, dtype=torch.float64).to(device)
+    y[2] = x[2]  # a zero distance: both give the 0 subgradient there
+    w = torch.randn(6, generator=gen, dtype=torch.float64).to(device)
+    fast = [t.clone().requires_grad_(True) for t in (x, y)]
+    plain = [t.clone().requires_grad_(True) for t in (x, y)]
+    got, want = paired_unchecked(*fast), paired_distances_plain(*plain)
+    torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-15)

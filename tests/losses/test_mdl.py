@@ -7,20 +7,19 @@ import re
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
+from reference.losses.directional import directional_triplet
 from reference.losses.mdl import (
     ALL_DIRECTIONS,
     BASE_DIRECTIONS,
     CROSS_BASE_DIRECTIONS,
     DEFAULT_DIRECTIONS,
-    directional_triplet,
     mdl_loss,
     mdl_terms,
 )
-from reference.losses.triplet import batch_hard_triplet
 from tests.strategies import feature_batches
 
 SHORT = ("V", "I", "DV", "DI")
@@ -131,34 +130,6 @@ def test_float32_within_tolerance_of_float64_oracle(device, batch):
     assert got.dtype == torch.float32
     scale = 1.0 + float(x.norm(dim=1).max())
     assert float(got) == pytest.approx(oracle_mdl(x, y, m, DEFAULT_DIRECTIONS), abs=1e-5 * scale)
-
-
-def test_directional_triplet_is_one_term(device):
-    gen = torch.Generator().manual_seed(3)
-    y = torch.arange(3).repeat_interleave(2).repeat(4).to(device)
-    m = torch.arange(4).repeat_interleave(6).to(device)
-    x = torch.randn(24, 5, generator=gen, dtype=torch.float64).to(device)
-    for a, b in (*ALL_DIRECTIONS, (0, 0), (3, 3)):
-        got = directional_triplet(x, y, m, (a, b))
-        assert float(got) == pytest.approx(oracle_direction(x, y, m, a, b), rel=1e-12)
-
-
-@given(
-    feature_batches(modalities=FOUR),
-    st.sampled_from((*ALL_DIRECTIONS, (0, 0), (1, 1), (2, 2), (3, 3))),
-    st.sampled_from(["euclidean", "cosine"]),
-    st.booleans(),
-)
-def test_same_value_as_batch_hard_triplet_with_masks(device, batch, direction, metric, soft):
-    """T(A->B) is the shared batch-hard triplet restricted by anchor and candidate masks."""
-    a, b = direction
-    assume(a != b or batch.k > 1)  # else no positive: one raises, the other returns 0
-    x, y, m = _on(batch, device)
-    got = directional_triplet(x, y, m, direction, metric=metric, soft_margin=soft)
-    want = batch_hard_triplet(
-        x, y, metric=metric, soft_margin=soft, anchors=m == a, candidates=m == b
-    )
-    assert float(got) == pytest.approx(float(want), rel=1e-12, abs=1e-12)
 
 
 # --- properties ----------------------------------------------------------------------------------

@@ -176,3 +176,16 @@ def test_pretrained_path_is_loaded(tmp_path):
     with pytest.raises(VireidError) as info:
         build_model(dataclasses.replace(config, pretrained=tmp_path / "none.pth"))
     assert str(info.value) == f"{tmp_path / 'none.pth'}: pretrained weights file not found"
+
+
+def test_loads_and_dumps_through_the_generic_config_loader():
+    from reference.config import from_mapping, to_dict
+
+    for kind in KIND_DEFAULTS:
+        config = ModelConfig(kind=kind, num_classes=7, pretrained="w.pth")
+        data = to_dict(config)
+        assert data["pretrained"] == "w.pth" and data["kind"] == kind
+        assert from_mapping(ModelConfig, data) == config == ModelConfig.from_dict(data)
+    with pytest.raises(VireidError) as info:
+        ModelConfig.from_dict({"kind": "method_a", "num_classes": 3, "gem_p": 0.5})
+    assert str(info.value) == "model.gem_p: expected a finite number >= 1, got 0.5"

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
+from reference.models import heads
 from reference.models.heads import MultiGranularityHead
 
 BN_EPS = 1e-5  # torch's BatchNorm default, which the spec keeps
@@ -483,3 +484,21 @@ def test_second_derivatives(device, bn_neck):
         return torch.cat([*out.features.values(), *out.logits.values()], dim=1)
 
     assert torch.autograd.gradgradcheck(run, (x, *params))
+
+
+def test_stripe_linear_fast_path_equals_the_plain_grouped_convolution(device):
+    gen = torch.Generator().manual_seed(7)
+    n, c, d = 3, 4, 2
+    x = torch.randn(5, n, c, generator=gen, dtype=torch.float64).to(device)
+    weight = torch.randn(n * d, c, 1, 1, generator=gen, dtype=torch.float64).to(device)
+    bias = torch.randn(n * d, generator=gen, dtype=torch.float64).to(device)
+    g = torch.randn(5, n, d, generator=gen, dtype=torch.float64).to(device)
+    fast = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+    plain = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+    got = heads._StripeLinearFastBackward.apply(*fast)
+    want = heads.stripe_linear_plain(*plain)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
+from reference.models import pooling
 from reference.models.pooling import gem, gem_stripes, gem_stripes_many
 
 
@@ -217,3 +218,18 @@ def test_second_derivatives(device, p):
     x[..., 1] *= -1
     x = x.to(device).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda t: gem_stripes(t, 2, p), (x,))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_band_power_mean_fast_path_equals_the_plain_formula(device, p):
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 6, 2, generator=gen, dtype=torch.float64).to(device)
+    x[0, 0, :2] = 0.0
+    w = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64).to(device)
+    fast, plain = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = pooling._BandPowerMeanFastBackward.apply(fast, 3, p)
+    want = pooling.band_power_mean_plain(plain, 3, p)
+    torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(fast.grad, plain.grad, rtol=1e-12, atol=1e-14)

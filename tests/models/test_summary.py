@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +10,7 @@ from torchvision.models import resnet50
 
 from reference.errors import VireidError
 from reference.models.build import ModelConfig, build_model
-from reference.models.summary import parse_size, summarize, summary_command
+from reference.models.summary import parse_size, summarize
 
 
 def _conv(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -69,58 +67,11 @@ def test_summary_leaves_the_model_as_it_was(device):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
-def test_pretrained_count_is_torchvision_keys_plus_the_second_streams_copies(tmp_path, capsys):
-    state = resnet50().state_dict()
-    torch.save(state, tmp_path / "w.pth")
-    keys = [k for k in state if not k.startswith("fc.")]
-    specific = [k for k in keys if k.split(".")[0] in ("conv1", "bn1", "layer1")]
-    status = summary_command(
-        config_file=None,
-        overrides={"kind": "baseline", "num_classes": 3},
-        pretrained=tmp_path / "w.pth",
-        size="64x32",
-    )
-    assert status == 0
-    line = capsys.readouterr().out.splitlines()[1]
-    assert f": {len(keys) + len(specific)} tensors copied" in line
-    assert (len(keys), len(specific)) == (318, 66)
-
-
-def test_flags_override_the_config_file(tmp_path, capsys):
-    path = tmp_path / "m.json"
-    path.write_text(json.dumps({"kind": "method_a", "num_classes": 7, "last_stride": 2}))
-    summary_command(
-        config_file=path, overrides={"last_stride": 1, "kind": None}, pretrained=None, size="96x48"
-    )
-    first = capsys.readouterr().out.splitlines()[0]
-    assert first == "model       method_a, 7 classes, share_from=2, last_stride=1, input 96x48"
-
-
 @pytest.mark.parametrize("text", ["288", "0x144", "288x0", "288X144", "x144", "-288x144", " 1x1"])
 def test_bad_sizes_are_named(text):
     with pytest.raises(VireidError) as info:
         parse_size(text)
     assert str(info.value) == (f"size: expected HEIGHTxWIDTH in pixels, e.g. 288x144, got {text!r}")
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("{not json", "cannot read a JSON config (Expecting property name"),
-        ("[1, 2]", "expected a JSON object of model fields"),
-        ('{"kind": "baseline", "num_classes": 3, "stripes": 6}', "model: unknown field(s)"),
-        ('{"kind": "baseline"}', "model: missing field(s) ['num_classes']"),
-    ],
-)
-def test_bad_config_files_are_named(tmp_path, content, message):
-    path = tmp_path / "m.json"
-    path.write_text(content)
-    with pytest.raises(VireidError) as info:
-        summary_command(config_file=path, overrides={}, pretrained=None, size="96x48")
-    text = str(info.value)
-    assert message in text
-    if not text.startswith("model:"):
-        assert text.startswith(f"{path}: ")
 
 
 def test_summarize_needs_a_built_network():

@@ -8,7 +8,7 @@ import pytest
 
 from reference.config import config_diff
 from reference.errors import VireidError
-from reference.losses.loss_spec import preset
+from reference.losses.presets import preset
 from reference.training.config import (
     PRESET_DIR,
     PRESETS,
@@ -83,7 +83,7 @@ def test_overrides_and_diff():
         ("baseline-sysu", ["optim.momentum=1.5"], "optim.momentum: expected a number in [0, 1)"),
         ("baseline-sysu", ["pipeline.transform.pad=-1"], "pipeline.transform.pad: expected"),
         ("baseline-sysu", ["losses.entries=[]"], "losses.entries: a loss spec needs at least"),
-        ("baseline-sysu", ["epochs"], "override 'epochs': expected KEY=VALUE"),
+        ("baseline-sysu", ["epochs"], "--set 'epochs': expected FIELD=VALUE"),
     ],
 )
 def test_bad_presets_and_overrides(name, overrides, message):

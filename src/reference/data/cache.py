@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from reference.checks import check_integer, is_integer
 from reference.data.records import ImageRecords
 from reference.errors import VireidError
 from reference.fileio import atomic_open
@@ -73,7 +74,7 @@ def check_size(size: object) -> tuple[int, int]:
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        or not all(is_integer(v, numpy=False) and v > 0 for v in size)
     ):
         raise VireidError(f"size: expected (height, width) positive integers, got {size!r}")
     return int(size[0]), int(size[1])
@@ -255,8 +256,7 @@ def load_decoded(
         raise VireidError(
             f"fingerprint_mode: expected 'stat' or 'content', got {fingerprint_mode!r}"
         )
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise VireidError(f"workers: expected an integer >= 0, got {workers!r}")
+    check_integer(workers, "workers", low=0, numpy=False)
     if not isinstance(records, ImageRecords):
         raise VireidError(f"records: expected ImageRecords, got {type(records)!r}")
     if cache_dir is None:

@@ -1,4 +1,4 @@
-"""``vireid data check ROOT --dataset sysu|regdb``: counts next to the published ones, and problems.
+"""``vireid data check ROOT --dataset sysu|regdb|llcm``: counts beside the published ones, problems.
 
 Spec: ``spec/data/check.md``. The check runs the readers' validation in collecting mode (every
 problem, not only the first), decodes every image file of the dataset to find unreadable or
@@ -10,30 +10,41 @@ error (``VireidError``, status 2 from the command line).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reference.data import llcm as _llcm
 from reference.data import regdb as _regdb
 from reference.data import sysu as _sysu
 from reference.data.cache import decode_image
 from reference.data.records import Problems
+from reference.datasets import (
+    LLCM_IMAGES,
+    LLCM_TEST_IDS,
+    LLCM_TRAIN_IDS,
+    REGDB_IDS,
+    REGDB_IDS_PER_SPLIT,
+    REGDB_IMAGES_PER_ID,
+    SYSU_IDS,
+    SYSU_IMAGES,
+)
 from reference.errors import VireidError
 
 # Published figures [protocol] (../shared/papers.md).
 SYSU_PUBLISHED = {
-    "ids train": 296,
-    "ids val": 99,
-    "ids test": 96,
-    "ids available": 491,
-    "images visible": 30071,
-    "images infrared": 15792,
+    **{f"ids {split}": n for split, n in SYSU_IDS.items()},
+    **{f"images {modality}": n for modality, n in SYSU_IMAGES.items()},
 }
-REGDB_PUBLISHED = {"ids": 412, "ids per split": 206, "images per id per modality": 10}
-REGDB_IMAGES_PER_SPLIT = 2060  # per modality per split per trial
+REGDB_PUBLISHED = {
+    "ids": REGDB_IDS,
+    "ids per split": REGDB_IDS_PER_SPLIT,
+    "images per id per modality": REGDB_IMAGES_PER_ID,
+}
+REGDB_IMAGES_PER_SPLIT = REGDB_IDS_PER_SPLIT * REGDB_IMAGES_PER_ID  # per modality, split, trial
+LLCM_PUBLISHED = {"ids train": LLCM_TRAIN_IDS, "ids test": LLCM_TEST_IDS, "images": LLCM_IMAGES}
 
 
 @dataclass
@@ -175,12 +186,30 @@ def check_regdb(root: str | Path, *, workers: int = 0, progress: bool = False) -
     return report
 
 
-def check_command(*, root: Path, dataset: str) -> int:
-    """Print the report of ``check_sysu``/``check_regdb``; return 0 if no problem, else 1."""
-    checks = {"sysu": check_sysu, "regdb": check_regdb}
-    if dataset not in checks:
-        raise VireidError(f"dataset: expected 'sysu' or 'regdb', got {dataset!r}")
-    workers = min(4, os.cpu_count() or 1)
-    report = checks[dataset](root, workers=workers, progress=True)
-    print(report.format())
-    return 0 if report.ok else 1
+def check_llcm(root: str | Path, *, workers: int = 0, progress: bool = False) -> CheckReport:
+    """Validate an LLCM folder (training lists, test folders, test ids), decode, count."""
+    problems = Problems(collect=True)
+    root = _llcm.check_root(root)
+    test = _llcm.scan_llcm_test(root, problems)
+    train = {m: _llcm.read_train_list(root, m, problems) for m in _llcm.TRAIN_LISTS}
+    _llcm.check_train(train, root, problems)
+    report = CheckReport("LLCM", root)
+    train_ids = {e[1] for rows in train.values() for e in rows}
+    report.counts.append(("ids train", len(train_ids), LLCM_PUBLISHED["ids train"]))
+    report.counts.append(("ids test", len(test.test_ids), LLCM_PUBLISHED["ids test"]))
+    images: list[Path] = []
+    for modality, (name, cameras) in _llcm.TEST_FOLDERS.items():
+        rows = train[modality]
+        report.counts.append((f"images train {name[5:]}", len(rows), None))
+        images.extend(root / rel for rel, _, _ in rows)
+        for cam in cameras:
+            n = 0
+            for (m, c, pid), names in sorted(test.files.items()):
+                if (m, c) == (int(modality), cam):
+                    n += len(names)
+                    images.extend(_llcm.folder_path(root, m, c, pid) / f for f in names)
+            report.counts.append((f"images {name}/cam{cam}", n, None))
+    report.counts.append(("images", len(images), LLCM_PUBLISHED["images"]))
+    _decode_all(images, problems, workers=workers, progress=progress)
+    report.problems = problems.items
+    return report

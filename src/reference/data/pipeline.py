@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reference.checks import check_bool
 from reference.data.batch import Batch
 from reference.data.derivatives import DerivativeConfig, four_modality
 from reference.data.records import ImageRecords
@@ -56,8 +57,7 @@ class PipelineConfig:
             raise VireidError(f"transform: expected a TransformConfig, got {self.transform!r}")
         if not isinstance(self.derivatives, DerivativeConfig):
             raise VireidError(f"derivatives: expected a DerivativeConfig, got {self.derivatives!r}")
-        if not isinstance(self.four_modality, bool):
-            raise VireidError(f"four_modality: expected True or False, got {self.four_modality!r}")
+        check_bool(self.four_modality, "four_modality")
 
 
 def _transform_seed(seed: int, epoch: int, rank: int) -> int:

@@ -15,11 +15,13 @@ from typing import Literal
 
 import numpy as np
 
+from reference.checks import check_integer
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
+from reference.datasets import REGDB_TRIALS
 from reference.errors import VireidError
 
-TRIALS = tuple(range(1, 11))
+TRIALS = tuple(range(1, REGDB_TRIALS + 1))
 SPLITS = ("train", "test")
 # split-file word -> (folder, modality, camera id)
 MODALITIES: dict[str, tuple[str, Modality, int]] = {
@@ -35,9 +37,7 @@ def split_file(root: Path, split: str, modality: str, trial: int) -> Path:
 
 
 def check_trial(trial: object) -> int:
-    if isinstance(trial, bool) or not isinstance(trial, (int, np.integer)) or trial not in TRIALS:
-        raise VireidError(f"trial: expected an integer 1..10, got {trial!r}")
-    return int(trial)
+    return check_integer(trial, "trial", low=1, high=REGDB_TRIALS, expected="an integer 1..10")
 
 
 def check_layout(root: str | Path, problems: Problems) -> Path:

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from reference.checks import check_choice, check_integer
 from reference.data.modality import Modality
 from reference.errors import VireidError
 
@@ -41,8 +42,7 @@ def _as_int_array(values: object, field: str) -> np.ndarray:
 
 
 def _check_count(value: object, field: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise VireidError(f"{field}: expected an integer, got {value!r}")
+    check_integer(value, field)
     if value < 1:
         raise VireidError(f"{field}: expected at least 1 {what}, got {value}")
     return int(value)
@@ -55,8 +55,7 @@ def _distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int
     if rank is None:
         rank = torch.distributed.get_rank() if initialised else 0
     world_size = _check_count(world_size, "world_size", "process")
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
-        raise VireidError(f"rank: expected an integer, got {rank!r}")
+    check_integer(rank, "rank")
     if not 0 <= rank < world_size:
         raise VireidError(f"rank: expected 0 <= rank < world_size={world_size}, got {rank}")
     return int(rank), world_size
@@ -112,11 +111,8 @@ class CrossModalitySampler(torch.utils.data.Sampler[list[int]]):
             )
         self.p = _check_count(p, "p", "identity per batch")
         self.k = _check_count(k, "k", "image per identity and modality")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise VireidError(f"seed: expected a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
-        if identities not in ("random", "cycle"):
-            raise VireidError(f"identities: expected 'random' or 'cycle', got {identities!r}")
+        self.seed = check_integer(seed, "seed", low=0, expected="a non-negative integer")
+        check_choice(identities, "identities", ("random", "cycle"), expected="'random' or 'cycle'")
         self.identities: IdentityOrder = identities
         self.replacement = bool(replacement)
         self.rank, self.world_size = _distributed_defaults(rank, world_size)
@@ -173,9 +169,7 @@ class CrossModalitySampler(torch.utils.data.Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draw the next iteration yields (same call on every rank)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise VireidError(f"epoch: expected a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_integer(epoch, "epoch", low=0, expected="a non-negative integer")
 
     def __iter__(self) -> Iterator[list[int]]:
         rows = self.epoch_batches(self.epoch)[self.rank :: self.world_size]

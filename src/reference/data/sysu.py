@@ -20,18 +20,14 @@ import numpy as np
 
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
+from reference.datasets import SYSU_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 
 CAMERA_MODALITY: dict[int, Modality] = {
-    1: Modality.VISIBLE,
-    2: Modality.VISIBLE,
-    3: Modality.INFRARED,
-    4: Modality.VISIBLE,
-    5: Modality.VISIBLE,
-    6: Modality.INFRARED,
+    cam: Modality.INFRARED if cam in SYSU_IR_CAMERAS else Modality.VISIBLE for cam in SYSU_CAMERAS
 }
-RGB_CAMERAS = (1, 2, 4, 5)
-IR_CAMERAS = (3, 6)
+RGB_CAMERAS = SYSU_RGB_CAMERAS
+IR_CAMERAS = SYSU_IR_CAMERAS
 SPLITS = ("train", "val", "test")
 SPLIT_FILES = {name: f"exp/{name}_id.txt" for name in (*SPLITS, "available")}
 IMAGE_SUFFIX = ".jpg"

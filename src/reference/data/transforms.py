@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from reference.checks import check_bool, check_integer, check_probability, is_real
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
 
@@ -64,37 +65,29 @@ class TransformConfig:
             what = "(H, W)" if name == "size" else "(min, max)" if n == 2 else "(R, G, B)"
             if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
                 raise VireidError(f"{name}: expected {n} values {what}, got {value!r}")
-            if not all(_is_real(v) for v in value):
+            if not all(is_real(v) for v in value):
                 raise VireidError(f"{name}: expected {n} numbers {what}, got {value!r}")
             object.__setattr__(self, name, tuple(value))
         if not all(isinstance(v, int) and v > 0 for v in self.size):
             raise VireidError(f"size: expected two positive integers (H, W), got {self.size!r}")
-        if not isinstance(self.pad, int) or isinstance(self.pad, bool) or self.pad < 0:
-            raise VireidError(f"pad: expected a non-negative integer, got {self.pad!r}")
+        check_integer(self.pad, "pad", low=0, expected="a non-negative integer", numpy=False)
         for name in ("flip_p", "erase_p", "channel_gray_p"):
-            value = getattr(self, name)
-            if not _is_real(value) or not 0.0 <= value <= 1.0:
-                raise VireidError(f"{name}: expected a probability in [0, 1], got {value!r}")
+            check_probability(getattr(self, name), name)
         lo, hi = self.erase_area
         if not 0.0 < lo <= hi < 1.0:
             raise VireidError(
                 f"erase_area: expected 0 < min <= max < 1 (fractions of the image), "
                 f"got {self.erase_area!r}"
             )
-        if not _is_real(self.erase_aspect) or not 0.0 < self.erase_aspect <= 1.0:
+        if not is_real(self.erase_aspect) or not 0.0 < self.erase_aspect <= 1.0:
             raise VireidError(
                 f"erase_aspect: expected a ratio in (0, 1], got {self.erase_aspect!r}"
             )
-        if not isinstance(self.channel_aug, bool):
-            raise VireidError(f"channel_aug: expected True or False, got {self.channel_aug!r}")
+        check_bool(self.channel_aug, "channel_aug")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std, *self.erase_value)):
             raise VireidError("mean, std, erase_value: expected finite numbers")
         if not all(s > 0 for s in self.std):
             raise VireidError(f"std: expected positive values, got {self.std!r}")
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_uint8_images(images: object, field: str = "images") -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""The ``vireid evaluate sysu`` and ``vireid evaluate regdb`` commands.
+"""The ``vireid evaluate sysu``, ``vireid evaluate regdb`` and ``vireid evaluate llcm`` commands.
 
-Spec: ``spec/evaluation/sysu.md``, ``spec/evaluation/regdb.md`` (sections "Command line") and
+Spec: ``spec/evaluation/sysu.md``, ``spec/evaluation/regdb.md``, ``spec/evaluation/llcm.md``
+(sections "Command line"), ``spec/evaluation/rerank.md`` (``--rerank``) and
 ``spec/evaluation/scores.md`` (the table and the JSON document).
 
 Each command loads (or, with ``--example``, generates) the features, runs the protocol, prints the
@@ -16,7 +17,9 @@ from pathlib import Path
 from reference.errors import VireidError
 from reference.evaluation import example as examples
 from reference.evaluation.features import load_features
+from reference.evaluation.llcm import evaluate_llcm as run_llcm
 from reference.evaluation.regdb import evaluate_regdb as run_regdb
+from reference.evaluation.rerank import RerankSettings
 from reference.evaluation.sysu import evaluate_sysu as run_sysu
 from reference.evaluation.sysu import load_official_split
 from reference.fileio import check_writable
@@ -24,6 +27,25 @@ from reference.fileio import check_writable
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def rerank_settings(
+    method: str | None, k1: int | None, k2: int | None, lambda_: float | None
+) -> RerankSettings | None:
+    """``--rerank METHOD [--k1 --k2 --lambda]``; the three numbers need ``--rerank``."""
+    given = {"--k1": k1, "--k2": k2, "--lambda": lambda_}
+    if method is None:
+        stray = [name for name, value in given.items() if value is not None]
+        if stray:
+            raise VireidError(f"{stray[0]}: only used with --rerank k-reciprocal")
+        return None
+    defaults = RerankSettings()
+    return RerankSettings(
+        method=method,
+        k1=defaults.k1 if k1 is None else k1,
+        k2=defaults.k2 if k2 is None else k2,
+        lambda_=defaults.lambda_ if lambda_ is None else lambda_,
+    )
 
 
 def _finish(scores, json_out: Path | None, force: bool) -> int:
@@ -46,6 +68,7 @@ def evaluate_sysu(
     metric: str,
     json_out: Path | None,
     force: bool,
+    rerank: RerankSettings | None = None,
 ) -> int:
     """Score a SYSU-MM01 features file (or the generated example) and print the table."""
     if json_out is not None:
@@ -83,6 +106,7 @@ def evaluate_sysu(
         split=official,
         trials=trials,
         metric=metric,
+        rerank=rerank,
         source=source,
         progress=_progress,
     )
@@ -97,6 +121,7 @@ def evaluate_regdb(
     metric: str,
     json_out: Path | None,
     force: bool,
+    rerank: RerankSettings | None = None,
 ) -> int:
     """Score one RegDB features file per trial (or the generated example) and print the table."""
     if json_out is not None:
@@ -114,6 +139,49 @@ def evaluate_regdb(
         sets = [load_features(path, "regdb") for path in features]
         sources = [str(path) for path in features]
     scores = run_regdb(
-        sets, direction=direction, metric=metric, sources=sources, progress=_progress
+        sets,
+        direction=direction,
+        metric=metric,
+        rerank=rerank,
+        sources=sources,
+        progress=_progress,
+    )
+    return _finish(scores, json_out, force)
+
+
+def evaluate_llcm(
+    *,
+    features: Path | None,
+    example: bool,
+    direction: str,
+    trials: int,
+    metric: str,
+    json_out: Path | None,
+    force: bool,
+    rerank: RerankSettings | None = None,
+) -> int:
+    """Score an LLCM features file (or the generated example) and print the table."""
+    if json_out is not None:
+        check_writable(json_out, overwrite=force)
+    if example:
+        fs = examples.llcm_example()
+        source = "example"
+        print(
+            f"features: generated LLCM-shaped example ({len(set(fs.pids.tolist()))} identities, "
+            f"{len(fs)} images, d={fs.dim}; synthetic, not a model's features)"
+        )
+    else:
+        if features is None:
+            raise VireidError("--features: expected a features file (or --example)")
+        fs = load_features(features, "llcm")
+        source = str(features)
+    scores = run_llcm(
+        fs,
+        direction=direction,
+        trials=trials,
+        metric=metric,
+        rerank=rerank,
+        source=source,
+        progress=_progress,
     )
     return _finish(scores, json_out, force)

@@ -14,24 +14,19 @@ accumulate their own sums in float64 whatever this dtype is.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 
+from reference.checks import METRICS, Metric, check_known
 from reference.errors import VireidError
 
-Metric = Literal["euclidean", "cosine"]
-METRICS: tuple[str, ...] = ("euclidean", "cosine")
+__all__ = ["METRICS", "Metric", "as_feature_tensor", "check_metric", "pairwise_distance"]
 
 
 def check_metric(metric: object) -> None:
-    """Raise :class:`VireidError` unless ``metric`` is one of :data:`METRICS`."""
-    if metric not in METRICS:
-        raise VireidError(
-            f"metric: unknown metric {metric!r}; expected one of "
-            + ", ".join(repr(m) for m in METRICS)
-        )
+    """Raise :class:`VireidError` unless ``metric`` is one of :data:`METRICS` (the evaluation's
+    wording, ``metric: unknown metric 'x'; expected one of ...``)."""
+    check_known(metric, "metric", METRICS, "metric")
 
 
 def as_feature_tensor(

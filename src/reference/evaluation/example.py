@@ -1,6 +1,7 @@
-"""Synthetic, seeded features files shaped like SYSU-MM01 and RegDB test sets.
+"""Synthetic, seeded features files shaped like SYSU-MM01, RegDB and LLCM test sets.
 
-Spec: ``spec/evaluation/sysu.md`` and ``spec/evaluation/regdb.md`` (sections "Example").
+Spec: ``spec/evaluation/sysu.md``, ``spec/evaluation/regdb.md`` and ``spec/evaluation/llcm.md``
+(sections "Example").
 
 Each identity ``p`` has a centre ``c_p ~ N(0, I_d)``; an image of camera ``k`` gets
 ``x = c_p + g_k + s * e``, ``e ~ N(0, I_d)``, where ``g_k`` is a per-camera offset (larger between
@@ -19,11 +20,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from reference.datasets import (
+    LLCM_INFRARED_CAMERAS,
+    LLCM_TEST_IDS,
+    LLCM_VISIBLE_CAMERAS,
+    REGDB_IDS_PER_SPLIT,
+    REGDB_IMAGES_PER_ID,
+    SYSU_IDS,
+)
 from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.sysu import ALL_CAMERAS, IR_CAMERAS, OfficialSplit
 
-SYSU_TEST_IDS = 96
+SYSU_TEST_IDS = SYSU_IDS["test"]
 #: per camera: (probability that an identity has a folder there, smallest, largest size)
 SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     1: (0.58, 10, 40),
@@ -33,8 +42,13 @@ SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
     5: (0.99, 19, 21),
     6: (1.00, 20, 20),
 }
-REGDB_TEST_IDS = 206
-REGDB_IMAGES = 10  # per identity and modality
+REGDB_TEST_IDS = REGDB_IDS_PER_SPLIT
+REGDB_IMAGES = REGDB_IMAGES_PER_ID  # per identity and modality
+#: per modality: (cameras, probability that an identity has a folder there, smallest, largest)
+LLCM_FOLDERS: dict[int, tuple[tuple[int, ...], float, int, int]] = {
+    0: (LLCM_VISIBLE_CAMERAS, 0.6, 1, 8),
+    1: (LLCM_INFRARED_CAMERAS, 0.6, 1, 8),
+}
 
 
 def _features(
@@ -126,3 +140,36 @@ def regdb_example(
         feats = _features(rng, pids, camids, dim=dim, noise=noise, gap=gap)
         out.append(FeatureSet.create(feats, pids, camids, dataset="regdb", source="example"))
     return out
+
+
+def llcm_example(
+    seed: int = 0,
+    *,
+    n_ids: int = LLCM_TEST_IDS,
+    dim: int = 64,
+    noise: float = 1.3,
+    gap: float = 0.6,
+) -> FeatureSet:
+    """An LLCM-shaped features file: ``n_ids`` identities, folders per (modality, camera).
+
+    Every identity has at least one folder in each modality; the other folders exist with the
+    probability of ``LLCM_FOLDERS`` (about 9,000 visible and 8,400 infrared images for 351
+    identities: this project's assumption, the shape of the set, not its published counts).
+    """
+    rng = np.random.default_rng([seed, 3])
+    mods, cams, pids, frames = [], [], [], []
+    for pid in range(1, n_ids + 1):
+        for modality, (cameras, prob, low, high) in LLCM_FOLDERS.items():
+            present = rng.random(len(cameras)) < prob
+            present[rng.integers(len(cameras))] = True
+            for cam in np.asarray(cameras)[present].tolist():
+                n = int(rng.integers(low, high + 1))
+                mods.append(np.full(n, modality))
+                cams.append(np.full(n, cam))
+                pids.append(np.full(n, pid))
+                frames.append(np.arange(n))
+    m, c, p, f = (np.concatenate(a).astype(np.int64) for a in (mods, cams, pids, frames))
+    # a camera's offset is shared by both modalities; the modality gap comes on top
+    feats = _features(rng, p, c, dim=dim, noise=noise, gap=gap)
+    feats[m == 1] += (gap * rng.standard_normal(dim)).astype(np.float32)
+    return FeatureSet.create(feats, p, c, f, dataset="llcm", modalities=m, source="example")

@@ -7,9 +7,11 @@ A features file is an uncompressed or compressed NumPy ``.npz`` archive with, fo
 - ``features``: float (n, d), finite;
 - ``pids``: integer (n,), identity labels, >= 0;
 - ``camids``: integer (n,): 1..6 for SYSU-MM01 (RGB 1, 2, 4, 5; IR 3, 6), 1 = visible and
-  2 = thermal for RegDB;
-- ``frames``: integer (n,), >= 0: for SYSU-MM01 (required) the 0-based position of the image in the
-  sorted file list of its ``cam<c>/<pid:04d>`` folder; optional for RegDB.
+  2 = thermal for RegDB, 1..9 for LLCM;
+- ``frames``: integer (n,), >= 0: for SYSU-MM01 and LLCM (required) the 0-based position of the
+  image in the sorted file list of its folder; optional for RegDB;
+- ``modalities``: integer (n,), 0 = visible, 1 = infrared: required for LLCM (its cameras carry
+  both modalities); optional for SYSU-MM01 and RegDB, where it must agree with the camera.
 
 Every violation raises :class:`VireidError` naming the file (or ``source``) and the field.
 """
@@ -25,16 +27,36 @@ from typing import Literal
 
 import numpy as np
 
+from reference.checks import check_choice
+from reference.datasets import (
+    LLCM_VISIBLE_CAMERAS,
+    REGDB_CAMERAS,
+    SYSU_CAMERAS,
+    SYSU_IR_CAMERAS,
+)
 from reference.errors import VireidError
 from reference.fileio import atomic_write_bytes
 
-Dataset = Literal["sysu", "regdb"]
+Dataset = Literal["sysu", "regdb", "llcm"]
 
 DATASET_CAMERAS: dict[str, tuple[int, ...]] = {
-    "sysu": (1, 2, 3, 4, 5, 6),
-    "regdb": (1, 2),
+    "sysu": SYSU_CAMERAS,
+    "regdb": REGDB_CAMERAS,
+    "llcm": LLCM_VISIBLE_CAMERAS,  # 1..9 (the infrared folders have no camera 3)
 }
+#: the modality a camera implies (0 visible, 1 infrared); LLCM cameras imply none
+CAMERA_MODALITY: dict[str, dict[int, int]] = {
+    "sysu": {c: int(c in SYSU_IR_CAMERAS) for c in SYSU_CAMERAS},
+    "regdb": {1: 0, 2: 1},
+}
+MODALITIES = (0, 1)
 REQUIRED_KEYS = ("features", "pids", "camids")
+#: keys each dataset needs beyond REQUIRED_KEYS
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "sysu": ("frames",),
+    "regdb": (),
+    "llcm": ("frames", "modalities"),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +72,7 @@ class FeatureSet:
     camids: np.ndarray  # (n,) int64
     frames: np.ndarray | None  # (n,) int64, or None (RegDB only)
     dataset: Dataset
+    modalities: np.ndarray | None = None  # (n,) int64 0/1; required for LLCM
 
     @classmethod
     def create(
@@ -60,14 +83,12 @@ class FeatureSet:
         frames: np.ndarray | None = None,
         *,
         dataset: Dataset,
+        modalities: np.ndarray | None = None,
         source: str = "features",
     ) -> FeatureSet:
         """Validate the arrays (see the module docstring) and return a read-only FeatureSet."""
-        return _validated(
-            {"features": features, "pids": pids, "camids": camids, "frames": frames},
-            dataset=dataset,
-            source=source,
-        )
+        arrays = {"features": features, "pids": pids, "camids": camids, "frames": frames}
+        return _validated({**arrays, "modalities": modalities}, dataset=dataset, source=source)
 
     def __len__(self) -> int:
         return int(self.pids.shape[0])
@@ -85,6 +106,7 @@ class FeatureSet:
             camids=_readonly(self.camids[rows]),
             frames=None if self.frames is None else _readonly(self.frames[rows]),
             dataset=self.dataset,
+            modalities=None if self.modalities is None else _readonly(self.modalities[rows]),
         )
 
 
@@ -95,8 +117,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASET_CAMERAS:
-        raise VireidError(f"dataset: expected one of 'sysu', 'regdb', got {dataset!r}")
+    check_choice(dataset, "dataset", DATASET_CAMERAS, expected="one of 'sysu', 'regdb', 'llcm'")
 
 
 def _int_field(value: object, name: str, n: int | None, source: str) -> np.ndarray:
@@ -148,13 +169,14 @@ def _validated(arrays: dict[str, object], *, dataset: str, source: str) -> Featu
             f"{source}: field 'camids': unknown camera id {camids[row]} at row {row}; "
             f"expected one of {', '.join(map(str, allowed))} for {dataset}"
         )
+    modalities = _modalities(arrays.get("modalities"), camids, n, dataset, source)
     frames_raw = arrays.get("frames")
     frames: np.ndarray | None
     if frames_raw is None:
-        if dataset == "sysu":
+        if "frames" in DATASET_KEYS[dataset]:
             raise VireidError(
-                f"{source}: missing field 'frames' (required for sysu: the 0-based position of "
-                "each image in the sorted file list of its camera/identity folder)"
+                f"{source}: missing field 'frames' (required for {dataset}: the 0-based position "
+                "of each image in the sorted file list of its camera/identity folder)"
             )
         frames = None
     else:
@@ -164,13 +186,16 @@ def _validated(arrays: dict[str, object], *, dataset: str, source: str) -> Featu
             raise VireidError(
                 f"{source}: field 'frames': expected positions >= 0, got {frames[row]} at row {row}"
             )
-        keys = np.stack([camids, pids, frames], axis=1)
+        columns, names = [camids, pids, frames], "camid, pid, frame"
+        if modalities is not None:
+            columns, names = [modalities, *columns], "modality, " + names
+        keys = np.stack(columns, axis=1)
         _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
         if (counts > 1).any():
             dup = keys[first[np.flatnonzero(counts > 1)[0]]]
             rows = np.flatnonzero((keys == dup).all(axis=1))
             raise VireidError(
-                f"{source}: duplicated (camid, pid, frame) = ({dup[0]}, {dup[1]}, {dup[2]}) "
+                f"{source}: duplicated ({names}) = ({', '.join(map(str, dup.tolist()))}) "
                 f"at rows {', '.join(map(str, rows.tolist()))}; expected each image once"
             )
     return FeatureSet(
@@ -179,7 +204,40 @@ def _validated(arrays: dict[str, object], *, dataset: str, source: str) -> Featu
         camids=_readonly(camids),
         frames=None if frames is None else _readonly(frames),
         dataset=dataset,  # type: ignore[arg-type]
+        modalities=None if modalities is None else _readonly(modalities),
     )
+
+
+def _modalities(
+    value: object, camids: np.ndarray, n: int, dataset: str, source: str
+) -> np.ndarray | None:
+    """The checked ``modalities`` field: required for LLCM, else optional and camera-consistent."""
+    if value is None:
+        if "modalities" in DATASET_KEYS[dataset]:
+            raise VireidError(
+                f"{source}: missing field 'modalities' (required for {dataset}: 0 = visible, "
+                "1 = infrared per image; its cameras carry both modalities)"
+            )
+        return None
+    mods = _int_field(value, "modalities", n, source)
+    bad = ~np.isin(mods, MODALITIES)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise VireidError(
+            f"{source}: field 'modalities': unknown modality {mods[row]} at row {row}; "
+            "expected 0 (visible) or 1 (infrared)"
+        )
+    implied = CAMERA_MODALITY.get(dataset)
+    if implied is not None:
+        want = np.vectorize(implied.__getitem__, otypes=[np.int64])(camids) if n else mods
+        wrong = mods != want
+        if wrong.any():
+            row = int(np.flatnonzero(wrong)[0])
+            raise VireidError(
+                f"{source}: field 'modalities': row {row} has modality {mods[row]} but camera "
+                f"{camids[row]} is {'infrared' if want[row] else 'visible'} in {dataset}"
+            )
+    return mods
 
 
 def load_features(path: str | os.PathLike[str], dataset: Dataset) -> FeatureSet:
@@ -199,7 +257,7 @@ def load_features(path: str | os.PathLike[str], dataset: Dataset) -> FeatureSet:
                     f"{', '.join(sorted(keys)) or 'nothing'})"
                 )
             arrays: dict[str, object] = {
-                k: archive[k] for k in (*REQUIRED_KEYS, "frames") if k in keys
+                k: archive[k] for k in (*REQUIRED_KEYS, "frames", "modalities") if k in keys
             }
     except VireidError:
         raise
@@ -216,5 +274,7 @@ def save_features(path: str | os.PathLike[str], fs: FeatureSet, *, overwrite: bo
     arrays = {"features": fs.features, "pids": fs.pids, "camids": fs.camids}
     if fs.frames is not None:
         arrays["frames"] = fs.frames
+    if fs.modalities is not None:
+        arrays["modalities"] = fs.modalities
     np.savez(buffer, **arrays)
     return atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)

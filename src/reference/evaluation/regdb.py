@@ -19,6 +19,7 @@ from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import rank_metrics
+from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"v2t": (1, 2), "t2v": (2, 1)}  # (query, gallery) cam
@@ -31,6 +32,7 @@ def evaluate_regdb(
     *,
     direction: str = "v2t",
     metric: str = "euclidean",
+    rerank: RerankSettings | None = None,
     sources: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     chunk_size: int | None = None,
@@ -65,11 +67,12 @@ def evaluate_regdb(
                     f"of direction {direction} is empty"
                 )
         # NumPy fancy indexing copies the rows (FeatureSet arrays are read-only)
-        dist = pairwise_distance(
-            torch.from_numpy(fs.features[q]).to(dev),
-            torch.from_numpy(fs.features[g]).to(dev),
-            metric,
-        )
+        qf = torch.from_numpy(fs.features[q]).to(dev)
+        gf = torch.from_numpy(fs.features[g]).to(dev)
+        if rerank is None:
+            dist = pairwise_distance(qf, gf, metric)
+        else:
+            dist = reranked_distance(qf, gf, metric, rerank)
         try:
             metrics = rank_metrics(
                 dist,
@@ -101,8 +104,11 @@ def evaluate_regdb(
         "cmc_kind": "standard",
         "max_rank": MAX_RANK,
         "features": None if sources is None else list(sources),
+        "rerank": None if rerank is None else rerank.to_dict(),
     }
     name = "visible-to-thermal" if direction == "v2t" else "thermal-to-visible"
     n = len(feature_sets)
-    title = f"RegDB {name}, {n} trial{'s' if n != 1 else ''}, {metric} distance"
+    title = f"RegDB {name}, {n} trial{'s' if n != 1 else ''}, {metric} distance" + (
+        "" if rerank is None else f", {rerank.describe()}"
+    )
     return Scores(protocol="regdb", settings=settings, trials=tuple(results), title=title)

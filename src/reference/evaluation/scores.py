@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from reference.errors import VireidError
-from reference.evaluation.metrics import RankMetrics
+from reference.evaluation.metrics import QueryValues, RankMetrics
 from reference.fileio import atomic_write_text
 
 #: The figures of the table and of ``summary``, in order; ranks are 1-based.
@@ -40,6 +40,11 @@ class TrialScores:
     metrics: RankMetrics
     num_gallery: int
     source: str | None = None  # RegDB: the features file of this trial
+
+    @property
+    def queries(self) -> QueryValues | None:
+        """The trial's per-query values (``metrics.queries``): AP, INP, first hit, validity."""
+        return self.metrics.queries
 
     def figure(self, name: str) -> float:
         if name.startswith("R") and name[1:].isdigit():
@@ -65,6 +70,10 @@ class Scores:
     def __post_init__(self) -> None:
         if not self.trials:
             raise VireidError("trials: expected at least one trial")
+
+    def queries(self) -> tuple[QueryValues | None, ...]:
+        """Each trial's per-query values, in trial order (see ``QueryValues``)."""
+        return tuple(t.queries for t in self.trials)
 
     def values(self, name: str) -> np.ndarray:
         """The per-trial values of figure ``name`` (float64, one per trial)."""

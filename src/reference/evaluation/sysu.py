@@ -27,15 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reference.checks import check_choice, check_integer
+from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import rank_metrics
+from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
 
-MODES: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
-IR_CAMERAS: tuple[int, ...] = (3, 6)
-ALL_CAMERAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
+IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
+ALL_CAMERAS: tuple[int, ...] = SYSU_CAMERAS
 SHOTS: tuple[int, ...] = (1, 10)
 SAMPLINGS: tuple[str, ...] = ("official", "agw")
 OFFICIAL_TRIALS = 10
@@ -256,14 +259,10 @@ def query_rows(folders: SysuFolders) -> np.ndarray:
 
 
 def _check_settings(mode: object, shots: object, sampling: object, trials: object) -> None:
-    if mode not in MODES:
-        raise VireidError(f"mode: expected 'all' or 'indoor', got {mode!r}")
-    if shots not in SHOTS or isinstance(shots, bool):
-        raise VireidError(f"shots: expected 1 (single-shot) or 10 (multi-shot), got {shots!r}")
-    if sampling not in SAMPLINGS:
-        raise VireidError(f"sampling: expected 'official' or 'agw', got {sampling!r}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise VireidError(f"trials: expected an integer >= 1, got {trials!r}")
+    check_choice(mode, "mode", MODES, expected="'all' or 'indoor'")
+    check_choice(shots, "shots", SHOTS, expected="1 (single-shot) or 10 (multi-shot)")
+    check_choice(sampling, "sampling", SAMPLINGS, expected="'official' or 'agw'")
+    check_integer(trials, "trials", low=1, numpy=False)
     if sampling == "official" and trials > OFFICIAL_TRIALS:
         raise VireidError(
             f"trials: the official split has {OFFICIAL_TRIALS} trials, got trials={trials}"
@@ -279,12 +278,17 @@ def evaluate_sysu(
     split: OfficialSplit | str | os.PathLike[str] | None = None,
     trials: int = 10,
     metric: str = "euclidean",
+    rerank: RerankSettings | None = None,
     device: torch.device | str | None = None,
     chunk_size: int | None = None,
     source: str = "features",
     progress: Callable[[str], None] | None = None,
 ) -> Scores:
-    """Score ``fs`` under the SYSU-MM01 protocol (see the module docstring and the spec)."""
+    """Score ``fs`` under the SYSU-MM01 protocol (see the module docstring and the spec).
+
+    With ``rerank`` each trial's distances are re-ranked (``rerank.md``) over its own queries
+    and gallery.
+    """
     _check_settings(mode, shots, sampling, trials)
     check_metric(metric)
     folders = folders_of(fs, source)
@@ -321,10 +325,11 @@ def evaluate_sysu(
     # indexing copies just the rows needed (FeatureSet arrays are read-only)
     union = np.unique(np.concatenate(galleries))
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    dist = pairwise_distance(
-        torch.from_numpy(fs.features[queries]).to(dev),
-        torch.from_numpy(fs.features[union]).to(dev),
-        metric,
+    qf = torch.from_numpy(fs.features[queries]).to(dev)
+    dist = (
+        None
+        if rerank is not None
+        else pairwise_distance(qf, torch.from_numpy(fs.features[union]).to(dev), metric)
     )
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
@@ -333,10 +338,14 @@ def evaluate_sysu(
     for t, rows in enumerate(galleries):
         if progress is not None:
             progress(f"SYSU-MM01 trial {t + 1}/{trials}: {queries.size} x {rows.size}")
-        cols = torch.from_numpy(np.searchsorted(union, rows)).to(dev)
+        if dist is not None:
+            trial_dist = _columns(dist, np.searchsorted(union, rows))
+        else:
+            gf = torch.from_numpy(fs.features[rows]).to(dev)
+            trial_dist = reranked_distance(qf, gf, metric, rerank)
         try:
             metrics = rank_metrics(
-                dist[:, cols],
+                trial_dist,
                 q_pids,
                 torch.from_numpy(fs.pids[rows]).to(dev),
                 q_cams,
@@ -363,10 +372,19 @@ def evaluate_sysu(
         "features": source,
         "split": str(split.path) if isinstance(split, OfficialSplit) else None,
         "num_ids": len(folders.test_ids),
+        "rerank": None if rerank is None else rerank.to_dict(),
     }
     shot_name = "single-shot" if shots == 1 else f"multi-shot ({shots})"
     title = (
         f"SYSU-MM01 {mode}-search, {shot_name}, {sampling} draw, {trials} trial"
         f"{'s' if trials != 1 else ''}, {metric} distance"
+        + ("" if rerank is None else f", {rerank.describe()}")
     )
     return Scores(protocol="sysu", settings=settings, trials=tuple(results), title=title)
+
+
+def _columns(dist: torch.Tensor, cols: np.ndarray) -> torch.Tensor:
+    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
+    if dist.device.type == "cpu":
+        return torch.from_numpy(np.take(dist.numpy(), cols, axis=1))
+    return dist[:, torch.from_numpy(cols).to(dist.device)]

@@ -17,6 +17,9 @@ With Euclidean distances ``D``::
 
 ``detach_centers=True`` stops the gradient through the centers in ``pull`` (the centers then act
 as fixed targets for this step). Computed (and returned) in float32 for float16/bfloat16 features.
+
+Plain formula of the centers and the pull: :func:`centers_and_pull_plain`; the loss runs its fast
+path ``_CentersAndPullFastBackward`` (one autograd node with a written-out backward).
 """
 
 from __future__ import annotations
@@ -28,22 +31,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reference.checks import check_choice, check_number
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
+from reference.losses.checks import check_labels
 from reference.losses.distances import (
     check_features,
     compute_dtype,
     recomputed_gradients,
     row_difference_distances,
 )
-from reference.losses.hetero_center import (
+from reference.losses.groups import (
     check_finite_via_centers,
     group_counts,
     group_rows,
     identity_mask,
     modality_groups,
 )
-from reference.losses.triplet import check_labels
 
 CenterKind = Literal["modality_mean", "sample_mean"]
 PullDistance = Literal["euclidean", "squared"]
@@ -68,6 +72,10 @@ class CenterAlignmentTerms:
         """``{"pull": ..., "push": ...}`` (unweighted), for ``LossTerms``."""
         return {"pull": self.pull, "push": self.push}
 
+    def part_weights(self) -> dict[str, float]:
+        """``{"pull": pull_weight, "push": push_weight}``: the weights of :meth:`as_dict`."""
+        return {"pull": self.pull_weight, "push": self.push_weight}
+
 
 @dataclass(frozen=True)
 class CenterAlignmentConfig:
@@ -84,9 +92,7 @@ class CenterAlignmentConfig:
 
     def __post_init__(self) -> None:
         for name in ("margin", "pull_weight", "push_weight"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not (0.0 <= value < float("inf")):
-                raise VireidError(f"{name}: expected a finite number >= 0, got {value!r}")
+            check_number(getattr(self, name), name, low=0.0, expected="a finite number >= 0")
         valid = {int(m) for m in Modality}
         mods = self.modalities
         try:
@@ -106,14 +112,10 @@ class CenterAlignmentConfig:
             "push": ("hardest", "all"),
         }
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise VireidError(
-                    f"{name}: expected one of {', '.join(map(repr, allowed))}, "
-                    f"got {getattr(self, name)!r}"
-                )
+            check_choice(getattr(self, name), name, allowed)
 
 
-def _centers_and_pull(
+def centers_and_pull_plain(
     x: Tensor,
     group: Tensor,
     counts: Tensor,
@@ -122,8 +124,9 @@ def _centers_and_pull(
     squared: bool,
     detach: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Centers, pull, and the ``a_i`` and ``||a_i||`` the written-out backward needs, in plain
-    differentiable operations (also what a second derivative differentiates)."""
+    """The plain formula of the centers and the pull term, in differentiable operations: the
+    centers, the pull, and the ``a_i`` and ``||a_i||`` the fast path's backward needs (also what
+    a second derivative differentiates)."""
     size = counts.to(x.dtype)[:, None]
     # in place on fresh tensors (autograd records these too): one (n, d) allocation fewer
     means = x.new_zeros(counts.shape[0], x.shape[1]).index_add_(0, group, x).div_(size)
@@ -135,8 +138,11 @@ def _centers_and_pull(
     return centers, pull, away, dist
 
 
-class _CentersAndPull(torch.autograd.Function):
-    """The identity centers and the pull term as one autograd node.
+class _CentersAndPullFastBackward(torch.autograd.Function):
+    """Fast path of :func:`centers_and_pull_plain`: the identity centers and the pull term as one
+    autograd node, equal to the plain formula in value and gradient (proved by
+    ``tests/losses/test_center_alignment.py::test_gradients_of_every_center_kind_on_uneven_groups``
+    and ``::test_gradients``; second derivatives by ``::test_second_derivatives``).
 
     ``c_p`` is the mean over ``merge`` consecutive groups of the group means (``merge = M``:
     modality_mean; ``merge = 1`` with one group per identity: sample_mean), and with
@@ -145,12 +151,12 @@ class _CentersAndPull(torch.autograd.Function):
     ``2 a_i / n``): ``G = dL/dc + sum_{i: y_i = p} t_i`` (the sum left out when the pull's
     centers are detached), and ``dL/df_i = G_{y_i} / (merge * count(group_i)) - t_i``: one
     gather and one sum over the rows instead of the separate nodes of centers and pull. When a
-    graph of the gradient is asked for, autograd differentiates ``_centers_and_pull`` instead.
+    graph of the gradient is asked for, autograd differentiates :func:`centers_and_pull_plain`.
     """
 
     @staticmethod
     def forward(ctx, x, group, counts, merge, identity, squared, detach):
-        centers, pull, away, dist = _centers_and_pull(
+        centers, pull, away, dist = centers_and_pull_plain(
             x, group, counts, merge, identity, squared, detach
         )
         ctx.save_for_backward(x, group, counts, identity, away, dist)
@@ -162,7 +168,7 @@ class _CentersAndPull(torch.autograd.Function):
         x, group, counts, identity, away, dist = ctx.saved_tensors
         if torch.is_grad_enabled():
             (gx,) = recomputed_gradients(
-                lambda t: _centers_and_pull(
+                lambda t: centers_and_pull_plain(
                     t, group, counts, ctx.merge, identity, ctx.squared, ctx.detach
                 )[:2],
                 (x,),
@@ -207,7 +213,7 @@ def center_alignment_terms(
         else:
             group, counts = groups.identity, group_counts(groups.identity, groups.ids.numel())
             merge = 1
-        centers, pull = _CentersAndPull.apply(
+        centers, pull = _CentersAndPullFastBackward.apply(
             groups.select(f),
             group,
             counts,

@@ -19,14 +19,16 @@ import torch
 
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
-from reference.losses.distances import check_features
-from reference.losses.identity import (
-    _check_epsilon,
+from reference.losses.checks import (
     check_class_indices,
-    cross_entropy_unchecked,
+    check_epsilon,
+    check_labels,
+    check_modalities,
+    check_reduction,
 )
-from reference.losses.mml import ALL_MODALITIES, _resolve_modalities
-from reference.losses.triplet import check_labels
+from reference.losses.distances import check_features
+from reference.losses.identity import cross_entropy_unchecked
+from reference.losses.mml import ALL_MODALITIES
 
 _REDUCTIONS = ("rows", "modality")
 
@@ -60,7 +62,7 @@ def _selected(
     """The selected modalities, and whether they cover every row of the batch."""
     counts = torch.bincount(modality.long(), minlength=len(Modality)).tolist()
     present = [m for m, c in enumerate(counts) if c]
-    chosen = _resolve_modalities(modalities, present)
+    chosen = check_modalities(modalities, present)
     missing = [m for m in chosen if m not in present]
     if missing:
         raise VireidError(
@@ -81,7 +83,7 @@ def did_terms(
     """Mean cross-entropy of each selected modality's rows, by short name (for logging)."""
     check_logit_inputs(logits, labels, modality)
     chosen, _ = _selected(modality, modalities)
-    _check_epsilon(epsilon)
+    check_epsilon(epsilon)
     out = {}
     for m in chosen:
         rows = modality == m
@@ -99,15 +101,14 @@ def did_loss(
     reduction: str = "rows",
 ) -> torch.Tensor:
     """DID: cross-entropy of a shared classifier over the rows of the selected modalities."""
-    if reduction not in _REDUCTIONS:
-        raise VireidError(f"reduction: expected 'rows' or 'modality', got {reduction!r}")
+    check_reduction(reduction, _REDUCTIONS)
     if reduction == "modality":
         terms = did_terms(logits, labels, modality, modalities=modalities, epsilon=epsilon)
         return torch.stack(list(terms.values())).mean()
     # validated once; in the usual case (every row selected) the loss itself checks finiteness
     check_logit_inputs(logits, labels, modality, finite=False)
     chosen, every_row = _selected(modality, modalities)
-    _check_epsilon(epsilon)
+    check_epsilon(epsilon)
     if every_row:  # the usual case: no copy of the logits
         return cross_entropy_unchecked(logits, labels, epsilon)
     check_features(logits, "logits")  # rows that are not selected are checked too

@@ -23,27 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reference.errors import VireidError
+from reference.losses.checks import check_class_indices, check_epsilon, check_labels
 from reference.losses.distances import check_features, compute_dtype, report_nonfinite
-from reference.losses.triplet import check_labels
-
-
-def _check_epsilon(epsilon: float) -> None:
-    if not isinstance(epsilon, (int, float)) or not (0.0 <= epsilon < 1.0):
-        raise VireidError(f"epsilon: expected a label-smoothing weight in [0, 1), got {epsilon!r}")
-
-
-def check_class_indices(labels: Tensor, num_classes: int) -> None:
-    """Raise :class:`VireidError` unless every label is in ``0..num_classes - 1``."""
-    if not labels.numel():
-        return
-    low, high = (int(v) for v in torch.aminmax(labels))  # one reduction, one sync
-    if low < 0 or high >= num_classes:
-        bad = (labels < 0) | (labels >= num_classes)
-        values = sorted({int(v) for v in labels[bad].tolist()})
-        raise VireidError(
-            f"labels: expected class indices in 0..{num_classes - 1} (logits have {num_classes} "
-            f"columns), got {values}"
-        )
 
 
 def cross_entropy_unchecked(
@@ -74,7 +55,7 @@ def identity_loss(logits: Tensor, labels: Tensor, *, epsilon: float = 0.0) -> Te
     if n == 0:
         raise VireidError(f"logits: expected at least one row, got shape (0, {num_classes})")
     check_labels(labels, n, against="logits")
-    _check_epsilon(epsilon)
+    check_epsilon(epsilon)
     labels = labels.to(logits.device)
     check_class_indices(labels, num_classes)
     return cross_entropy_unchecked(logits, labels, epsilon)
@@ -85,7 +66,7 @@ class IdentityLoss(nn.Module):
 
     def __init__(self, epsilon: float = 0.0) -> None:
         super().__init__()
-        _check_epsilon(epsilon)
+        check_epsilon(epsilon)
         self.epsilon = float(epsilon)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:

@@ -8,49 +8,29 @@ positives and negatives all of modality ``m``; Euclidean or cosine distance ``d`
 
 and ``MML = mean`` (default) or ``sum`` of ``T(m)`` over the modalities: the four of Method B
 (V, I, DV, DI) by default, or exactly those present in the batch with ``modalities=None``.
-``T(m)`` is the MDL building block :func:`~reference.losses.mdl.directional_triplet` with
+``T(m)`` is the MDL building block :func:`~reference.losses.directional.directional_triplet` with
 ``A = B = m``, so one definition of the batch-hard term serves both losses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 
 import torch
 
 from reference.data.modality import Modality
-from reference.errors import VireidError
-from reference.losses.mdl import (
-    _check_reduction,
-    _counts,
-    _reduce_terms,
-    _triplet,
-    check_direction,
+from reference.losses.checks import (
     check_metric_inputs,
+    check_modalities,
+    check_reduction,
     check_triplet_options,
 )
+from reference.losses.directional import check_direction, directional_triplet_block
+from reference.losses.groups import modality_counts
+from reference.losses.terms import reduce_terms
 
 #: Method B's four modalities [seed].
 ALL_MODALITIES: tuple[int, ...] = tuple(int(m) for m in Modality)
-
-
-def _resolve_modalities(modalities: Sequence[int] | None, present: list[int]) -> tuple[int, ...]:
-    if modalities is None:
-        return tuple(present)
-    if isinstance(modalities, str) or not isinstance(modalities, Sequence):
-        raise VireidError(f"modalities: expected a sequence of modality tags, got {modalities!r}")
-    valid = {int(m) for m in Modality}
-    out = []
-    for m in modalities:
-        if isinstance(m, bool) or not isinstance(m, Integral) or m not in valid:
-            raise VireidError(f"modalities: expected modality tags 0..3, got {m!r}")
-        out.append(int(m))
-    if not out:
-        raise VireidError("modalities: expected at least one modality, got none")
-    if len(set(out)) != len(out):
-        raise VireidError(f"modalities: each modality may appear once, got {out}")
-    return tuple(out)
 
 
 def mml_terms(
@@ -66,15 +46,17 @@ def mml_terms(
     """``T(m)`` for each modality, by short name (``"V"``, ``"I"``, ``"DV"``, ``"DI"``)."""
     check_metric_inputs(features, labels, modality)
     check_triplet_options(margin, metric)
-    counts = _counts(labels, modality)
+    counts = modality_counts(labels, modality)
     present = [int(m) for m in Modality if int(counts[1][m].sum()) > 0]
-    chosen = _resolve_modalities(modalities, present)
+    chosen = check_modalities(modalities, present)
     for m in chosen:
         check_direction(
             labels, modality, (m, m), what=f"MML modality {Modality(m).short}", counts=counts
         )
     return {
-        Modality(m).short: _triplet(features, labels, modality, (m, m), margin, soft_margin, metric)
+        Modality(m).short: directional_triplet_block(
+            features, labels, modality, (m, m), margin, soft_margin, metric
+        )
         for m in chosen
     }
 
@@ -91,7 +73,7 @@ def mml_loss(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """MML: the mean (or sum) of :func:`mml_terms` over the modalities."""
-    _check_reduction(reduction)
+    check_reduction(reduction)
     terms = mml_terms(
         features,
         labels,
@@ -101,4 +83,4 @@ def mml_loss(
         soft_margin=soft_margin,
         metric=metric,
     )
-    return _reduce_terms(terms, reduction)
+    return reduce_terms(terms, reduction)

@@ -46,3 +46,9 @@ class LossTerms:
         out = {name: float(value.detach()) for name, value in self.terms.items()}
         out["total"] = float(self.total.detach())
         return out
+
+
+def reduce_terms(terms: dict[str, torch.Tensor], reduction: str) -> torch.Tensor:
+    """The mean or the sum of the per-direction (or per-modality) terms of a loss."""
+    total = torch.stack(list(terms.values())).sum()
+    return total / len(terms) if reduction == "mean" else total

@@ -24,38 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reference.checks import check_margin
 from reference.errors import VireidError
+from reference.losses.checks import check_labels, check_two_identities
 from reference.losses.distances import (
     Metric,
     check_features,
     check_metric,
     distances_unchecked,
 )
-
-
-def check_labels(
-    labels: Tensor, n: int, field: str = "labels", *, against: str = "features"
-) -> None:
-    """Raise :class:`VireidError` unless ``labels`` is an integer tensor with one entry per row."""
-    if not isinstance(labels, torch.Tensor):
-        raise VireidError(
-            f"{field}: expected a torch.Tensor of identity labels, got {type(labels)!r}"
-        )
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise VireidError(f"{field}: expected an integer tensor, got dtype {labels.dtype}")
-    if labels.shape != (n,):
-        raise VireidError(
-            f"{field}: expected shape ({n},) to match {against}, got {tuple(labels.shape)}"
-        )
-
-
-def check_two_identities(labels: Tensor, field: str = "labels") -> None:
-    ids = labels.unique()
-    if ids.numel() < 2:
-        which = f" (label {int(ids[0])})" if ids.numel() else ""
-        raise VireidError(
-            f"{field}: expected at least 2 identities in the batch, got {ids.numel()}{which}"
-        )
 
 
 def _check_mask(mask: Tensor | None, n: int, field: str, device: torch.device) -> Tensor:
@@ -69,11 +46,6 @@ def _check_mask(mask: Tensor | None, n: int, field: str, device: torch.device) -
             f"{field}: expected shape ({n},) to match features, got {tuple(mask.shape)}"
         )
     return mask.to(device)
-
-
-def _check_margin(margin: float) -> None:
-    if not isinstance(margin, (int, float)) or not (margin >= 0.0 and margin < float("inf")):
-        raise VireidError(f"margin: expected a finite number >= 0, got {margin!r}")
 
 
 def batch_hard_triplet(
@@ -91,7 +63,7 @@ def batch_hard_triplet(
     n = features.shape[0]
     check_labels(labels, n)
     check_metric(metric)
-    _check_margin(margin)
+    check_margin(margin)
     anchors = _check_mask(anchors, n, "anchors", features.device)
     candidates = _check_mask(candidates, n, "candidates", features.device)
     labels = labels.to(features.device)
@@ -121,7 +93,7 @@ class BatchHardTriplet(nn.Module):
         self, margin: float = 0.3, *, soft_margin: bool = False, metric: Metric = "euclidean"
     ) -> None:
         super().__init__()
-        _check_margin(margin)
+        check_margin(margin)
         check_metric(metric)
         self.margin = float(margin)
         self.soft_margin = bool(soft_margin)

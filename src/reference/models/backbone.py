@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet50
 
+from reference.checks import check_integer
 from reference.errors import VireidError
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -58,10 +59,8 @@ class MultiStreamResNet50(nn.Module):
 
     def __init__(self, share_from: int = 2, last_stride: int = 1, num_streams: int = 2) -> None:
         super().__init__()
-        if isinstance(share_from, bool) or share_from not in range(6):
-            raise VireidError(f"share_from: expected an integer in 0..5, got {share_from!r}")
-        if isinstance(num_streams, bool) or not isinstance(num_streams, int) or num_streams < 1:
-            raise VireidError(f"num_streams: expected an integer >= 1, got {num_streams!r}")
+        check_integer(share_from, "share_from", low=0, high=5)
+        check_integer(num_streams, "num_streams", low=1, numpy=False)
         self.share_from = share_from
         self.last_stride = last_stride
         self.num_streams = num_streams

@@ -12,7 +12,6 @@ from ``init_seed``; the caller's global random state is untouched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,10 +19,13 @@ from typing import Any, Literal
 
 import torch
 
+from reference.checks import check_bool, check_choice, check_integer
+from reference.config import from_mapping
 from reference.errors import VireidError
 from reference.models.backbone import MultiStreamResNet50
 from reference.models.heads import EMBEDDING_NORMS, EMBEDDINGS, MultiGranularityHead
 from reference.models.network import DERIVED_ROUTINGS, TWO_MODALITIES, ReidNetwork
+from reference.models.pooling import check_gem_p
 from reference.models.pretrained import load_pretrained
 
 KINDS = ("method_a", "method_b", "baseline")
@@ -64,6 +66,9 @@ class ModelConfig:
     pretrained: Path | None = None
     init_seed: int = 0
 
+    def _check_int(self, name: str, low: int, high: int | None = None) -> None:
+        check_integer(getattr(self, name), f"model.{name}", low=low, high=high, numpy=False)
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise VireidError(f"model.kind: expected one of {KINDS}, got {self.kind!r}")
@@ -73,31 +78,23 @@ class ModelConfig:
                 object.__setattr__(self, name, value)
         if isinstance(self.pretrained, str):
             object.__setattr__(self, "pretrained", Path(self.pretrained))
-        _check_int("num_classes", self.num_classes, 1)
-        _check_int("share_from", self.share_from, 0, 5)
-        if self.last_stride not in (1, 2) or isinstance(self.last_stride, bool):
-            raise VireidError(f"model.last_stride: expected 1 or 2, got {self.last_stride!r}")
-        p = self.gem_p
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 1:
-            raise VireidError(f"model.gem_p: expected a finite number >= 1, got {p!r}")
+        self._check_int("num_classes", 1)
+        self._check_int("share_from", 0, 5)
+        check_choice(self.last_stride, "model.last_stride", (1, 2), expected="1 or 2")
+        check_gem_p(self.gem_p, field="model.gem_p")
         for name in ("global_branch", "reduce_global", "bn_neck", "embedding_neck"):
-            if not isinstance(getattr(self, name), bool):
-                raise VireidError(
-                    f"model.{name}: expected true or false, got {getattr(self, name)!r}"
-                )
-        _check_int("coarse_stripes", self.coarse_stripes, 0)
-        _check_int("fine_stripes", self.fine_stripes, 0)
-        _check_int("reduction_dim", self.reduction_dim, 1)
-        _check_int("init_seed", self.init_seed, 0)
-        if self.embedding not in EMBEDDINGS:
-            raise VireidError(
-                f"model.embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}"
-            )
-        if self.embedding_norm not in EMBEDDING_NORMS:
-            raise VireidError(
-                f"model.embedding_norm: expected one of {EMBEDDING_NORMS}, "
-                f"got {self.embedding_norm!r}"
-            )
+            check_bool(getattr(self, name), f"model.{name}", expected="true or false")
+        self._check_int("coarse_stripes", 0)
+        self._check_int("fine_stripes", 0)
+        self._check_int("reduction_dim", 1)
+        self._check_int("init_seed", 0)
+        check_choice(self.embedding, "model.embedding", EMBEDDINGS, expected=f"one of {EMBEDDINGS}")
+        check_choice(
+            self.embedding_norm,
+            "model.embedding_norm",
+            EMBEDDING_NORMS,
+            expected=f"one of {EMBEDDING_NORMS}",
+        )
         if self.pretrained is not None and not isinstance(self.pretrained, Path):
             raise VireidError(
                 f"model.pretrained: expected a path or None, got {type(self.pretrained).__name__}"
@@ -140,7 +137,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
-        """A config from a mapping (e.g. a preset file's ``model`` table)."""
+        """A config from a mapping (e.g. a preset file's ``model`` table): the generic loader
+        (``reference.config.from_mapping``, errors named ``model.<field>``) after naming every
+        unknown and missing field at once."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -150,7 +149,7 @@ class ModelConfig:
         missing = sorted({"kind", "num_classes"} - set(values))
         if missing:
             raise VireidError(f"model: missing field(s) {missing}")
-        return cls(**dict(values))
+        return from_mapping(cls, values, "model")
 
     @property
     def routing(self) -> tuple[int | None, ...]:
@@ -176,14 +175,6 @@ def predecessor_config(num_classes: int, **changes: Any) -> ModelConfig:
         embedding="fine",
     )
     return replace(base, **changes)
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if ok and (high is None or value <= high):
-        return
-    want = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
-    raise VireidError(f"model.{name}: expected {want}, got {value!r}")
 
 
 def build_model(config: ModelConfig) -> ReidNetwork:

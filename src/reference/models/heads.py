@@ -12,7 +12,9 @@ Every stripe has its own ``W_i, b_i, BN, V_i``, stored per granularity as one gr
 convolution, one BN over ``n d`` channels and one ``(n, K, d)`` classifier weight: exactly ``n``
 independent layers. The stripes of every granularity are pooled together from one power of the
 map (``gem_stripes_many``), and a granularity's ``n`` reductions and ``n`` classifiers each run as
-one batched product (the reductions with a written-out backward that never copies the weights).
+one batched product (the reductions with a written-out backward that never copies the weights:
+``_StripeLinearFastBackward``, the fast path of the plain grouped convolution
+:func:`stripe_linear_plain`).
 
 The test embedding is the concatenation of the chosen branches' features (or neck features),
 L2-normalised as a whole (``embedding_norm="concat"``) or per branch (``"branch"``).
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.checks import check_choice
 from reference.errors import VireidError
 from reference.models.output import ModelOutput
 from reference.models.pooling import check_gem_p, gem_stripes, gem_stripes_many
@@ -35,9 +38,19 @@ EMBEDDINGS = ("all", "global", "fine", "coarse")
 EMBEDDING_NORMS = ("concat", "branch")
 
 
-class _StripeLinear(torch.autograd.Function):
-    """``z[b, i] = W_i x[b, i] + b_i`` for ``n`` stripes: the grouped 1x1 convolution
-    (weight ``(n d, C, 1, 1)``, bias ``(n d)``) as batched matrix products.
+def stripe_linear_plain(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The plain formula: ``z[b, i] = W_i x[b, i] + b_i`` for ``n`` stripes, ``(B, n, C) ->
+    (B, n, d)``, as the grouped 1x1 convolution (weight ``(n d, C, 1, 1)``, bias ``(n d)``)."""
+    b, n, c = x.shape
+    z = F.conv2d(x.reshape(b, n * c, 1, 1), weight, bias, groups=n)
+    return z.reshape(b, n, -1)
+
+
+class _StripeLinearFastBackward(torch.autograd.Function):
+    """Fast path of :func:`stripe_linear_plain`: the grouped 1x1 convolution as batched matrix
+    products, equal to it in value and gradient (proved by
+    ``tests/models/test_heads.py::test_fast_head_equals_the_per_branch_formulation``; second
+    derivatives by ``::test_second_derivatives``).
 
     Same numbers as ``conv2d(x.reshape(B, n C, 1, 1), weight, bias, groups=n)``, but the
     products are laid out so that neither the weight nor its gradient is ever copied: on a CPU
@@ -124,7 +137,7 @@ class Granularity(nn.Module):
         feats = pooled.transpose(1, 2)  # (B, n, C)
         if self.reduce is not None:
             conv, bn, relu = self.reduce
-            z = _StripeLinear.apply(feats, conv.weight, conv.bias)  # (B, n, d)
+            z = _StripeLinearFastBackward.apply(feats, conv.weight, conv.bias)  # (B, n, d)
             feats = relu(bn(z.reshape(b, n * d, 1, 1))).view(b, n, d)
         neck = None
         if self.neck is not None:
@@ -162,12 +175,10 @@ class MultiGranularityHead(nn.Module):
         embedding_neck: bool = False,
     ) -> None:
         super().__init__()
-        if embedding not in EMBEDDINGS:
-            raise VireidError(f"embedding: expected one of {EMBEDDINGS}, got {embedding!r}")
-        if embedding_norm not in EMBEDDING_NORMS:
-            raise VireidError(
-                f"embedding_norm: expected one of {EMBEDDING_NORMS}, got {embedding_norm!r}"
-            )
+        check_choice(embedding, "embedding", EMBEDDINGS, expected=f"one of {EMBEDDINGS}")
+        check_choice(
+            embedding_norm, "embedding_norm", EMBEDDING_NORMS, expected=f"one of {EMBEDDING_NORMS}"
+        )
         if embedding_neck and not bn_neck:
             raise VireidError("embedding_neck: needs bn_neck=True")
         common = dict(

@@ -9,6 +9,9 @@ version splits the ``h`` rows into ``n`` equal consecutive bands (top to bottom)
 Several stripe counts are pooled together from one power of the map (``gem_stripes_many``): the
 map is cut into ``L = lcm(n_1, n_2, ...)`` equal bands once, and the mean of a stripe of
 granularity ``n`` is the mean of its ``L / n`` consecutive band means (the bands are of equal size).
+
+Plain formula: :func:`band_power_mean_plain` (clamp, power, band means). Fast path: the same
+numbers as one autograd node with a written-out backward (``_BandPowerMeanFastBackward``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from reference.checks import check_integer, check_number
 from reference.errors import VireidError
 
 GEM_EPS = 1e-12
@@ -25,13 +29,23 @@ GEM_EPS = 1e-12
 
 def check_gem_p(p: float, *, field: str = "gem_p") -> float:
     """Return ``p`` as a float; raise unless it is a finite number >= 1."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 1:
-        raise VireidError(f"{field}: expected a finite number >= 1, got {p!r}")
-    return float(p)
+    return check_number(p, field, low=1.0, expected="a finite number >= 1")
 
 
-class _BandPowerMean(torch.autograd.Function):
-    """``mean over each of L equal row bands of max(x, 0) ** p``: ``(B, C, h, w) -> (B, C, L)``.
+def band_power_mean_plain(x: torch.Tensor, bands: int, p: float) -> torch.Tensor:
+    """The plain formula: ``mean over each of L equal row bands of max(x, 0) ** p``,
+    ``(B, C, h, w) -> (B, C, L)``, as the chain clamp -> pow -> mean that autograd differentiates.
+    """
+    b, c, h, w = x.shape
+    clamped = x.clamp(min=0)
+    powered = clamped if p == 1.0 else clamped.pow(p)
+    return powered.reshape(b, c, bands, (h // bands) * w).mean(dim=-1)
+
+
+class _BandPowerMeanFastBackward(torch.autograd.Function):
+    """Fast path of :func:`band_power_mean_plain`: equal to it in value and gradient (proved by
+    ``tests/models/test_pooling.py::test_gradient_matches_the_clamp_pow_mean_chain``, and its
+    second derivatives by ``::test_second_derivatives``).
 
     Written as one autograd node so that neither ``max(x, 0)`` nor its power is kept for the
     backward pass (only ``x``, which the backbone keeps anyway), and the gradient is one fused
@@ -74,8 +88,7 @@ def _check_map(x: torch.Tensor, counts: Sequence[int]) -> None:
         raise VireidError(f"feature map: expected a (B, C, h, w) tensor, got {tuple(x.shape)}")
     h = x.shape[2]
     for stripes in counts:
-        if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
-            raise VireidError(f"stripes: expected an integer >= 1, got {stripes!r}")
+        check_integer(stripes, "stripes", low=1, numpy=False)
         if h % stripes:
             raise VireidError(
                 f"feature map: height {h} is not divisible into {stripes} equal stripes"
@@ -95,7 +108,7 @@ def gem_stripes_many(x: torch.Tensor, counts: Sequence[int], p: float) -> list[t
     b, c = x.shape[:2]
     bands = math.lcm(*counts)  # divides h, as every count does
     # clamp inside: no-op on ResNet's post-ReLU maps, keeps x ** p real for any input
-    band_means = _BandPowerMean.apply(x, bands, p)  # (B, C, L)
+    band_means = _BandPowerMeanFastBackward.apply(x, bands, p)  # (B, C, L)
     out = []
     for n in counts:
         means = band_means.reshape(b, c, n, bands // n).mean(dim=-1) if n != bands else band_means

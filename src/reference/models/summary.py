@@ -4,18 +4,15 @@ Spec: ``spec/models/summary.md``. ``summarize(model, height, width)`` describes 
 ``build_model`` for one input size: per backbone stage, whether it is shared or exists once per
 stream, its output shape and its parameters; the head's branches and embedding width; the
 parameter totals; and the operations of one training step per image (``cost.md``). The command
-builds the model from a config (flags, or a JSON file of ``ModelConfig`` fields), loads the local
-``--pretrained`` weights if given, and prints the table, so a weights file and a config can be
-checked before any training.
+(``models/commands.py``) builds the model from a config (flags, or a JSON file of ``ModelConfig``
+fields), loads the local ``--pretrained`` weights if given, and prints the table, so a weights file
+and a config can be checked before any training.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,10 +20,9 @@ from torch import nn
 from reference.data.modality import Modality
 from reference.errors import VireidError
 from reference.models.backbone import STAGES
-from reference.models.build import ModelConfig, build_model
+from reference.models.build import ModelConfig
 from reference.models.cost import head_step_flops, step_flops
 from reference.models.network import ReidNetwork
-from reference.models.pretrained import load_pretrained
 
 
 @dataclass(frozen=True)
@@ -144,44 +140,3 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match or 0 in (int(match[1]), int(match[2])):
         raise VireidError(f"size: expected HEIGHTxWIDTH in pixels, e.g. 288x144, got {text!r}")
     return int(match[1]), int(match[2])
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VireidError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VireidError(f"{path}: cannot read a JSON config ({exc})") from exc
-    if not isinstance(values, dict):
-        raise VireidError(f"{path}: expected a JSON object of model fields")
-    return values
-
-
-def summary_command(
-    *,
-    config_file: Path | None,
-    overrides: dict[str, Any],
-    pretrained: Path | None,
-    size: str,
-) -> int:
-    """``vireid model summary``: flags in ``overrides`` (those given) win over the file."""
-    height, width = parse_size(size)
-    if config_file is None and overrides.get("kind") is None:
-        raise VireidError("model summary: expected --kind or --config")
-    values = _read_config(config_file) if config_file is not None else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if pretrained is not None:
-        values["pretrained"] = str(pretrained)
-    config = ModelConfig.from_dict(values)
-    model = build_model(replace(config, pretrained=None))
-    if config.pretrained is None:
-        note = f"none (random initialisation, init_seed={config.init_seed})"
-    else:
-        written = load_pretrained(model, config.pretrained)
-        note = (
-            f"{config.pretrained}: {len(written)} tensors copied into the backbone "
-            "(specific stages once per stream; fc ignored)"
-        )
-    print(format_summary(config, summarize(model, height, width), note))
-    return 0

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 from reference import __version__
+from reference.config import config_diff
 from reference.errors import VireidError
 from reference.fileio import atomic_write_bytes
 from reference.models.build import build_model
 from reference.models.network import ReidNetwork
-from reference.training.config import TrainConfig, config_from_dict
+from reference.training.config import TrainConfig, config_from_dict, config_to_dict
 
 FORMAT = "vireid-checkpoint"
 VERSION = 1
@@ -160,6 +161,28 @@ def checkpoint_config(data: dict[str, Any], path: str | Path) -> TrainConfig:
         return config_from_dict(data["config"])
     except VireidError as exc:
         raise VireidError(f"{path}: its config is not valid here: {exc}") from None
+
+
+#: config fields that say where things are, not what is computed: they may differ on resume
+RESUME_MAY_DIFFER = ("data.root", "data.cache_dir", "data.workers", "run.progress", "preset")
+
+
+def check_resume(config: TrainConfig, data: dict[str, Any], path: Path, world_size: int) -> None:
+    """Refuse to resume the checkpoint ``data`` (read from ``path``) with another config (the
+    differing fields named) or another number of processes."""
+    saved = checkpoint_config(data, path)
+    diff = config_diff(config_to_dict(config), config_to_dict(saved))
+    diff = [d for d in diff if d not in RESUME_MAY_DIFFER]
+    if diff:
+        raise VireidError(
+            f"{path}: the run was made with a different config; differing fields: "
+            f"{', '.join(diff)} (start a new run with --force or another --out)"
+        )
+    if data["world_size"] != world_size:
+        raise VireidError(
+            f"{path}: written by {data['world_size']} process(es); this run has "
+            f"{world_size}: resume with the same number"
+        )
 
 
 def load_model(

@@ -1,0 +1,97 @@
+"""Building what a run needs: the device, the determinism switches, the network and its optimizer.
+
+Spec: ``spec/training/engine.md`` (section "Optimisation"). SGD with Nesterov momentum and two
+parameter groups (``backbone``, ``head``) [predecessor], a per-epoch ``LambdaLR`` of the
+schedule's factor, a gradient scaler for fp16; DistributedDataParallel (optionally with
+SyncBatchNorm) under several processes, ``torch.compile`` when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from reference.errors import VireidError
+from reference.models.build import build_model
+from reference.training.config import TrainConfig
+from reference.training.distributed import Processes
+
+
+def pick_device(config: TrainConfig, procs: Processes) -> torch.device:
+    """The device of ``run.device`` for this process; GPU-only switches refused on the CPU."""
+    want = config.run.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise VireidError("run.device: 'cuda' requested but no GPU is available")
+        return torch.device("cuda", procs.local_rank)
+    if config.run.amp == "fp16":
+        raise VireidError("run.amp: fp16 needs a GPU; use 'bf16' or 'none' on the CPU")
+    if config.run.sync_bn:
+        raise VireidError("run.sync_bn: SyncBatchNorm runs on GPUs only (torch has no CPU kernel)")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def determinism(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Seed the global generators; deterministic algorithms while the run lasts."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    seed = config.run.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the legacy global generator too)
+    random.seed(seed)
+    if config.run.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+
+
+def build_for_training(config: TrainConfig, device: torch.device, procs: Processes):
+    """``(network, model, optimizer, scheduler, scaler)``: ``network`` is the plain
+    ``ReidNetwork`` (state dicts, evaluation), ``model`` what the loop calls (DDP / compiled)."""
+    network = build_model(config.model).to(device)
+    if config.run.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    model: nn.Module = network
+    if procs.distributed:
+        if config.run.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            network = model
+        model = nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.run.compile:
+        model = torch.compile(model)
+    groups = network.parameter_groups()
+    optim = config.optim
+    optimizer = torch.optim.SGD(
+        [
+            {"params": groups["backbone"], "lr": optim.lr_backbone, "name": "backbone"},
+            {"params": groups["head"], "lr": optim.lr_head, "name": "head"},
+        ],
+        lr=optim.lr_head,
+        momentum=optim.momentum,
+        nesterov=optim.nesterov,
+        weight_decay=optim.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: config.schedule.factor(epoch)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
+    return network, model, optimizer, scheduler, scaler

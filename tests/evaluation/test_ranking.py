@@ -1,0 +1,91 @@
+"""The float32 fast path of the per-query values against the reference kernel (exact equality).
+
+``QueryScorer.fast_chunk`` claims to equal ``QueryScorer.reference_chunk`` to the last bit for
+float32 distances. Ties decide where they could differ, so the rows here are drawn from a few
+values (ties everywhere), from all distinct values, and mixed; every exclusion rule and CMC kind.
+The reference kernel itself is checked against the loop oracle in ``test_metrics.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.evaluation.ranking import QueryScorer, float32_keys, order_keys
+
+RULES = ("sysu", "same-id-same-camera", "none")
+KINDS = ("identity", "standard")
+
+
+def problem(seed: int, n_query: int, n_gallery: int, levels: int, negative: bool):
+    gen = np.random.default_rng(seed)
+    if levels:
+        dist = gen.integers(0, levels, (n_query, n_gallery)).astype(np.float32) / 4
+    else:
+        dist = gen.random((n_query, n_gallery), dtype=np.float32)
+    if negative:
+        dist -= 0.5
+        dist[gen.random(dist.shape) < 0.05] = -0.0
+    ids = int(gen.integers(1, 8))
+    return (
+        torch.from_numpy(dist),
+        torch.from_numpy(gen.integers(0, ids + 1, n_query)),
+        torch.from_numpy(gen.integers(0, ids, n_gallery)),
+        torch.from_numpy(gen.choice([1, 2, 3, 4, 5, 6], n_query)),
+        torch.from_numpy(gen.choice([1, 2, 3, 4, 5, 6], n_gallery)),
+    )
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_query=st.integers(1, 12),
+    n_gallery=st.integers(1, 40),
+    levels=st.sampled_from([0, 1, 2, 3, 6, 20]),
+    negative=st.booleans(),
+    rule=st.sampled_from(RULES),
+    kind=st.sampled_from(KINDS),
+)
+def test_fast_chunk_equals_reference_chunk(
+    device, seed, n_query, n_gallery, levels, negative, rule, kind
+):
+    dist, qp, gp, qc, gc = (
+        t.to(device) for t in problem(seed, n_query, n_gallery, levels, negative)
+    )
+    scorer = QueryScorer(gp, gc, rule, kind)
+    fast = scorer.fast_chunk(dist, qp, qc)
+    reference = scorer.reference_chunk(dist, qp, qc)
+    valid = reference[0]
+    assert torch.equal(fast[0], valid)
+    for a, b in zip(fast[1:4], reference[1:4], strict=True):  # rank, AP, INP of valid queries
+        assert torch.equal(a[valid], b[valid])
+
+
+def test_fast_chunk_on_real_sized_float32_rows(device):
+    # d = 2048 float32 distances tie often (about 800k distinct values per row's range)
+    gen = torch.Generator().manual_seed(0)
+    q, g = torch.randn(64, 2048, generator=gen), torch.randn(3000, 2048, generator=gen)
+    dist = torch.cdist(q, g).to(device)
+    gp = (torch.arange(3000) % 96).to(device)
+    qp, qc = (torch.arange(64) % 96).to(device), torch.full((64,), 3).to(device)
+    gc = torch.tensor([1, 2, 4, 5]).repeat(750).to(device)
+    keys = float32_keys(dist)
+    assert (torch.sort(keys, dim=1).values.diff(dim=1) == 0).any()  # ties are present
+    for kind in KINDS:
+        scorer = QueryScorer(gp, gc, "sysu", kind)
+        fast, reference = scorer.fast_chunk(dist, qp, qc), scorer.reference_chunk(dist, qp, qc)
+        valid = reference[0]
+        assert torch.equal(fast[0], valid) and valid.sum() > 32
+        for a, b in zip(fast[1:4], reference[1:4], strict=True):
+            assert torch.equal(a[valid], b[valid])
+
+
+def test_keys_order_like_the_floats():
+    values = torch.tensor([[-2.0, -0.0, 0.0, 1e-30, 3.5, -1e-30]])
+    keys = float32_keys(values)
+    assert torch.equal(torch.argsort(keys, stable=True), torch.argsort(values, stable=True))
+    assert keys[0, 1] == keys[0, 2]  # -0.0 and +0.0 are equal
+    long = order_keys(values, torch.arange(6), 3)
+    assert torch.equal(torch.argsort(long), torch.tensor([[0, 5, 1, 2, 3, 4]]))

@@ -1,0 +1,79 @@
+"""Regression against ourselves: the golden SynthVI runs of every method, and the comparison."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+
+from reference.errors import VireidError
+from reference.results import golden
+
+
+def test_the_golden_record_covers_every_method():
+    data = golden.read_golden()
+    assert set(data["methods"]) == set(golden.METHODS)
+    for figures in data["methods"].values():
+        assert set(figures["figure"]) == {"R1", "R10", "mAP", "mINP"}
+        assert figures["loss"] and set(figures["feature"]) == {"mean", "std"}
+    assert golden.compare_golden(data, data) == []
+
+
+def test_compare_golden_names_every_figure_outside_the_tolerance():
+    data = golden.read_golden()
+    got = copy.deepcopy(data)
+    loss = next(iter(got["methods"]["method_a"]["loss"]))
+    got["methods"]["method_a"]["loss"][loss] *= 1 + 5e-4  # inside rel 1e-3
+    assert golden.compare_golden(got, data) == []
+    got["methods"]["method_a"]["loss"][loss] *= 1.01
+    got["methods"]["baseline"]["figure"]["R1"] += 0.002
+    del got["methods"]["method_b"]
+    problems = golden.compare_golden(got, data)
+    assert problems[0].startswith("baseline figure R1: ")
+    assert problems[0].endswith("(tolerance rel 0, abs 0.001)")
+    assert problems[1].startswith(f"method_a loss {loss}: ")
+    assert problems[2] == "method_b: missing from the run"
+
+
+def test_read_golden_errors(tmp_path):
+    with pytest.raises(VireidError, match="no golden record"):
+        golden.read_golden(tmp_path / "none.json")
+    (tmp_path / "g.json").write_text('{"schema": "x"}')
+    with pytest.raises(VireidError, match=r"schema: expected 'vireid\.golden/1', got 'x'"):
+        golden.read_golden(tmp_path / "g.json")
+
+
+@pytest.mark.regression
+def test_regression_every_method_reproduces_the_golden_figures(tmp_path):
+    start = time.perf_counter()
+    got = golden.run_golden(tmp_path)
+    problems = golden.compare_golden(got, golden.read_golden())
+    assert not problems, (
+        "training now produces other figures than results/golden/golden.json; if the change is "
+        "deliberate, run `vireid results golden --update` and commit the file with "
+        "the reason:\n" + "\n".join(problems)
+    )
+    assert time.perf_counter() - start < 600
+
+
+def test_golden_command_compares_and_updates(tmp_path, monkeypatch, capsys):
+    from reference.cli import main
+
+    record = golden.read_golden()
+    for figures in record["methods"].values():
+        figures["seconds"] = 1.0
+    monkeypatch.setattr(golden, "run_golden", lambda progress: copy.deepcopy(record))
+    assert main(["results", "golden"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("baseline   R1 ")
+    assert out.rstrip().endswith("regression: none")
+    record["methods"]["method_b"]["figure"]["mAP"] += 0.01
+    assert main(["results", "golden"]) == 1
+    assert "method_b figure mAP: " in capsys.readouterr().out
+    monkeypatch.setenv("VIREID_GOLDEN", str(tmp_path / "g.json"))
+    assert main(["results", "golden", "--update"]) == 0
+    assert (
+        golden.read_golden(tmp_path / "g.json")["methods"]["method_b"]
+        == record["methods"]["method_b"]
+    )

@@ -1,0 +1,49 @@
+"""Tiny SynthVI datasets and tiny training configs shared by the training tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reference.data.synthvi import write_regdb, write_sysu
+from reference.training.config import TrainConfig, load_preset
+
+#: images small enough that a ResNet-50 step takes about a second on one CPU core
+TINY = (32, 16)
+#: Method A's six stripes need a feature map of 6 rows (16-fold downsampling): height 96
+TINY_METHOD_A = (96, 32)
+
+
+@pytest.fixture(scope="session")
+def synth_roots(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("synthvi")
+    return {
+        "sysu": write_sysu(base / "sysu", ids=8, image_size=TINY),
+        "regdb": write_regdb(base / "regdb", ids=6, image_size=TINY),
+    }
+
+
+def tiny_config(
+    preset: str, root: Path, *overrides: str, steps: int = 1, epochs: int = 1
+) -> TrainConfig:
+    """``preset`` with 2 ids x 2 images per modality, ``steps`` batches per epoch, tiny images,
+    deterministic, quiet, a log row every step."""
+    size = TINY_METHOD_A if preset.startswith("method_a") else TINY
+    return load_preset(
+        preset,
+        [
+            f"data.root='{root}'",
+            "pipeline.p=2",
+            "pipeline.k=2",
+            f"pipeline.num_batches={steps}",
+            f"pipeline.transform.size=[{size[0]}, {size[1]}]",
+            f"run.epochs={epochs}",
+            "run.log_every=1",
+            "run.deterministic=true",
+            "run.progress=false",
+            "run.device='cpu'",
+            "schedule.warmup_epochs=1",
+            *overrides,
+        ],
+    )
