@@ -18,7 +18,7 @@ fed visible and infrared rows and never a derivative.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,8 @@ from reference.data.regdb import check_trial, read_regdb
 from reference.data.sysu import read_sysu_test
 from reference.data.transforms import TestTransform, TransformConfig, check_uint8_images
 from reference.errors import VireidError
-from reference.evaluation.features import FeatureSet
+from reference.evaluation.features import FeatureSet, save_features
+from reference.fileio import check_writable
 
 Dataset = Literal["sysu", "regdb"]
 DATASETS = ("sysu", "regdb")
@@ -220,3 +221,75 @@ def extract_features(
         dataset=dataset,
         source=f"features of {root}",
     )
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What :func:`extract_checkpoint` wrote: the features, RegDB's trial (else None), where."""
+
+    features: FeatureSet
+    trial: int | None
+    out: Path
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: the GPU when there is one, else the CPU; otherwise the named torch device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise VireidError(
+            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VireidError(f"device: {device!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
+def extract_checkpoint(
+    checkpoint: str | Path,
+    root: str | Path,
+    out: str | Path,
+    *,
+    trial: int | None = None,
+    flip: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    force: bool = False,
+    progress: bool = True,
+) -> Extraction:
+    """Extract ``root``'s test pool with the model of ``checkpoint`` and write it to ``out``.
+
+    The transform's size and normalisation come from the run's config, and the folder must be
+    the run's dataset; RegDB's trial defaults to the run's and may not differ from it. ``out``
+    is written atomically and replaced only with ``force`` (checked before any work).
+    """
+    from reference.training.checkpoint import load_model
+
+    out = check_writable(out, overwrite=force)
+    config = ExtractConfig(batch_size=batch_size, flip=flip)  # checks the values first
+    model, run = load_model(checkpoint, resolve_device(device))
+    dataset = detect_dataset(root)
+    if dataset != run.data.dataset:
+        raise VireidError(
+            f"{root}: a {_NAMES[dataset]} folder, but {checkpoint} was trained on "
+            f"{_NAMES[run.data.dataset]}; expected a {_NAMES[run.data.dataset]} folder"
+        )
+    if dataset == "regdb":
+        if trial is None:
+            trial = run.data.trial
+        elif check_trial(trial) != run.data.trial:
+            raise VireidError(
+                f"trial: {checkpoint} was trained on RegDB trial {run.data.trial}, whose test "
+                f"identities are the only ones it has not seen; got trial {trial}"
+            )
+    config = replace(config, transform=run.pipeline.transform, workers=run.data.workers)
+    fs = extract_features(
+        model, root, dataset=dataset, trial=trial, config=config, progress=progress
+    )
+    save_features(out, fs, overwrite=force)
+    return Extraction(fs, trial, out)
+
+
+_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB"}
