@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_output(llcm)
 
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
-    synth.add_argument("--layout", choices=["sysu", "regdb"], required=True)
+    synth.add_argument("--layout", choices=["sysu", "regdb", "llcm"], required=True)
     synth.add_argument("--out", type=Path, required=True, metavar="DIR")
     synth.add_argument("--ids", type=int, default=None, help="number of identities")
     synth.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,13 @@ this project's definitions. It is checked to give the same figures.
 
 Peak memory: each protocol also runs once in a fresh subprocess that loads the features file;
 ``extra_info`` holds the resident set before the run and the run's peak (Linux ``VmHWM``).
+
+Ratio to the matrix product (issue 13, target <= 1.3): ``test_ratio_to_gemm`` times the whole
+protocol and the float32 product(s) it cannot avoid, interleaved in the same process, and keeps
+the minimum of each over the rounds (a loaded machine only adds time): SYSU-MM01 one product
+queries x (union of the ten trials' gallery rows), RegDB one 2,060 x 2,060 product per trial,
+LLCM one queries x gallery product per trial (10 trials, the example's test-set shape).
+``extra_info``: both minima, the ratio and the product shapes.
 """
 
 from __future__ import annotations
@@ -22,13 +29,23 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from reference.evaluation.example import regdb_example, sysu_example, sysu_example_counts
+from reference.evaluation.example import (
+    llcm_example,
+    regdb_example,
+    sysu_example,
+    sysu_example_counts,
+)
 from reference.evaluation.features import FeatureSet, save_features
+from reference.evaluation.llcm import evaluate_llcm, gallery_rows
+from reference.evaluation.llcm import folders_of as llcm_folders
+from reference.evaluation.llcm import query_rows as llcm_query_rows
 from reference.evaluation.regdb import evaluate_regdb
 from reference.evaluation.scores import Scores
 from reference.evaluation.sysu import (
@@ -252,3 +269,65 @@ def test_regdb_loop(benchmark, regdb_sets):
     benchmark.name = "loop"
     loops = benchmark.pedantic(loop_regdb, args=(regdb_sets,), rounds=1, iterations=1)
     same_figures(evaluate_regdb(regdb_sets), loops)
+
+
+# ---------------------------------------------------------------------------------------------
+# ratio to the matrix product the protocol cannot avoid
+# ---------------------------------------------------------------------------------------------
+
+RATIO_ROUNDS = 3
+
+
+def _gemm_plan(kind: str, fs, sets) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(query features, gallery features) of each product the protocol computes."""
+    if kind in ("single", "multi"):
+        folders = folders_of(fs)
+        q = query_rows(folders)
+        shots = 1 if kind == "single" else 10
+        galleries = [agw_gallery(folders, mode="all", shots=shots, trial=t) for t in range(TRIALS)]
+        return [(fs.features[q], fs.features[np.unique(np.concatenate(galleries))])]
+    if kind == "regdb":
+        return [(s.features[s.camids == 1], s.features[s.camids == 2]) for s in sets]
+    folders = llcm_folders(fs)
+    q = fs.features[llcm_query_rows(folders, 1)]
+    return [(q, fs.features[gallery_rows(folders, 0, t)]) for t in range(TRIALS)]
+
+
+@pytest.mark.parametrize("kind", ["single", "multi", "regdb", "llcm"])
+def test_ratio_to_gemm(benchmark, kind, sysu_fs, regdb_sets):
+    benchmark.group = "ratio-to-gemm"
+    benchmark.name = kind
+    fs = llcm_example(0, dim=DIM) if kind == "llcm" else sysu_fs
+    runs = {
+        "single": lambda: evaluate_sysu(fs, shots=1, trials=TRIALS),
+        "multi": lambda: evaluate_sysu(fs, shots=10, trials=TRIALS),
+        "regdb": lambda: evaluate_regdb(regdb_sets),
+        "llcm": lambda: evaluate_llcm(fs, direction="i2v", trials=TRIALS),
+    }
+    plan = [
+        (torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(np.ascontiguousarray(g)))
+        for q, g in _gemm_plan(kind, fs, regdb_sets)
+    ]
+
+    def interleaved() -> tuple[float, float]:
+        best_eval = best_gemm = float("inf")
+        for _ in range(RATIO_ROUNDS):
+            start = time.perf_counter()
+            for q, g in plan:
+                torch.mm(q, g.T)
+            best_gemm = min(best_gemm, time.perf_counter() - start)
+            start = time.perf_counter()
+            runs[kind]()
+            best_eval = min(best_eval, time.perf_counter() - start)
+        return best_eval, best_gemm
+
+    best_eval, best_gemm = benchmark.pedantic(interleaved, rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        {
+            "evaluation_s": round(best_eval, 3),
+            "gemm_s": round(best_gemm, 3),
+            "ratio_to_gemm": round(best_eval / best_gemm, 3),
+            "gemm_shapes": sorted({(q.shape[0], g.shape[0], q.shape[1]) for q, g in plan}),
+            "products": len(plan),
+        }
+    )

@@ -58,5 +58,5 @@ def test_default_ids(tmp_path, monkeypatch, capsys):
 def test_synth_command_unknown_layout(tmp_path):
     with pytest.raises(VireidError) as info:
         synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
-    assert str(info.value) == "layout: expected 'sysu' or 'regdb', got 'market'"
+    assert str(info.value) == "layout: expected 'sysu', 'regdb' or 'llcm', got 'market'"
     assert not (tmp_path / "d").exists()

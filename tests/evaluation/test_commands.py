@@ -171,3 +171,42 @@ def test_regdb_example_and_errors(tmp_path, capsys):
         f"error: {visible_only}: no thermal images (camid 2): the gallery set of direction v2t "
         "is empty"
     )
+
+
+def test_llcm_features_file_rerank_and_json(tmp_path, capsys):
+    from reference.evaluation.example import llcm_example
+
+    path = save_features(tmp_path / "llcm.npz", llcm_example(0, n_ids=10, dim=8))
+    out_json = tmp_path / "s.json"
+    args = ["evaluate", "llcm", "--features", str(path), "--direction", "v2i", "--trials", "2"]
+    rerank = ["--rerank", "k-reciprocal", "--k1", "5", "--k2", "2", "--lambda", "0.5"]
+    assert main([*args, *rerank, "--json", str(out_json)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (
+        "LLCM visible-to-infrared, 2 trials, euclidean distance, k-reciprocal re-ranking "
+        "(k1=5, k2=2, lambda=0.5)"
+    )
+    assert "LLCM v2i trial 2/2" in err
+    doc = json.loads(out_json.read_text())
+    assert doc["protocol"] == "llcm" and doc["settings"]["direction"] == "v2i"
+    assert doc["settings"]["rerank"] == {"method": "k-reciprocal", "k1": 5, "k2": 2, "lambda": 0.5}
+
+
+def test_rerank_numbers_need_rerank(capsys, sysu_file):
+    assert main(["evaluate", "sysu", "--features", str(sysu_file), "--k1", "5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --k1: only used with --rerank k-reciprocal"
+    args = ["evaluate", "sysu", "--features", str(sysu_file), "--rerank", "k-reciprocal"]
+    assert main([*args, "--lambda", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: lambda: expected a number in [0, 1], got 2.0"
+
+
+def test_sysu_and_regdb_record_rerank(tmp_path, sysu_file, regdb_files, capsys):
+    out_json = tmp_path / "s.json"
+    rerank = ["--rerank", "k-reciprocal", "--k1", "4", "--k2", "2"]
+    args = ["evaluate", "sysu", "--features", str(sysu_file), "--trials", "1", *rerank]
+    assert main([*args, "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["settings"]["rerank"]["k1"] == 4
+    args = ["evaluate", "regdb", "--features", *map(str, regdb_files), *rerank]
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["rerank"]["lambda"] == 0.3
+    capsys.readouterr()

@@ -28,6 +28,12 @@ def synth_command(*, layout: str, out: Path, ids: int | None, seed: int, force: 
             f"(train {info.split['train']}, val {info.split['val']}, test {info.split['test']}), "
             f"{rgb} RGB and {ir} IR images ({per_cam})"
         )
+    elif layout == "llcm":
+        per_folder = ", ".join(f"{k} {info.images.get(k, 0)}" for k in sorted(info.images))
+        print(
+            f"wrote SynthVI (LLCM layout) to {info.root}: {info.ids} identities "
+            f"(train {info.split['train']}, test {info.split['test']}), {per_folder}"
+        )
     else:
         print(
             f"wrote SynthVI (RegDB layout) to {info.root}: {info.ids} identities, "

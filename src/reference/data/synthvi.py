@@ -1,5 +1,5 @@
-"""SynthVI: a generated visible-infrared person re-identification dataset, in the SYSU-MM01 and
-RegDB folder layouts.
+"""SynthVI: a generated visible-infrared person re-identification dataset, in the SYSU-MM01,
+RegDB and LLCM folder layouts (LLCM: ``synthvi_llcm.py``).
 
 Spec: ``spec/data/synthvi.md``. The generative model is in ``synthvi_render.py``, the split
 planning in ``synthvi_plan.py``, the atomic folder commit in ``dataset_folder.py``; this module
@@ -92,12 +92,12 @@ def write_synthvi(
     image_size: tuple[int, int] = (64, 32),
     force: bool = False,
 ) -> SynthVIInfo:
-    """Write a SynthVI dataset in ``layout`` (``"sysu"`` or ``"regdb"``) to ``out``; return what
-    was written (counts per camera or modality, identities per split)."""
-    writers = {"sysu": _write_sysu, "regdb": _write_regdb}
+    """Write a SynthVI dataset in ``layout`` (``"sysu"``, ``"regdb"``, ``"llcm"``) to ``out``;
+    return what was written (counts per camera, modality or folder; identities per split)."""
+    writers = {"sysu": _write_sysu, "regdb": _write_regdb, "llcm": _write_llcm}
     if layout not in writers:
-        raise VireidError(f"layout: expected 'sysu' or 'regdb', got {layout!r}")
-    ids = check_ids(ids, layout)
+        raise VireidError(f"layout: expected 'sysu', 'regdb' or 'llcm', got {layout!r}")
+    ids = ids if layout == "llcm" else check_ids(ids, layout)  # LLCM: checked by its plan
     seed = check_synth_int("seed", seed, 0, MAX_SEED)
     size = check_image_size(image_size)
     return writers[layout](Path(out), ids, seed, size, force)
@@ -153,6 +153,15 @@ def _write_sysu(out: Path, ids: int, seed: int, size: tuple[int, int], force: bo
 
     write_dataset_folder(out, force, (*(f"cam{c}" for c in SYSU_CAMERAS), "exp"), fill)
     return SynthVIInfo(out, ids, images, {k: len(v) for k, v in split.items()})
+
+
+def _write_llcm(out: Path, ids: int, seed: int, size: tuple[int, int], force: bool) -> SynthVIInfo:
+    """The LLCM layout (``synthvi_llcm.py``): images per top-level folder, ids per split."""
+    from reference.data.synthvi_llcm import llcm_plan, write_llcm_layout
+
+    llcm_plan(ids, seed)  # checks ids before anything is written
+    images, split = write_llcm_layout(out, ids, seed, size, force)
+    return SynthVIInfo(out, ids, images, split)
 
 
 def _regdb_name(female: bool, front: bool, modality: str, frame: int, pid: int) -> str:

@@ -34,10 +34,10 @@ from reference.errors import VireidError
 from reference.evaluation.distance import Metric, PreparedGallery, as_feature_tensor, check_metric
 
 METHODS: tuple[str, ...] = ("k-reciprocal",)
-#: working-set targets: elements of one (rows, N) distance chunk, and (query, gallery) pairs of
-#: shared non-zero columns handled at once
-CHUNK_ELEMENTS = 1 << 22
-PAIR_BUDGET = 1 << 22
+#: working-set targets: elements of one (rows, N) distance chunk (8 MB as float64), and
+#: (query, gallery) pairs of shared non-zero columns handled at once (about 60 MB of work arrays)
+CHUNK_ELEMENTS = 1 << 20
+PAIR_BUDGET = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,10 @@ def k_reciprocal_distance(
     w_sum = torch.zeros(n, dtype=torch.float64, device=items.device).index_add_(0, w_row, w_val)
 
     # Jaccard of every query with every gallery item, then the mix with o(i, j)
-    jaccard_min = _shared_min(w_row, w_col, w_val, n_query, n)
-    out = torch.empty(n_query, n - n_query, dtype=torch.float64, device=items.device)
+    out = _shared_min(w_row, w_col, w_val, n_query, n)  # sum of minima; becomes the result
     for s in range(0, n_query, rows):
         e = min(s + rows, n_query)
-        shared = jaccard_min[s:e]
+        shared = out[s:e]
         union = w_sum[s:e, None] + w_sum[None, n_query:] - shared
         jac = torch.where(union > 0, 1.0 - shared / torch.where(union > 0, union, 1.0), 1.0)
         out[s:e] = (1.0 - lambda_) * jac + lambda_ * original(s, e)[:, n_query:]
