@@ -181,7 +181,8 @@ def _add_extract(commands) -> None:
         "extract",
         help="write a checkpoint's test-pool features file",
         description="Embed every image of the dataset's test pool (SYSU-MM01: the test "
-        "identities in all six cameras; RegDB: one trial's test split) with the model of a "
+        "identities in all six cameras; RegDB: one trial's test split; LLCM: every test image "
+        "of both modalities) with the model of a "
         "training checkpoint and write the features file that 'vireid evaluate' scores.",
     )
     extract.add_argument("--checkpoint", type=Path, required=True, metavar="C.pt")

@@ -208,8 +208,9 @@ def test_dataset_detection(sysu_root, regdb_root, tmp_path):
     with pytest.raises(VireidError) as exc:
         detect_dataset(tmp_path)
     assert str(exc.value) == (
-        f"{tmp_path}: cannot tell the dataset (neither layout found); expected a SYSU-MM01 "
-        "folder (cam1..cam6, exp/) or a RegDB folder (Visible/, Thermal/, idx/)"
+        f"{tmp_path}: cannot tell the dataset (no layout found); expected a SYSU-MM01 "
+        "folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) or an LLCM folder "
+        "(test_vis/, test_nir/, idx/)"
     )
     missing = tmp_path / "nope"
     with pytest.raises(VireidError) as exc:

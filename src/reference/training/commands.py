@@ -108,13 +108,17 @@ def extract_command(
     )
     fs = done.features
     ids = len(set(fs.pids.tolist()))
-    pool = "SYSU-MM01 test pool" if fs.dataset == "sysu" else f"RegDB trial {done.trial} test split"
+    pool = {
+        "sysu": "SYSU-MM01 test pool",
+        "regdb": f"RegDB trial {done.trial} test split",
+        "llcm": "LLCM test pool, both modalities",
+    }[fs.dataset]
     print(
         f"wrote {out}: {len(fs)} images of {ids} identities ({pool}), d={fs.dim}"
         f"{', flip-averaged' if flip else ''}"
     )
-    protocol = "sysu" if fs.dataset == "sysu" else "regdb"
-    print(f"score it: vireid evaluate {protocol} --features {out}")
+    how = " --direction i2v|v2i" if fs.dataset == "llcm" else ""
+    print(f"score it: vireid evaluate {fs.dataset} --features {out}{how}")
     return 0
 
 
