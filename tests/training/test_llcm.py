@@ -5,19 +5,24 @@ test pool with ``modalities``, and ``vireid evaluate llcm`` on the file in both 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from reference.cli import main
 from reference.data.llcm import read_llcm_test, read_llcm_train
+from reference.data.records import ImageRecords
 from reference.errors import VireidError
 from reference.evaluation.features import load_features
 from reference.evaluation.llcm import evaluate_llcm
 from reference.training.config import load_preset
 from reference.training.engine import train
 from reference.training.extract import detect_dataset, extract_checkpoint
-from reference.training.validation import read_training_data
+from reference.training.validation import read_training_data, score_retrieval
 from tests.training.conftest import tiny_config
 
 LLCM_PRESETS = ["baseline-llcm", "method_a-llcm", "method_b-llcm"]
@@ -106,3 +111,31 @@ def test_llcm_detection_and_bad_inputs(synth_roots, llcm_run, tmp_path, capsys):
         "LLCM; expected an LLCM folder\n"
     )
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+class ValueEmbedding(nn.Module):
+    """The embedding is the image's mean value (each test image painted with one value)."""
+
+    def forward(self, images, modality):
+        return SimpleNamespace(embedding=images.mean(dim=(1, 2, 3))[:, None].repeat(1, 4))
+
+
+def test_validation_score_skips_same_identity_same_camera_on_llcm():
+    # an infrared query of identity 1 in camera 2; visible gallery: identity 1 in camera 2 (the
+    # nearest, skipped on LLCM), identity 2 in camera 2, identity 1 in camera 5 (the farthest)
+    pids, modality, camids = np.array([1, 1, 2, 1]), np.array([1, 0, 0, 0]), np.array([2, 2, 2, 5])
+    records = ImageRecords(
+        paths=tuple(Path(f"{i}.jpg") for i in range(4)), labels=pids - 1, pids=pids,
+        camids=camids, modality=modality, frames=np.zeros(4, dtype=np.int64),
+    )  # fmt: skip
+    values = np.array([100, 100, 110, 130], dtype=np.uint8)
+    images = torch.from_numpy(values)[:, None, None, None].repeat(1, 3, 8, 4)
+    config = tiny_config("baseline-llcm", Path("."))
+    scores = score_retrieval(ValueEmbedding(), records, images, config, torch.device("cpu"))
+    # ranking after the rule: identity 2, then identity 1 at rank 2
+    assert scores == {"r1": 0.0, "mAP": 0.5, "mINP": 0.5}
+    # the same rows under RegDB's (no rule) find the skipped image first
+    regdb = tiny_config("baseline-regdb", Path("."))
+    assert (
+        score_retrieval(ValueEmbedding(), records, images, regdb, torch.device("cpu"))["r1"] == 1.0
+    )
