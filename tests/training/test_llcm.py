@@ -139,3 +139,12 @@ def test_validation_score_skips_same_identity_same_camera_on_llcm():
     assert (
         score_retrieval(ValueEmbedding(), records, images, regdb, torch.device("cpu"))["r1"] == 1.0
     )
+
+
+def test_train_refuses_a_trial_for_llcm(synth_roots, tmp_path, capsys):
+    argv = ["train", "--preset", "baseline-llcm", "--data-root", str(synth_roots["llcm"])]
+    assert main([*argv, "--trial", "2", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        "error: trial: LLCM has one training split (--trial is RegDB's); got --trial 2\n"
+    )
+    assert not (tmp_path / "run").exists()

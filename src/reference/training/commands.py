@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from reference.errors import VireidError
 from reference.training.config import load_preset
 from reference.training.engine import TrainingStopped, train
 
@@ -51,6 +52,10 @@ def train_command(
     if monitor_test:
         assignments.append("run.monitor_test=true")
     config = load_preset(preset, [*assignments, *overrides])
+    if trial is not None and config.data.dataset == "llcm":  # LLCM: one training split
+        raise VireidError(
+            f"trial: LLCM has one training split (--trial is RegDB's); got --trial {trial}"
+        )
     out_dir = out if out is not None else default_out_dir(preset, trial)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
