@@ -7,6 +7,7 @@ Commands:
   vireid synth           write a SynthVI dataset folder (SYSU-MM01 or RegDB layout)
   vireid data check      validate a dataset folder and report its counts
   vireid model summary   a model's stages, shapes, parameters and step cost (checks --pretrained)
+  vireid audit eval|loss|features   where another implementation differs, by kind (exit 1)
   vireid train           train a preset on a dataset folder into a run folder
   vireid extract         write a checkpoint's test-pool features file (SYSU-MM01 or RegDB)
   vireid demo            train, extract and score the three methods on SynthVI (the main job)
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_extract(commands)
     _add_results(commands)
+    _add_audit(commands)
     return parser
 
 
@@ -299,6 +301,73 @@ def _dispatch_results(args: argparse.Namespace) -> int:
     )
 
 
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="where another implementation differs, by kind")
+    what = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
+
+    def reports(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--expect", type=Path, metavar="FILE", help="known deviations (TOML)")
+        p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the Markdown report")
+        p.add_argument("--json", type=Path, metavar="OUT.json", help="write the JSON report")
+        p.add_argument("--force", action="store_true", help="replace report files that exist")
+
+    target_help = "package.module:function or path/to/file.py:function"
+    ev = what.add_parser("eval", help="audit an evaluation function on the battery")
+    ev.add_argument("target", metavar="TARGET", help=target_help)
+    ev.add_argument("--protocol", choices=["sysu", "regdb", "market"], default="sysu")
+    ev.add_argument("--adapter", choices=["distance", "similarity", "torchreid"])
+    ev.add_argument(
+        "--scale", type=float, default=1.0, help="examples per probe x SCALE (default 1)"
+    )
+    reports(ev)
+    lo = what.add_parser("loss", help="audit a loss: value and gradient on generated batches")
+    lo.add_argument("name", choices=["tri", "hctri", "ca", "mml", "mdl", "id"], metavar="NAME")
+    lo.add_argument("target", metavar="TARGET", help=target_help)
+    lo.add_argument("--adapter", choices=["plain", "tags", "halves"])
+    lo.add_argument(
+        "--scale", type=float, default=1.0, help="examples per probe x SCALE (default 1)"
+    )
+    reports(lo)
+    fe = what.add_parser("features", help="re-score features and compare with claimed figures")
+    fe.add_argument("features", type=Path, metavar="F.npz")
+    fe.add_argument("--protocol", choices=["sysu", "regdb", "market"], required=True)
+    fe.add_argument("--claimed", required=True, metavar="R1=..,mAP=..", help="in percent")
+    fe.add_argument("--tolerance", type=float, default=0.5, help="points of percent (default 0.5)")
+    fe.add_argument("--trials", type=int, default=10, help="SYSU-MM01 trials (default 10)")
+    reports(fe)
+
+
+def _dispatch_audit(args: argparse.Namespace) -> int:
+    from reference.audit import commands as audit
+
+    common = {
+        "expect": args.expect,
+        "markdown": args.markdown,
+        "json_out": args.json,
+        "force": args.force,
+    }
+    if args.audit_command == "eval":
+        return audit.audit_eval_command(
+            target=args.target,
+            protocol=args.protocol,
+            adapter=args.adapter,
+            scale=args.scale,
+            **common,
+        )
+    if args.audit_command == "loss":
+        return audit.audit_loss_command(
+            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, **common
+        )
+    return audit.audit_features_command(
+        features=args.features,
+        protocol=args.protocol,
+        claimed=args.claimed,
+        tolerance=args.tolerance,
+        trials=args.trials,
+        **common,
+    )
+
+
 #: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
 _MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_routing")
 
@@ -306,6 +375,8 @@ _MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_rou
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "results":
         return _dispatch_results(args)
+    if args.command == "audit":
+        return _dispatch_audit(args)
     if args.command == "evaluate":
         from reference.evaluation import commands as evaluation
 

@@ -10,8 +10,13 @@ Several stripe counts are pooled together from one power of the map (``gem_strip
 map is cut into ``L = lcm(n_1, n_2, ...)`` equal bands once, and the mean of a stripe of
 granularity ``n`` is the mean of its ``L / n`` consecutive band means (the bands are of equal size).
 
-Plain formula: :func:`band_power_mean_plain` (clamp, power, band means). Fast path: the same
-numbers as one autograd node with a written-out backward (``_BandPowerMeanFastBackward``).
+Computed max-scaled, so that no power overflows: with ``s = max(eps ** (1/p), max of x over the
+band)`` (a constant, :func:`band_scale`), ``gem = s * (mean (max(x, 0) / s) ** p + eps / s ** p)
+** (1 / p)``, the same number for any ``s > 0``; every ratio is ``<= 1``. A stripe made of several
+bands takes the largest of their ``s`` and reweights each band mean by ``(s_band / s) ** p``.
+
+Plain formula: :func:`band_power_mean_plain` (clamp, scale, power, band means). Fast path: the
+same numbers as one autograd node with a written-out backward (``_BandPowerMeanFastBackward``).
 """
 
 from __future__ import annotations
@@ -32,67 +37,98 @@ def check_gem_p(p: float, *, field: str = "gem_p") -> float:
     return check_number(p, field, low=1.0, expected="a finite number >= 1")
 
 
-def band_power_mean_plain(x: torch.Tensor, bands: int, p: float) -> torch.Tensor:
-    """The plain formula: ``mean over each of L equal row bands of max(x, 0) ** p``,
-    ``(B, C, h, w) -> (B, C, L)``, as the chain clamp -> pow -> mean that autograd differentiates.
+def band_scale(x: torch.Tensor, bands: int, p: float) -> torch.Tensor:
+    """The scale of each of ``L = bands`` equal row bands: ``max(eps ** (1/p), max of x over the
+    band)``, ``(B, C, h, w) -> (B, C, L)``, detached (GeM does not depend on it), in the wider of
+    ``x``'s precision and float32 (the precision the pooling is computed in).
+
+    Positive, so ``eps / s ** p <= 1`` and ``max(x, 0) / s <= 1``: no power overflows.
     """
     b, c, h, w = x.shape
-    clamped = x.clamp(min=0)
+    wide = torch.promote_types(x.dtype, torch.float32)
+    top = x.detach().reshape(b, c, bands, (h // bands) * w).amax(dim=-1)
+    return top.to(wide).clamp(min=GEM_EPS ** (1.0 / p))
+
+
+def band_power_mean_plain(
+    x: torch.Tensor, bands: int, p: float, scale: torch.Tensor
+) -> torch.Tensor:
+    """The plain formula: ``mean over each of L equal row bands of (max(x, 0) / s) ** p`` with
+    ``s = scale`` (``(B, C, L)``, positive, from :func:`band_scale`), ``(B, C, h, w) -> (B, C, L)``,
+    as the chain clamp -> divide -> pow -> mean that autograd differentiates.
+    """
+    b, c, h, w = x.shape
+    clamped = x.clamp(min=0).reshape(b, c, bands, (h // bands) * w) / scale.unsqueeze(-1)
     powered = clamped if p == 1.0 else clamped.pow(p)
-    return powered.reshape(b, c, bands, (h // bands) * w).mean(dim=-1)
+    return powered.mean(dim=-1)
 
 
 class _BandPowerMeanFastBackward(torch.autograd.Function):
     """Fast path of :func:`band_power_mean_plain`: equal to it in value and gradient (proved by
-    ``tests/models/test_pooling.py::test_gradient_matches_the_clamp_pow_mean_chain``, and its
-    second derivatives by ``::test_second_derivatives``).
+    ``tests/models/test_pooling.py::test_band_power_mean_fast_path_equals_the_plain_formula``;
+    GeM's gradient by ``::test_gradient_matches_the_clamp_pow_mean_chain`` and its second
+    derivatives by ``::test_second_derivatives``).
 
-    Written as one autograd node so that neither ``max(x, 0)`` nor its power is kept for the
-    backward pass (only ``x``, which the backbone keeps anyway), and the gradient is one fused
-    expression instead of the chain clamp -> pow -> mean (three passes over the map and a mask).
-    The gradient is the one of that chain: ``p * max(x, 0) ** (p - 1) / (rows * w)`` times the
-    band's incoming gradient, and for ``p = 1`` the indicator of ``x > 0`` (torch's clamp passes
-    no gradient at 0, for any ``p``).
+    Written as one autograd node so that neither ``max(x, 0) / s`` nor its power is kept for the
+    backward pass (only ``x``, which the backbone keeps anyway, and the small ``s``), and the
+    gradient is one fused expression instead of the chain clamp -> divide -> pow -> mean. The
+    gradient is the one of that chain: ``p * (max(x, 0) / s) ** (p - 1) / (s * rows * w)`` times
+    the band's incoming gradient, and for ``p = 1`` the indicator of ``x > 0`` over
+    ``s * rows * w`` (torch's clamp passes no gradient at 0, for any ``p``). ``s`` is a constant.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, bands: int, p: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, bands: int, p: float, scale: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x, scale)
         ctx.bands, ctx.p = bands, p
-        clamped = x.clamp(min=0)
-        powered = clamped if p == 1.0 else clamped.pow(p)
-        return powered.reshape(b, c, bands, (h // bands) * w).mean(dim=-1)
+        # one new map in the scale's precision (>= float32), clamped and raised in place
+        scaled = torch.div(x.reshape(b, c, bands, (h // bands) * w), scale.unsqueeze(-1))
+        scaled = scaled.clamp_(min=0)
+        powered = scaled if p == 1.0 else scaled.pow_(p)
+        return powered.mean(dim=-1)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        (x,) = ctx.saved_tensors
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        x, scale = ctx.saved_tensors
         b, c, h, w = x.shape
         bands, p = ctx.bands, ctx.p
         size = (h // bands) * w
-        # in the wider of the two precisions (under autocast the forward's power ran in float32)
-        dtype = torch.promote_types(x.dtype, grad.dtype)
+        # in the wider of the precisions (the forward ran in the scale's, >= float32)
+        dtype = torch.promote_types(torch.promote_types(x.dtype, grad.dtype), scale.dtype)
+        x = x.reshape(b, c, bands, size)
+        scale = scale.to(dtype).unsqueeze(-1)
         if p == 1.0:
             local = (x > 0).to(dtype)
         else:
-            local = x.to(dtype).clamp(min=0)
-            local = local.mul_(2.0) if p == 2.0 else local.pow_(p - 1.0).mul_(p)
-        # one incoming value per band, spread over the band's rows, divided by its size
-        scale = (grad / size).to(dtype).reshape(b, c, bands, 1)
-        local = local.reshape(b, c, bands, size).mul_(scale)
-        return local.reshape(b, c, h, w).to(x.dtype), None, None
+            local = torch.div(x.to(dtype), scale).clamp_(min=0)
+            local = local if p == 2.0 else local.pow_(p - 1.0)
+        # one incoming value per band, times p, spread over the band, divided by its size and s
+        coef = (grad.to(dtype).unsqueeze(-1) * p / size) / scale
+        local = local.mul_(coef)
+        return local.reshape(b, c, h, w).to(x.dtype), None, None, None
 
 
 def _check_map(x: torch.Tensor, counts: Sequence[int]) -> None:
     if x.dim() != 4:
         raise VireidError(f"feature map: expected a (B, C, h, w) tensor, got {tuple(x.shape)}")
-    h = x.shape[2]
+    h, w = x.shape[2:]
+    if h == 0 or w == 0:
+        raise VireidError(f"feature map: expected h, w >= 1, got {tuple(x.shape)}")
     for stripes in counts:
         check_integer(stripes, "stripes", low=1, numpy=False)
         if h % stripes:
             raise VireidError(
                 f"feature map: height {h} is not divisible into {stripes} equal stripes"
             )
+
+
+def _root(means: torch.Tensor, top: torch.Tensor, p: float) -> torch.Tensor:
+    """``top * (means + eps / top ** p) ** (1 / p)``: ``(top ** p * means + eps) ** (1 / p)``
+    without forming ``top ** p * means``; ``eps / top ** p <= 1`` as ``top >= eps ** (1 / p)``
+    (an overflowing ``top ** p`` makes it 0, which it is to working precision)."""
+    inner = means + GEM_EPS / top.pow(p)
+    return top * (inner if p == 1.0 else inner.pow(1.0 / p))
 
 
 def gem_stripes_many(x: torch.Tensor, counts: Sequence[int], p: float) -> list[torch.Tensor]:
@@ -107,15 +143,21 @@ def gem_stripes_many(x: torch.Tensor, counts: Sequence[int], p: float) -> list[t
     _check_map(x, counts)
     b, c = x.shape[:2]
     bands = math.lcm(*counts)  # divides h, as every count does
+    scale = band_scale(x, bands, p)  # (B, C, L), constant
     # clamp inside: no-op on ResNet's post-ReLU maps, keeps x ** p real for any input
-    band_means = _BandPowerMeanFastBackward.apply(x, bands, p)  # (B, C, L)
+    band_means = _BandPowerMeanFastBackward.apply(x, bands, p, scale)  # (B, C, L), scaled
+    # under autocast the pooled values stay in the pooling's precision (float32), else x's
+    out_dtype = scale.dtype if torch.is_autocast_enabled(x.device.type) else x.dtype
     out = []
     for n in counts:
-        means = band_means.reshape(b, c, n, bands // n).mean(dim=-1) if n != bands else band_means
-        if p == 1.0:
-            out.append(means + GEM_EPS)
+        if n == bands:
+            top, means = scale, band_means
         else:
-            out.append((means + GEM_EPS).pow(1.0 / p))
+            group = scale.reshape(b, c, n, bands // n)
+            top = group.amax(dim=-1)
+            weights = (group / top.unsqueeze(-1)).pow(p)  # a band's mean rescaled to the stripe's
+            means = (band_means.reshape(b, c, n, bands // n) * weights).mean(dim=-1)
+        out.append(_root(means, top, p).to(out_dtype))
     return out
 
 

@@ -1,0 +1,87 @@
+"""The features audit re-scores features and names the choice that reproduces a claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reference.audit.features_audit import audit_features, parse_claimed
+from reference.errors import VireidError
+from reference.evaluation.example import sysu_example
+from reference.evaluation.features import save_features
+
+
+@pytest.fixture(scope="module")
+def sysu_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("features") / "f.npz"
+    save_features(path, sysu_example())
+    return path
+
+
+def figures_of(report, variant):
+    (row,) = [r for r in report.extra["claims"] if r["variant"] == variant]
+    return row["figures"]
+
+
+@pytest.mark.slow
+def test_claims_are_explained_by_the_choice_that_reproduces_them(sysu_file):
+    # first: a claim nothing reproduces; the table holds every variant's figures
+    report = audit_features(sysu_file, protocol="sysu", claimed={"R1": 1.0}, trials=1)
+    assert [f.kind for f in report.findings] == ["claim"] and report.exit_status == 1
+    reference = figures_of(report, "reference")
+    standard = figures_of(report, "standard CMC")
+    trapezoid = figures_of(report, "trapezoidal AP (Market-1501 code)")
+    assert standard["R1"] == reference["R1"] and standard["R10"] < reference["R10"]
+    assert trapezoid["mAP"] < reference["mAP"]
+
+    claim = {k: round(reference[k], 2) for k in ("R1", "R10", "mAP")}
+    same = audit_features(sysu_file, protocol="sysu", trials=1, claimed=claim)
+    assert same.findings == [] and same.exit_status == 0
+
+    ap = audit_features(sysu_file, protocol="sysu", trials=1,
+                        claimed={"R1": trapezoid["R1"], "mAP": trapezoid["mAP"]})  # fmt: skip
+    assert [f.kind for f in ap.findings] == ["ap-formula"]
+    assert ap.findings[0].difference == pytest.approx(reference["mAP"] - trapezoid["mAP"])
+
+    cmc = audit_features(
+        sysu_file,
+        protocol="sysu",
+        trials=1,
+        claimed={k: standard[k] for k in ("R1", "R5", "R10", "R20", "mAP")},
+    )
+    assert [f.kind for f in cmc.findings] == ["cmc-kind"]
+
+
+def test_market_features_file(tmp_path):
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(6), 4)
+    camids = np.tile([1, 2, 1, 2], 6)
+    feats = rng.normal(size=(24, 8)) + pids[:, None] * 0.5
+    query = np.tile([True, False, False, False], 6)
+    np.savez(tmp_path / "m.npz", features=feats, pids=pids, camids=camids, query=query)
+    first = audit_features(tmp_path / "m.npz", protocol="market", claimed={"R1": 0.0})
+    ref = figures_of(first, "reference")
+    again = audit_features(tmp_path / "m.npz", protocol="market", claimed={"mAP": ref["mAP"]})
+    assert again.findings == []
+    np.savez(tmp_path / "bad.npz", features=feats, pids=pids, camids=camids)
+    with pytest.raises(VireidError, match="missing key 'query'"):
+        audit_features(tmp_path / "bad.npz", protocol="market", claimed={"R1": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("R1=47.5,mAP=45", None),
+        ("R2=4", "--claimed: expected NAME=PERCENT pairs with NAME in R1, R5, R10, R20, mAP, "
+         "mINP, got 'R2=4'"),
+        ("mAP=x", "--claimed: mAP: expected a number in percent, got 'x'"),
+        ("mAP=120", "--claimed: mAP: expected a percentage in [0, 100], got 120.0"),
+    ],
+)  # fmt: skip
+def test_parse_claimed(text, message):
+    if message is None:
+        assert parse_claimed(text) == {"R1": 47.5, "mAP": 45.0}
+        return
+    with pytest.raises(VireidError) as err:
+        parse_claimed(text)
+    assert str(err.value) == message

@@ -1,0 +1,63 @@
+"""Loading the implementation under audit from a module or a file."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference.audit.target import load_target
+from reference.errors import VireidError
+from tests.audit import wrong_eval, wrong_loss
+
+
+def test_load_target_from_a_file_and_from_a_module(tmp_path):
+    f = tmp_path / "their_eval.py"
+    f.write_text("import helper\ndef evaluate(distmat, *a):\n    return helper.X\n")
+    (tmp_path / "helper.py").write_text("X = 42\n")
+    t = load_target(f"{f}:evaluate")
+    assert t.name == "evaluate" and t.function(None) == 42
+    m = load_target("tests.audit.wrong_eval:correct")
+    assert m.function is wrong_eval.correct
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_colon", "target: expected 'package.module:function' or 'path/to/file.py:function', "
+         "got 'no_colon'"),
+        ("/nonexistent/x.py:f", "target: /nonexistent/x.py: no such file (from "
+         "'/nonexistent/x.py:f')"),
+        ("tests.audit.wrong_eval:nothing", "target: 'tests.audit.wrong_eval' has no attribute "
+         "'nothing'"),
+        ("no_such_module_xyz:f", "target: cannot import module 'no_such_module_xyz': "
+         "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+    ],
+)  # fmt: skip
+def test_bad_targets_are_named(spec, message):
+    with pytest.raises(VireidError) as err:
+        load_target(spec)
+    assert str(err.value) == message
+
+
+def test_a_class_is_built_without_arguments(tmp_path):
+    f = tmp_path / "their_loss.py"
+    f.write_text(
+        "import torch\nclass TripletLoss(torch.nn.Module):\n"
+        "    def forward(self, inputs, targets):\n        return inputs.sum()\n"
+        "class Needs:\n    def __init__(self, margin):\n        pass\n"
+    )
+    t = load_target(f"{f}:TripletLoss")
+    assert t.name == "TripletLoss" and [p.name for p in t.parameters()] == ["inputs", "targets"]
+    with pytest.raises(VireidError) as err:
+        load_target(f"{f}:Needs")
+    assert str(err.value).startswith("target: class 'Needs' cannot be built without arguments")
+
+
+def test_import_errors_of_the_file_are_named(tmp_path):
+    f = tmp_path / "broken.py"
+    f.write_text("import no_such_module_abc\n")
+    with pytest.raises(VireidError) as err:
+        load_target(f"{f}:x")
+    assert str(err.value) == (
+        f"target: importing {f} failed: ModuleNotFoundError: No module named 'no_such_module_abc'"
+    )
+    assert callable(wrong_loss.tri_correct)
