@@ -57,5 +57,5 @@ def test_option_values_are_checked_when_the_entry_is_made():
         LossEntry("tri", "global", options=("margin",))
     with _raises("method: expected a non-empty name, got ''"):
         LossSpec("", (LossEntry("tri", "global"),))
-    with _raises("dataset: expected 'sysu', 'regdb' or None, got 'market'"):
+    with _raises("dataset: expected 'sysu', 'regdb', 'llcm' or None, got 'market'"):
         LossSpec("x", (LossEntry("tri", "global"),), dataset="market")

@@ -140,6 +140,12 @@ def test_bad_input(roots, tmp_path):
         reproduce("baseline-regdb", roots["regdb"], None, tmp_path / "o", split=tmp_path / "x")
     with pytest.raises(VireidError, match="--against: method_b has no method 'nope'"):
         reproduce("baseline-sysu", roots["sysu"], None, tmp_path / "o", against="method_b:nope")
+    with pytest.raises(VireidError) as exc:
+        reproduce("baseline-llcm", roots["sysu"], None, tmp_path / "o")
+    assert str(exc.value) == (
+        "preset: baseline-llcm trains on LLCM, which reproduce does not run yet; expected a "
+        "SYSU-MM01 or RegDB preset (LLCM: vireid train, vireid extract, vireid evaluate llcm)"
+    )
     assert not (tmp_path / "o").exists()  # nothing written before the input is checked
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.data.synthvi import write_regdb, write_sysu
+from reference.data.synthvi import write_regdb, write_synthvi, write_sysu
 from reference.training.config import TrainConfig, load_preset
 
 #: images small enough that a ResNet-50 step takes about a second on one CPU core
@@ -21,6 +21,7 @@ def synth_roots(tmp_path_factory) -> dict[str, Path]:
     return {
         "sysu": write_sysu(base / "sysu", ids=8, image_size=TINY),
         "regdb": write_regdb(base / "regdb", ids=6, image_size=TINY),
+        "llcm": write_synthvi(base / "llcm", "llcm", ids=8, image_size=TINY).root,
     }
 
 

@@ -27,8 +27,9 @@ def test_preset_round_trips_and_matches_names(name):
     kind, dataset = name.split("-")
     assert config.model.kind == kind and config.data.dataset == dataset
     assert config_from_dict(config_to_dict(config)) == config
-    # the loss entries are the losses module's preset of the method (provenance aside)
-    expected = preset(kind, dataset)
+    # the loss entries are the losses module's preset of the method (provenance aside); LLCM
+    # carries SYSU-MM01's over (spec/training/presets.md)
+    expected = preset(kind, "sysu" if dataset == "llcm" else dataset)
     key = [(e.loss, e.on, e.weight, e.options, e.name, e.split) for e in expected.entries]
     assert [
         (e.loss, e.on, e.weight, e.options, e.name, e.split) for e in config.losses.entries
@@ -55,6 +56,26 @@ def test_predecessor_values():
     assert (sysu.optim.lr_backbone, sysu.optim.lr_head, sysu.optim.nesterov) == (0.01, 0.1, True)
     assert sysu.schedule.milestones == (20, 50) and sysu.run.epochs == 60
     assert sysu.pipeline.transform.size == (288, 144)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "method_a", "method_b"])
+def test_llcm_presets_carry_the_sysu_recipe_over(kind):
+    llcm, sysu = load_preset(f"{kind}-llcm"), load_preset(f"{kind}-sysu")
+    assert llcm.data.dataset == llcm.losses.dataset == "llcm"
+    assert llcm.model.num_classes == 713
+
+    def recipe(config):
+        d = config_to_dict(config)
+        for key in ("preset", "losses"):
+            d.pop(key)
+        d["data"].pop("dataset")
+        d["model"].pop("num_classes")
+        return d
+
+    assert config_diff(recipe(llcm), recipe(sysu)) == []
+    assert [(e.loss, e.on, e.weight, e.options) for e in llcm.losses.entries] == [
+        (e.loss, e.on, e.weight, e.options) for e in sysu.losses.entries
+    ]
 
 
 def test_schedule_factor_oracle():

@@ -25,10 +25,13 @@ from reference.data.transforms import TransformConfig
 from reference.errors import VireidError
 from reference.evaluation.features import load_features, save_features
 from reference.models.build import ModelConfig, build_model
+from reference.training.checkpoint import save_checkpoint
+from reference.training.config import config_to_dict, load_preset
 from reference.training.extract import (
     ExtractConfig,
     detect_dataset,
     embed_all,
+    extract_checkpoint,
     extract_features,
     test_records,
 )
@@ -205,8 +208,9 @@ def test_dataset_detection(sysu_root, regdb_root, tmp_path):
     with pytest.raises(VireidError) as exc:
         detect_dataset(tmp_path)
     assert str(exc.value) == (
-        f"{tmp_path}: cannot tell the dataset (neither layout found); expected a SYSU-MM01 "
-        "folder (cam1..cam6, exp/) or a RegDB folder (Visible/, Thermal/, idx/)"
+        f"{tmp_path}: cannot tell the dataset (no layout found); expected a SYSU-MM01 "
+        "folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) or an LLCM folder "
+        "(test_vis/, test_nir/, idx/)"
     )
     missing = tmp_path / "nope"
     with pytest.raises(VireidError) as exc:
@@ -257,3 +261,97 @@ def test_non_finite_model_is_an_error(sysu_root, baseline):
     with pytest.raises(VireidError) as exc:
         extract_features(model, sysu_root, config=SMALL, progress=False)
     assert "produced NaN or inf embeddings" in str(exc.value)
+
+
+# --- from a checkpoint: extract_checkpoint and vireid extract ---------------------------------
+
+
+def _checkpoint(path: Path, preset: str, model, overrides=()) -> Path:
+    """A checkpoint file holding ``model`` (the 6-class baseline) and a run config, written by
+    the training code's writer."""
+    sets = ["pipeline.transform.size=[32, 16]", "model.num_classes=6", "model.init_seed=3"]
+    config = load_preset(preset, [*sets, *overrides])
+    state = {
+        "model": model.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "scaler": {},
+        "epoch": 1,
+        "epoch_step": 0,
+        "step": 1,
+        "world_size": 1,
+        "rng": [],
+        "config": config_to_dict(config),
+        "extra": {},
+    }
+    return save_checkpoint(path, state)
+
+
+@pytest.fixture(scope="module")
+def sysu_checkpoint(tmp_path_factory, baseline) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return _checkpoint(folder / "last.pt", "baseline-sysu", baseline)
+
+
+def test_vireid_extract_writes_the_checkpoints_features(
+    sysu_root, sysu_checkpoint, baseline, tmp_path, capsys
+):
+    out = tmp_path / "f.npz"
+    argv = ["extract", "--checkpoint", str(sysu_checkpoint), "--data-root", str(sysu_root)]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fs = load_features(out, "sysu")
+    assert lines[0] == (
+        f"wrote {out}: {len(fs)} images of 2 identities (SYSU-MM01 test pool), d=2048"
+    )
+    assert lines[1] == f"score it: vireid evaluate sysu --features {out}"
+    # the checkpoint's weights, the run's transform: the same as extracting the model itself
+    direct = extract_features(baseline.cpu(), sysu_root, config=SMALL, progress=False)
+    np.testing.assert_allclose(fs.features, direct.features, rtol=0, atol=1e-6)
+    # never overwrites without --force; the flip variant differs
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 2
+    assert "file exists; pass overwrite=True (CLI: --force)" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--device", "cpu", "--flip", "--force"]) == 0
+    assert "flip-averaged" in capsys.readouterr().out
+    assert not np.allclose(load_features(out, "sysu").features, fs.features)
+
+
+def test_regdb_checkpoint_trial(regdb_root, baseline, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "r.pt", "baseline-regdb", baseline, ["data.trial=2"])
+    out = tmp_path / "r.npz"
+    done = extract_checkpoint(ckpt, regdb_root, out, device="cpu", progress=False)
+    assert done.trial == 2  # the run's trial by default
+    expected = read_regdb(regdb_root, trial=2, split="test")
+    np.testing.assert_array_equal(done.features.pids, expected.pids)
+    with pytest.raises(VireidError) as exc:
+        extract_checkpoint(ckpt, regdb_root, tmp_path / "x.npz", trial=3, device="cpu")
+    assert str(exc.value) == (
+        f"trial: {ckpt} was trained on RegDB trial 2, whose test identities are the only ones "
+        "it has not seen; got trial 3"
+    )
+
+
+def test_bad_checkpoints_are_named(sysu_root, sysu_checkpoint, regdb_root, tmp_path, capsys):
+    def run(ckpt, root=sysu_root):
+        code = main(["extract", "--checkpoint", str(ckpt), "--data-root", str(root),
+                     "--out", str(tmp_path / "o.npz"), "--device", "cpu"])  # fmt: skip
+        return code, capsys.readouterr().err
+
+    missing = tmp_path / "nope.pt"
+    assert run(missing) == (2, f"error: {missing}: no such checkpoint file\n")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(sysu_checkpoint.read_bytes()[:1000])
+    code, err = run(cut)
+    assert code == 2 and err.startswith(f"error: {cut}: not a readable checkpoint (truncated")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    code, err = run(foreign)
+    assert code == 2 and err.startswith(f"error: {foreign}: not a vireid training checkpoint")
+    code, err = run(sysu_checkpoint, regdb_root)
+    assert code == 2 and err == (
+        f"error: {regdb_root}: a RegDB folder, but {sysu_checkpoint} was trained on SYSU-MM01; "
+        "expected a SYSU-MM01 folder\n"
+    )
+    code, err = run(sysu_checkpoint, tmp_path / "absent")
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'absent'}: not a directory")
+    assert not (tmp_path / "o.npz").exists()  # nothing written on an error

@@ -36,7 +36,7 @@ BRANCH = re.compile(r"^(global|(coarse|fine)\.\d+)$")
 EACH = re.compile(r"^(coarse|fine)\.\*$")
 _CONCAT = re.compile(r"^(coarse|fine)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
-DATASETS: tuple[str, ...] = ("sysu", "regdb")
+DATASETS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 
 
 def _frozen(value: Any) -> Any:
@@ -139,7 +139,9 @@ class LossSpec:
         if not isinstance(self.method, str) or not self.method:
             raise VireidError(f"method: expected a non-empty name, got {self.method!r}")
         if self.dataset is not None and self.dataset not in DATASETS:
-            raise VireidError(f"dataset: expected 'sysu', 'regdb' or None, got {self.dataset!r}")
+            raise VireidError(
+                f"dataset: expected 'sysu', 'regdb', 'llcm' or None, got {self.dataset!r}"
+            )
         entries = tuple(self.entries)
         if not entries:
             raise VireidError("entries: a loss spec needs at least one entry")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from reference.checks import check_choice
 from reference.errors import VireidError
-from reference.losses.loss_spec import DATASETS, LossEntry, LossSpec
+from reference.losses.loss_spec import LossEntry, LossSpec
 
 #: lambda of the predecessor's stripe hetero-center terms per dataset [predecessor].
 PREDECESSOR_STRIPE_WEIGHT = {"sysu": 1.0, "regdb": 2.0}
@@ -20,7 +20,9 @@ PREDECESSOR_MARGIN = 0.3
 
 
 def _check_dataset(dataset: str) -> str:
-    return check_choice(dataset, "dataset", DATASETS, expected="'sysu' or 'regdb'")
+    return check_choice(
+        dataset, "dataset", tuple(PREDECESSOR_STRIPE_WEIGHT), expected="'sysu' or 'regdb'"
+    )
 
 
 def _predecessor_entries(dataset: str, granularity: str, tag: str) -> list[LossEntry]:

@@ -166,6 +166,11 @@ def reproduce(
         assignments.append(f"model.pretrained={_literal(Path(pretrained).resolve())}")
     config = load_preset(preset, [*assignments, *overrides])
     dataset = config.data.dataset
+    if dataset == "llcm":  # train, then vireid extract + vireid evaluate llcm by hand
+        raise VireidError(
+            f"preset: {preset} trains on LLCM, which reproduce does not run yet; expected a "
+            "SYSU-MM01 or RegDB preset (LLCM: vireid train, vireid extract, vireid evaluate llcm)"
+        )
     if dataset == "sysu" and trials != REGDB_TRIALS:
         raise VireidError("--trials: only for RegDB (the number of trials, a model each)")
     if dataset == "regdb" and split is not None:

@@ -1,9 +1,11 @@
-"""The ``vireid train`` command: the only training code that prints.
+"""The ``vireid train``, ``vireid extract`` and ``vireid demo`` commands: the only training
+code that prints.
 
-Spec: ``spec/training/engine.md`` (section "Command line"). Loads the preset with the overrides,
-trains into the run folder and prints a short summary on stdout (progress on stderr). Exit
-status: 0 done, 2 bad input (``error: ...``), 3 non-finite loss, 130 interrupted by Ctrl-C
-(a resumable ``last.pt`` was written).
+``vireid train`` (spec: ``spec/training/engine.md``, section "Command line") loads the preset
+with the overrides, trains into the run folder and prints a short summary on stdout (progress on
+stderr). Exit status: 0 done, 2 bad input (``error: ...``), 3 non-finite loss, 130 interrupted by
+Ctrl-C (a resumable ``last.pt`` was written). ``vireid extract``: ``spec/training/extract.md``;
+``vireid demo``: ``spec/training/demo.md``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from reference.errors import VireidError
 from reference.training.config import load_preset
 from reference.training.engine import TrainingStopped, train
 
@@ -49,6 +52,10 @@ def train_command(
     if monitor_test:
         assignments.append("run.monitor_test=true")
     config = load_preset(preset, [*assignments, *overrides])
+    if trial is not None and config.data.dataset == "llcm":  # LLCM: one training split
+        raise VireidError(
+            f"trial: LLCM has one training split (--trial is RegDB's); got --trial {trial}"
+        )
     out_dir = out if out is not None else default_out_dir(preset, trial)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -75,3 +82,96 @@ def train_command(
 def _literal(path: Path) -> str:
     """A path as a TOML string literal for an override."""
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- vireid extract -------------------------------------------------------------------------------
+
+
+def extract_command(
+    *,
+    checkpoint: Path,
+    data_root: Path,
+    out: Path,
+    trial: int | None,
+    flip: bool,
+    batch_size: int,
+    device: str,
+    force: bool,
+) -> int:
+    """``vireid extract``: write the test pool's features file and say what it holds."""
+    from reference.training.extract import extract_checkpoint
+
+    done = extract_checkpoint(
+        checkpoint,
+        data_root,
+        out,
+        trial=trial,
+        flip=flip,
+        batch_size=batch_size,
+        device=device,
+        force=force,
+    )
+    fs = done.features
+    ids = len(set(fs.pids.tolist()))
+    pool = {
+        "sysu": "SYSU-MM01 test pool",
+        "regdb": f"RegDB trial {done.trial} test split",
+        "llcm": "LLCM test pool, both modalities",
+    }[fs.dataset]
+    print(
+        f"wrote {out}: {len(fs)} images of {ids} identities ({pool}), d={fs.dim}"
+        f"{', flip-averaged' if flip else ''}"
+    )
+    how = " --direction i2v|v2i" if fs.dataset == "llcm" else ""
+    print(f"score it: vireid evaluate {fs.dataset} --features {out}{how}")
+    return 0
+
+
+# --- vireid demo ----------------------------------------------------------------------------------
+
+
+def demo_table(result) -> str:
+    """One row per method and state: R1, mAP, mINP (percent, mean over the trials)."""
+    head = f"{'method':<10} {'model':<10} {'R1':>6} {'mAP':>6} {'mINP':>6}"
+    lines = [head, "-" * len(head)]
+    for m in result.methods:
+        for state, scores in (("untrained", m.untrained), ("trained", m.trained)):
+            figures = " ".join(f"{100 * scores.mean(n):6.2f}" for n in ("R1", "mAP", "mINP"))
+            lines.append(f"{m.kind:<10} {state:<10} {figures}")
+    return "\n".join(lines) + "\n"
+
+
+def print_demo(result) -> None:
+    """The demo's output on stdout: the configuration, the protocol, the table, where things are."""
+    config = result.config
+    lines = config.describe()
+    print("vireid demo: " + lines[0])
+    for line in lines[1:]:
+        print(line)
+    print(
+        f"SYSU-MM01 protocol: all-search, single-shot, agw draw, {config.trials} trials, "
+        f"euclidean distance; mean over the trials, in percent"
+    )
+    print(demo_table(result), end="")
+    made = "cached" if result.synth_s == 0 else f"written in {result.synth_s:.0f} s"
+    print(f"SynthVI: {result.root} ({made})")
+    print(f"run folders: {', '.join(str(m.run_dir) for m in result.methods)}")
+    print(f"wall time: {result.wall_s:.0f} s")
+
+
+def demo_command(
+    *, out: Path, cache: Path | None, device: str, force: bool, config=None, progress: bool = True
+) -> int:
+    """``vireid demo``: train, extract and score the three methods on SynthVI; print one table."""
+    from reference.training.demo import DemoConfig, run_demo
+
+    result = run_demo(
+        out,
+        cache=cache,
+        config=config or DemoConfig(device=device),
+        force=force,
+        progress=progress,
+        notify=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print_demo(result)
+    return 0

@@ -31,7 +31,7 @@ PRESET_DIR = Path(__file__).with_name("presets")
 PRESETS = tuple(
     f"{kind}-{dataset}"
     for kind in ("baseline", "method_a", "method_b")
-    for dataset in ("sysu", "regdb")
+    for dataset in ("sysu", "regdb", "llcm")
 )
 #: the one preset file format this code reads
 PRESET_FORMAT = 1
@@ -43,16 +43,16 @@ DEVICES = ("auto", "cpu", "cuda")
 class DataConfig:
     """Which dataset is read, from where, and how its images are held."""
 
-    dataset: Literal["sysu", "regdb"] = "sysu"
+    dataset: Literal["sysu", "regdb", "llcm"] = "sysu"
     root: Path | None = None  # the dataset folder (CLI: --data-root)
-    trial: int = 1  # RegDB trial 1..10 (its train/test split); unused for SYSU-MM01
+    trial: int = 1  # RegDB trial 1..10 (its train/test split); unused for SYSU-MM01 and LLCM
     sysu_ids: Literal["train+val", "train"] = "train+val"
     cache_dir: Path | None = None  # decoded-image cache folder (None: no cache)
     workers: int = 0  # decoding threads for the first read
     images_on_device: bool = False  # hold the decoded training images on the GPU
 
     def __post_init__(self) -> None:
-        check_choice(self.dataset, "dataset", ("sysu", "regdb"))
+        check_choice(self.dataset, "dataset", ("sysu", "regdb", "llcm"))
         check_integer(self.trial, "trial", low=1, high=10, numpy=False)
         check_choice(self.sysu_ids, "sysu_ids", ("train+val", "train"))
         check_integer(self.workers, "workers", low=0, numpy=False)

@@ -2,14 +2,16 @@
 
 Spec: ``spec/training/extract.md``. For the rows of the test pool (SYSU-MM01: every image of the
 test identities in the six cameras, :func:`~reference.data.sysu.read_sysu_test`; RegDB: the test
-split of one trial, both modalities, :func:`~reference.data.regdb.read_regdb`), in batches:
+split of one trial, both modalities, :func:`~reference.data.regdb.read_regdb`; LLCM: every test
+image of both modalities, :func:`~reference.data.llcm.read_llcm_test`), in batches:
 
     x    = decode(paths[rows], size)                  uint8, the training pipeline's decoding
     x    = (x / 255 - mean) / std                     the test transform, on ``device``
     e    = model(x, modality[rows]).embedding         model in eval mode, no gradients
     e    = (e + model(hflip(x), modality).embedding) / 2      with ``flip`` only
 
-and the rows' ``pids``, ``camids`` and ``frames`` become the features file's fields
+and the rows' ``pids``, ``camids`` and ``frames`` (and for LLCM, whose cameras carry both
+modalities, ``modalities``) become the features file's fields
 (``spec/evaluation/features.md``). The embedding is the model's own switch
 (``ModelConfig.embedding``); the test pools hold base-modality images only, so a Method B model is
 fed visible and infrared rows and never a derivative.
@@ -18,7 +20,7 @@ fed visible and infrared rows and never a derivative.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,20 +30,27 @@ from torch import nn
 from tqdm import tqdm
 
 from reference.data.cache import decode_all
+from reference.data.llcm import read_llcm_test
 from reference.data.records import ImageRecords
 from reference.data.regdb import check_trial, read_regdb
 from reference.data.sysu import read_sysu_test
 from reference.data.transforms import TestTransform, TransformConfig, check_uint8_images
 from reference.errors import VireidError
-from reference.evaluation.features import FeatureSet
+from reference.evaluation.features import FeatureSet, save_features
+from reference.fileio import check_writable
 
-Dataset = Literal["sysu", "regdb"]
-DATASETS = ("sysu", "regdb")
+Dataset = Literal["sysu", "regdb", "llcm"]
+DATASETS = ("sysu", "regdb", "llcm")
 # the folders that tell the two layouts apart (the readers validate the rest)
 _LAYOUT_MARKS: dict[str, tuple[str, ...]] = {
     "sysu": ("cam1", "cam3", "exp"),
     "regdb": ("Visible", "Thermal", "idx"),
+    "llcm": ("test_vis", "test_nir", "idx"),
 }
+_EXPECTED_FOLDERS = (
+    "expected a SYSU-MM01 folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) "
+    "or an LLCM folder (test_vis/, test_nir/, idx/)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,28 +78,23 @@ class ExtractConfig:
 
 
 def detect_dataset(root: str | Path) -> Dataset:
-    """``"sysu"`` or ``"regdb"`` from the folders in ``root`` (the readers check the rest)."""
+    """``"sysu"``, ``"regdb"`` or ``"llcm"`` from the folders in ``root`` (the readers check the
+    rest)."""
     root = Path(root)
     if not root.is_dir():
-        raise VireidError(
-            f"{root}: not a directory; expected a SYSU-MM01 folder (cam1..cam6, exp/) or a RegDB "
-            f"folder (Visible/, Thermal/, idx/)"
-        )
+        raise VireidError(f"{root}: not a directory; {_EXPECTED_FOLDERS}")
     found = [
         name for name, marks in _LAYOUT_MARKS.items() if all((root / m).is_dir() for m in marks)
     ]
     if len(found) != 1:
-        what = "both layouts" if found else "neither layout"
-        raise VireidError(
-            f"{root}: cannot tell the dataset ({what} found); expected a SYSU-MM01 folder "
-            f"(cam1..cam6, exp/) or a RegDB folder (Visible/, Thermal/, idx/)"
-        )
+        what = "several layouts" if found else "no layout"
+        raise VireidError(f"{root}: cannot tell the dataset ({what} found); {_EXPECTED_FOLDERS}")
     return found[0]  # type: ignore[return-value]
 
 
 def test_records(root: str | Path, dataset: Dataset, trial: int | None = None) -> ImageRecords:
-    """The test pool: SYSU-MM01's test identities in all six cameras, or RegDB trial ``trial``'s
-    test split in both modalities."""
+    """The test pool: SYSU-MM01's test identities in all six cameras, RegDB trial ``trial``'s
+    test split in both modalities, or every LLCM test image of both modalities."""
     if dataset == "sysu":
         if trial is not None:
             raise VireidError(
@@ -102,6 +106,13 @@ def test_records(root: str | Path, dataset: Dataset, trial: int | None = None) -
         if trial is None:
             raise VireidError("trial: RegDB needs the trial (1..10) whose test split to extract")
         return read_regdb(root, trial=check_trial(trial), split="test")
+    if dataset == "llcm":  # LLCM: one test pool, both modalities
+        if trial is not None:
+            raise VireidError(
+                f"trial: LLCM has one test pool (its trials are gallery draws made when "
+                f"scoring); got trial={trial!r}, expected none"
+            )
+        return read_llcm_test(root)
     raise VireidError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
 
 
@@ -218,5 +229,80 @@ def extract_features(
         records.camids,
         records.frames,
         dataset=dataset,
+        # LLCM's cameras carry both modalities: the file says each row's [protocol]
+        modalities=records.modality if dataset == "llcm" else None,
         source=f"features of {root}",
     )
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What :func:`extract_checkpoint` wrote: the features, RegDB's trial (else None), where."""
+
+    features: FeatureSet
+    trial: int | None
+    out: Path
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: the GPU when there is one, else the CPU; otherwise the named torch device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise VireidError(
+            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VireidError(f"device: {device!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
+def extract_checkpoint(
+    checkpoint: str | Path,
+    root: str | Path,
+    out: str | Path,
+    *,
+    trial: int | None = None,
+    flip: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    force: bool = False,
+    progress: bool = True,
+) -> Extraction:
+    """Extract ``root``'s test pool with the model of ``checkpoint`` and write it to ``out``.
+
+    The transform's size and normalisation come from the run's config, and the folder must be
+    the run's dataset; RegDB's trial defaults to the run's and may not differ from it. ``out``
+    is written atomically and replaced only with ``force`` (checked before any work).
+    """
+    from reference.training.checkpoint import load_model
+
+    out = check_writable(out, overwrite=force)
+    config = ExtractConfig(batch_size=batch_size, flip=flip)  # checks the values first
+    model, run = load_model(checkpoint, resolve_device(device))
+    dataset = detect_dataset(root)
+    if dataset != run.data.dataset:
+        raise VireidError(
+            f"{root}: {_A_NAMES[dataset]} folder, but {checkpoint} was trained on "
+            f"{_NAMES[run.data.dataset]}; expected {_A_NAMES[run.data.dataset]} folder"
+        )
+    if dataset == "regdb":
+        if trial is None:
+            trial = run.data.trial
+        elif check_trial(trial) != run.data.trial:
+            raise VireidError(
+                f"trial: {checkpoint} was trained on RegDB trial {run.data.trial}, whose test "
+                f"identities are the only ones it has not seen; got trial {trial}"
+            )
+    config = replace(config, transform=run.pipeline.transform, workers=run.data.workers)
+    fs = extract_features(
+        model, root, dataset=dataset, trial=trial, config=config, progress=progress
+    )
+    save_features(out, fs, overwrite=force)
+    return Extraction(fs, trial, out)
+
+
+_NAMES = {"sysu": "SYSU-MM01", "regdb": "RegDB", "llcm": "LLCM"}
+_A_NAMES = {"sysu": "a SYSU-MM01", "regdb": "a RegDB", "llcm": "an LLCM"}

@@ -53,6 +53,7 @@ def check_root(config: TrainConfig) -> None:
 def read_training_data(config: TrainConfig) -> TrainingData:
     """The training records (minus ``run.val_ids`` held-out identities), the held-out ones, and
     the test records when ``run.monitor_test`` is set."""
+    from reference.data.llcm import read_llcm_test, read_llcm_train
     from reference.data.regdb import read_regdb
     from reference.data.sysu import read_sysu_test, read_sysu_train
 
@@ -61,6 +62,9 @@ def read_training_data(config: TrainConfig) -> TrainingData:
     if data.dataset == "sysu":
         train = read_sysu_train(data.root, ids=data.sysu_ids)
         test = read_sysu_test(data.root) if config.run.monitor_test else None
+    elif data.dataset == "llcm":
+        train = read_llcm_train(data.root)  # labels already 0..C-1 in label order
+        test = read_llcm_test(data.root) if config.run.monitor_test else None
     else:
         train = read_regdb(data.root, trial=data.trial, split="train")
         test = (
@@ -114,14 +118,16 @@ def score_retrieval(
     device: torch.device,
 ) -> dict[str, float]:
     """Cross-modality retrieval on ``records``: infrared queries against the visible gallery,
-    the dataset's camera rule (SYSU-MM01: camera 3 skips camera 2) and CMC kind."""
+    the dataset's camera rule (SYSU-MM01: camera 3 skips camera 2; LLCM: same identity and
+    camera skipped, its cameras carry both modalities) and CMC kind."""
     from reference.evaluation.metrics import rank_metrics_from_features
 
     modality = torch.from_numpy(records.modality.copy())
     feats = embed_images(model, images, modality, TestTransform(config.pipeline.transform), device)
     q = records.modality == int(Modality.INFRARED)
     g = ~q
-    sysu = config.data.dataset == "sysu"
+    dataset = config.data.dataset
+    rule = {"sysu": "sysu", "llcm": "same-id-same-camera"}.get(dataset, "none")
     m = rank_metrics_from_features(
         feats[torch.from_numpy(q)],
         feats[torch.from_numpy(g)],
@@ -129,8 +135,8 @@ def score_retrieval(
         records.pids[g],
         records.camids[q],
         records.camids[g],
-        exclusion="sysu" if sysu else "none",
-        cmc_kind="identity" if sysu else "standard",
+        exclusion=rule,
+        cmc_kind="standard" if dataset == "regdb" else "identity",
         max_rank=min(20, int(g.sum())),
     )
     return {"r1": m.rank(1), "mAP": m.mAP, "mINP": m.mINP}

@@ -1,0 +1,214 @@
+"""The training engine's overhead: its time per step against a bare step on the same batch.
+
+Run: ``nox -s bench`` (or ``pytest tests/bench/bench_training.py -o python_files=bench_*.py
+--benchmark-only``). Device from ``TEST_DEVICE`` (``cpu`` by default).
+
+- **Engine step.** ``train(config, out_dir)`` is the engine as a user runs it: pipeline (sampler,
+  transforms), model, ``compute_losses``, the finiteness check, backward, SGD step, the
+  schedule, log rows, the progress bookkeeping. A run also pays a fixed cost (reading the
+  records, the decoded cache, building the model, the final checkpoint), so the time per step
+  is the difference of two runs that differ only in their number of steps:
+  ``(T(N_LONG) - T(N_SHORT)) / (N_LONG - N_SHORT)``; the fixed cost cancels.
+- **Bare step** (the same-run baseline): the same network (same config, same initial weights)
+  and the same losses, ``zero_grad``, forward, ``compute_losses``, backward, ``optimizer.step()``
+  on one fixed batch that the pipeline made before timing: no data work, no bookkeeping. The
+  losses are in the bare step because they are the method, not the engine's overhead.
+- Rounds are interleaved (bare, short run, long run, in rotating order) and the minimum of each
+  is kept, so a load spike on a shared machine hits all three alike. ``ratio_engine_to_bare``
+  is the figure the target reads (at most 1.10).
+
+CPU part: Method A at 64 x 32 (2 coarse and 4 fine stripes: the 4-row map), batches of 2
+identities x 4 images x 2 modalities. GPU part (``TEST_DEVICE=cuda`` only; skipped otherwise):
+Method A at 288 x 144, 6 identities x 8 images x 2 modalities (the predecessor's batch), bare
+steps in fp32 and in bf16 autocast with channels_last, interleaved (images per second and the
+speed-up), and the engine's overhead with bf16 + channels_last.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference.data.pipeline import TrainPipeline
+from reference.data.synthvi import write_sysu
+from reference.data.sysu import read_sysu_train
+from reference.losses.dispatch import compute_losses
+from reference.models.build import build_model
+from reference.training.config import TrainConfig, load_preset
+from reference.training.engine import train
+from tests.plugin import test_device_from_env
+
+DEVICE = test_device_from_env()
+N_SHORT, N_LONG = 2, 12
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    # 20 identities: 16 to train on, enough for the batches' distinct identities
+    return write_sysu(tmp_path_factory.mktemp("synth") / "sysu", ids=20, image_size=(64, 32))
+
+
+def method_a_config(root: Path, cache: Path, sets: list[str]) -> TrainConfig:
+    return load_preset(
+        "method_a-sysu",
+        [
+            f'data.root="{root}"',
+            f'data.cache_dir="{cache}"',
+            "run.progress=false",
+            "run.epochs=1",
+            f'run.device="{DEVICE.type}"',
+            "schedule.warmup_epochs=0",
+            *sets,
+        ],
+    )
+
+
+def bare_step_fn(config: TrainConfig, root: Path):
+    """zero_grad, forward, compute_losses, backward, SGD step on one fixed pipeline batch."""
+    records = read_sysu_train(root)
+    pipeline = TrainPipeline.from_records(records, config.pipeline, device=DEVICE)
+    batch = next(iter(pipeline))
+    model = build_model(replace(config.model, num_classes=records.num_classes)).to(DEVICE)
+    images = batch.images
+    if config.run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    model.train()
+    groups = model.parameter_groups()
+    optim = config.optim
+    optimizer = torch.optim.SGD(
+        [
+            {"params": groups["backbone"], "lr": optim.lr_backbone},
+            {"params": groups["head"], "lr": optim.lr_head},
+        ],
+        momentum=optim.momentum,
+        nesterov=optim.nesterov,
+        weight_decay=optim.weight_decay,
+    )
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(DEVICE.type, dtype=dtype, enabled=dtype is not None):
+            out = model(images, batch.modality)
+            loss = compute_losses(config.losses, out, batch.labels).total
+        loss.backward()
+        optimizer.step()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+    return step, images.shape[0]
+
+
+def engine_run_fn(config: TrainConfig, out: Path, steps: int):
+    config = with_steps(config, steps)
+
+    def run() -> None:
+        train(config, out, force=True)
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
+    return replace(config, pipeline=replace(config.pipeline, num_batches=steps))
+
+
+def interleaved(fns: dict, rounds: int) -> dict[str, float]:
+    """Each function once per round (rotating order), after one warm-up call; the minimum."""
+    for fn in fns.values():
+        fn()
+    names = list(fns)
+    best = dict.fromkeys(names, float("inf"))
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fn = fns[name]
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def measure_overhead(config: TrainConfig, root: Path, tmp: Path, rounds: int) -> dict:
+    """Per-step seconds of the engine and of the bare step, and their ratio (see the docstring)."""
+    bare, batch = bare_step_fn(config, root)
+    steps_per_call = N_LONG - N_SHORT
+
+    def bare_n() -> None:  # as many bare steps as the long run has more than the short one
+        for _ in range(steps_per_call):
+            bare()
+
+    fns = {
+        "bare": bare_n,
+        "engine_short": engine_run_fn(config, tmp / "short", N_SHORT),
+        "engine_long": engine_run_fn(config, tmp / "long", N_LONG),
+    }
+    best = interleaved(fns, rounds)
+    engine_step = (best["engine_long"] - best["engine_short"]) / steps_per_call
+    bare_step = best["bare"] / steps_per_call
+    return {
+        "batch_images": batch,
+        "bare_step_s": round(bare_step, 4),
+        "engine_step_s": round(engine_step, 4),
+        "engine_fixed_cost_s": round(best["engine_short"] - N_SHORT * engine_step, 3),
+        "images_per_s_bare": round(batch / bare_step, 1),
+        "images_per_s_engine": round(batch / engine_step, 1),
+        "ratio_engine_to_bare": round(engine_step / bare_step, 3),
+    }
+
+
+def test_engine_overhead_cpu(benchmark, synth, tmp_path):
+    """Method A at 64 x 32, 2 ids x 4 images x 2 modalities, on the device under test."""
+    config = method_a_config(
+        synth,
+        tmp_path / "cache",
+        [
+            "pipeline.transform.size=[64, 32]",
+            "pipeline.transform.pad=2",
+            "pipeline.p=2",
+            "pipeline.k=4",
+            "model.coarse_stripes=2",
+            "model.fine_stripes=4",
+        ],
+    )
+    benchmark.group = f"engine step against a bare step, Method A 64x32, {DEVICE.type}"
+    figures: dict = {}
+    benchmark.pedantic(
+        lambda: figures.update(measure_overhead(config, synth, tmp_path, rounds=3)), rounds=1
+    )
+    benchmark.extra_info.update(figures)
+
+
+def test_gpu_method_a_bf16_and_engine_overhead(benchmark, synth, tmp_path):
+    """288 x 144, 6 ids x 8 x 2 modalities: fp32 against bf16 + channels_last (bare steps,
+    interleaved), then the engine's overhead with bf16 + channels_last."""
+    if DEVICE.type != "cuda":
+        pytest.skip("GPU-only variant: run with TEST_DEVICE=cuda")
+    sizes = ["pipeline.transform.size=[288, 144]", "data.images_on_device=true"]
+    fp32 = method_a_config(synth, tmp_path / "cache", sizes)
+    bf16 = method_a_config(
+        synth, tmp_path / "cache", [*sizes, 'run.amp="bf16"', "run.channels_last=true"]
+    )
+    steps = {"fp32": bare_step_fn(fp32, synth), "bf16_channels_last": bare_step_fn(bf16, synth)}
+    best: dict[str, float] = {}
+    engine: dict = {}
+
+    def measure() -> None:
+        best.update(interleaved({k: v[0] for k, v in steps.items()}, 10))
+        # the engine in bf16 + channels_last against the bare bf16 step
+        engine.update(measure_overhead(bf16, synth, tmp_path, rounds=3))
+
+    benchmark.group = "Method A at 288x144, 6x8x2, fp32 and bf16, and the engine, cuda"
+    benchmark.pedantic(measure, rounds=1)
+    batch = steps["fp32"][1]
+    for precision, seconds in best.items():
+        benchmark.extra_info[f"images_per_s_{precision}"] = round(batch / seconds, 1)
+    benchmark.extra_info["speedup_bf16_channels_last"] = round(
+        best["fp32"] / best["bf16_channels_last"], 3
+    )
+    benchmark.extra_info.update({f"engine_bf16_{k}": v for k, v in engine.items()})
