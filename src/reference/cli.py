@@ -15,9 +15,9 @@ Commands:
 
 Errors in the user's input are printed as ``error: <message>`` with exit status 2.
 
-Why it must be one file (above 400 lines): this is the whole command surface, every command's arguments beside
-the one dispatch, so that a user's flag and the function it reaches are read in one place; the
-areas' ``commands.py`` modules hold what each command does.
+Why it must be one file (above 400 lines): this is the whole command surface, every command's
+arguments beside the one dispatch, so that a user's flag and the function it reaches are read in
+one place; the areas' ``commands.py`` modules hold what each command does.
 """
 
 from __future__ import annotations
