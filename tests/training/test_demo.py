@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 
 from reference.cli import main
 from reference.errors import VireidError
@@ -56,6 +57,8 @@ def test_demo_trains_extracts_and_scores_every_method(demo_run):
         assert len(trained) == len(untrained) and (trained.features != untrained.features).any()
         scores = json.loads((run / "scores.json").read_text())
         assert set(scores) == {"untrained", "trained"}
+        with Image.open(run / "ranks.png") as picture:  # the ranking picture of the trained model
+            assert picture.format == "PNG" and min(picture.size) > 100
         assert m.trained.settings["sampling"] == "agw" and len(m.trained.trials) == TINY.trials
     method_a = json.loads((folder / "out" / "method_a" / "config.json").read_text())["model"]
     assert (method_a["coarse_stripes"], method_a["fine_stripes"]) == (1, 2)
