@@ -12,11 +12,12 @@ existing OUT is only replaced with ``--force``, and that is checked before any w
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from reference.errors import VireidError
 from reference.evaluation import example as examples
-from reference.evaluation.features import load_features
+from reference.evaluation.features import FeatureSet, load_features
 from reference.evaluation.llcm import evaluate_llcm as run_llcm
 from reference.evaluation.regdb import evaluate_regdb as run_regdb
 from reference.evaluation.rerank import RerankSettings
@@ -56,6 +57,27 @@ def _finish(scores, json_out: Path | None, force: bool) -> int:
     return 0
 
 
+def _features_or_example(
+    features: Path | None,
+    example: bool,
+    dataset: str,
+    name: str,
+    make_example: Callable[[], FeatureSet],
+) -> tuple[FeatureSet, str]:
+    """The one features file of a protocol (SYSU-MM01, LLCM), or its generated example, and the
+    source recorded with the scores."""
+    if example:
+        fs = make_example()
+        print(
+            f"features: generated {name}-shaped example ({len(set(fs.pids.tolist()))} "
+            f"identities, {len(fs)} images, d={fs.dim}; synthetic, not a model's features)"
+        )
+        return fs, "example"
+    if features is None:
+        raise VireidError("--features: expected a features file (or --example)")
+    return load_features(features, dataset), str(features)
+
+
 def evaluate_sysu(
     *,
     features: Path | None,
@@ -81,23 +103,16 @@ def evaluate_sysu(
     if sampling != "official" and split is not None:
         raise VireidError("--split: only used with --sampling official")
     official = load_official_split(split) if split is not None else None
-    if example:
-        # with the official draw the example takes its folder sizes from the split
-        fs = (
-            examples.sysu_example()
-            if official is None
-            else examples.sysu_example_from_split(official)
-        )
-        source = "example"
-        print(
-            f"features: generated SYSU-MM01-shaped example ({len(set(fs.pids.tolist()))} "
-            f"identities, {len(fs)} images, d={fs.dim}; synthetic, not a model's features)"
-        )
-    else:
-        if features is None:
-            raise VireidError("--features: expected a features file (or --example)")
-        fs = load_features(features, "sysu")
-        source = str(features)
+    # with the official draw the example takes its folder sizes from the split
+    fs, source = _features_or_example(
+        features,
+        example,
+        "sysu",
+        "SYSU-MM01",
+        examples.sysu_example
+        if official is None
+        else lambda: examples.sysu_example_from_split(official),
+    )
     scores = run_sysu(
         fs,
         mode=mode,
@@ -163,18 +178,7 @@ def evaluate_llcm(
     """Score an LLCM features file (or the generated example) and print the table."""
     if json_out is not None:
         check_writable(json_out, overwrite=force)
-    if example:
-        fs = examples.llcm_example()
-        source = "example"
-        print(
-            f"features: generated LLCM-shaped example ({len(set(fs.pids.tolist()))} identities, "
-            f"{len(fs)} images, d={fs.dim}; synthetic, not a model's features)"
-        )
-    else:
-        if features is None:
-            raise VireidError("--features: expected a features file (or --example)")
-        fs = load_features(features, "llcm")
-        source = str(features)
+    fs, source = _features_or_example(features, example, "llcm", "LLCM", examples.llcm_example)
     scores = run_llcm(
         fs,
         direction=direction,
