@@ -396,13 +396,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         common = _fields(args, "features", "example", "metric", "force")
         common["json_out"] = args.json
         common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
-        if args.protocol == "sysu":
-            return evaluation.evaluate_sysu(
-                **_fields(args, "mode", "shots", "sampling", "split", "trials"), **common
-            )
-        if args.protocol == "llcm":
-            return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
-        return evaluation.evaluate_regdb(direction=args.direction, **common)
+        own = _fields(args, *evaluation.PROTOCOLS[args.protocol].options)
+        return evaluation.evaluate(args.protocol, **own, **common)
     if args.command == "train":
         from reference.training.commands import train_command
 
