@@ -353,23 +353,18 @@ def _add_audit(commands: _Subparsers) -> None:
 def _dispatch_audit(args: argparse.Namespace) -> int:
     from reference.audit import commands as audit
 
-    common = {
-        "expect": args.expect,
-        "markdown": args.markdown,
-        "json_out": args.json,
-        "force": args.force,
-    }
+    files = audit.ReportFiles(args.expect, args.markdown, args.json, args.force)
     if args.audit_command == "eval":
         return audit.audit_eval_command(
             target=args.target,
             protocol=args.protocol,
             adapter=args.adapter,
             scale=args.scale,
-            **common,
+            files=files,
         )
     if args.audit_command == "loss":
         return audit.audit_loss_command(
-            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, **common
+            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, files=files
         )
     return audit.audit_features_command(
         features=args.features,
@@ -377,7 +372,7 @@ def _dispatch_audit(args: argparse.Namespace) -> int:
         claimed=args.claimed,
         tolerance=args.tolerance,
         trials=args.trials,
-        **common,
+        files=files,
     )
 
 
