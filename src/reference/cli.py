@@ -397,17 +397,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reference.training.commands import train_command
 
         return train_command(
-            preset=args.preset,
-            data_root=args.data_root,
-            trial=args.trial,
-            pretrained=args.pretrained,
-            out=args.out,
+            **_fields(args, "preset", "data_root", "trial", "pretrained", "out", "resume"),
+            **_fields(args, "force", "deterministic", "val_ids", "monitor_test"),
             overrides=tuple(args.overrides),
-            resume=args.resume,
-            force=args.force,
-            deterministic=args.deterministic,
-            val_ids=args.val_ids,
-            monitor_test=args.monitor_test,
         )
     if args.command == "synth":
         from reference.data.commands import synth_command
@@ -430,14 +422,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reference.training.commands import extract_command
 
         return extract_command(
-            checkpoint=args.checkpoint,
-            data_root=args.data_root,
-            out=args.out,
-            trial=args.trial,
-            flip=args.flip,
-            batch_size=args.batch_size,
-            device=args.device,
-            force=args.force,
+            **_fields(args, "checkpoint", "data_root", "out", "trial", "flip", "batch_size"),
+            **_fields(args, "device", "force"),
         )
     from reference.data.commands import check_command
 
