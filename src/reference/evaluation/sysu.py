@@ -32,9 +32,9 @@ from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERA
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.rerank import RerankSettings
+from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores
-from reference.evaluation.trials import labels_of, score_trial, trial_distance
+from reference.evaluation.trials import labels_of, score_trial
 
 MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
 IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
@@ -331,7 +331,8 @@ def evaluate_sysu(
         if rerank is not None
         else pairwise_distance(qf, torch.from_numpy(fs.features[union]).to(dev), metric)
     )
-    query = labels_of(fs, queries, dev)
+    q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
+    q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
 
     results = []
     for t, rows in enumerate(galleries):
@@ -341,10 +342,10 @@ def evaluate_sysu(
             trial_dist = _columns(dist, np.searchsorted(union, rows))
         else:
             gf = torch.from_numpy(fs.features[rows]).to(dev)
-            trial_dist = trial_distance(qf, gf, metric, rerank)
+            trial_dist = reranked_distance(qf, gf, metric, rerank)
         results.append(
             score_trial(
-                trial_dist, query, labels_of(fs, rows, dev), trial=t,
+                trial_dist, (q_pids, q_cams), labels_of(fs, rows, dev), trial=t,
                 rules=("sysu", "identity", MAX_RANK), chunk_size=chunk_size,
                 where=f"{source}: SYSU-MM01",
             )
