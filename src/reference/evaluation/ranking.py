@@ -22,6 +22,8 @@ positives (items of the query's identity) get their 1-based ranks ``k_1 < ... < 
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -282,7 +284,8 @@ class PooledScorer:
 
     How. The exclusion rules depend on a (query, item) pair only, never on the draw, so the
     int32 keys (``float32_keys``, excluded items at ``SENTINEL32``) are computed once over the
-    pool. Each row is sorted once by ``(key, pool column)`` (one int64 word). Gallery
+    pool. Each row is sorted once by ``(key, pool column)`` (one int64 word, ``key * 2**32 +
+    column``). Gallery
     membership of the sorted items, counted cumulatively along the row, gives for every
     threshold ``X`` the number of a gallery's items with a key below ``X`` (several galleries
     share an int64 word, one bit field each, so one cumulative sum serves several draws). A
@@ -311,7 +314,6 @@ class PooledScorer:
         self.scorers = [QueryScorer(g_pids[c], g_camids[c], rule, kind) for c in trials]
         device = g_pids.device
         n_pool = g_pids.numel()
-        self.bits = max(1, n_pool.bit_length())
         self.index = torch.arange(n_pool, device=device)
         # a gallery's count never exceeds its size: fields of that many bits, packed per word
         self.field = max(int(c.numel()) for c in trials).bit_length()
@@ -332,18 +334,20 @@ class PooledScorer:
         return all(torch.unique(c).numel() == c.numel() for c in trials)
 
     def _sorted_counts(self, keys: torch.Tensor):
-        """``(packed, column, counts)``: each row's ``key << bits | column`` sorted, the pool
+        """``(packed, column, counts)``: each row's ``key * 2**32 + column`` sorted, the pool
         column of each sorted slot, and per word the members among the first ``s`` slots
         (``(c, n_pool + 1)``)."""
-        bits, mask = self.bits, (1 << self.bits) - 1
         c, n_pool = keys.shape
-        if keys.device.type == "cpu":
-            # NumPy: several times faster than torch's CPU kernels for these int64 passes
-            packed = keys.numpy().astype(np.int64)
-            packed <<= bits
-            packed |= np.arange(n_pool)
+        if keys.device.type == "cpu" and sys.byteorder == "little":
+            # the int64 word of an (int32 column, int32 key) pair is key * 2**32 + column: two
+            # strided writes pack it, and after the sort the columns are read in place; NumPy's
+            # passes are several times faster than torch's CPU kernels for these
+            pairs = np.empty((c, n_pool, 2), dtype=np.int32)
+            pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
+            pairs[:, :, 1] = keys.numpy()
+            packed = pairs.view(np.int64)[:, :, 0]
             packed.sort(axis=1)
-            column = packed & mask
+            column = pairs[:, :, 0].astype(np.intp)
             counts = []
             for word in self.members.numpy():
                 total = np.empty((c, n_pool + 1), dtype=np.int64)
@@ -351,8 +355,8 @@ class PooledScorer:
                 np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
                 counts.append(torch.from_numpy(total))
             return torch.from_numpy(packed), torch.from_numpy(column), counts
-        packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << bits)).values
-        column = packed & mask
+        packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << 32)).values
+        column = packed & 0xFFFFFFFF
         counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
         return packed, column, counts
 
@@ -370,8 +374,9 @@ class PooledScorer:
         packed, column, counts = self._sorted_counts(keys)
         n_pool = packed.shape[1]
         head = min(self.HEAD, n_pool)
-        head_labels = self.pool.g_labels[column[:, :head]]
-        head_members = self.members[:, column[:, :head]]  # (words, c, head)
+        head_columns = column[:, :head].to(torch.int64)
+        head_labels = self.pool.g_labels[head_columns]
+        head_members = self.members[:, head_columns]  # (words, c, head)
         out = []
         for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
             word, shift = t // self.per_word, self.field * (t % self.per_word)
@@ -379,11 +384,11 @@ class PooledScorer:
             pos_keys = torch.where(present, keys.gather(1, cols[item]), SENTINEL32)
             kept = pos_keys != SENTINEL32
             # the first sorted slot at each positive's key; the gallery's items before it
-            at = torch.searchsorted(packed, pos_keys.to(torch.int64) << self.bits)
+            at = torch.searchsorted(packed, pos_keys.to(torch.int64) * (1 << 32))
             lower = (counts[word].gather(1, at) >> shift) & ((1 << self.field) - 1)
             ranks = lower + 1
             # another pool item at the same key (the next slot's key): count the ties exactly
-            after = packed.gather(1, (at + 1).clamp_max(n_pool - 1)) >> self.bits
+            after = packed.gather(1, (at + 1).clamp_max(n_pool - 1)) >> 32
             shared = kept & (at + 1 < n_pool) & (after == pos_keys)
             if bool(shared.any()):
                 r, a = shared.nonzero(as_tuple=True)
