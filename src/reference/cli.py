@@ -241,7 +241,7 @@ def _add_results(commands: _Subparsers) -> None:
         "check",
         help="compare a run with a published row; exit 1 when a figure falls short",
         description="Side by side with the published figures on the same protocol: value, "
-        "published, delta, 95%% interval and a verdict per figure. Exit 0 when nothing falls "
+        "published, delta, 95% interval and a verdict per figure. Exit 0 when nothing falls "
         "short, 1 otherwise; comparing across protocols is refused (exit 2).",
     )
     check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")

@@ -21,7 +21,7 @@ setting that differs from the nearest of the run's protocols.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -117,7 +117,18 @@ def differences(run: Mapping[str, object], published: Mapping[str, object]) -> l
 
 def match(run: RunRecord, published: Mapping[str, object]) -> ProtocolResult | None:
     """The run's protocol for a published protocol (see the module docstring), or None."""
-    candidates = [p for p in run.protocols.values() if not differences(p.protocol, published)]
+    return preferred(run.protocols.values(), published)
+
+
+def preferred(
+    protocols: Iterable[ProtocolResult], published: Mapping[str, object]
+) -> ProtocolResult | None:
+    """Among ``protocols``, the one a published protocol is compared with, or None.
+
+    Those that differ in no stated setting qualify; of them single-shot before multi-shot and
+    the ``agw`` draw before the official one (what an ``unstated`` setting is taken to mean).
+    """
+    candidates = [p for p in protocols if not differences(p.protocol, published)]
     if not candidates:
         return None
 
