@@ -41,7 +41,6 @@ from reference.evaluation.distance import (
 from reference.evaluation.ranking import (
     SYSU_QUERY_CAMERA,
     SYSU_SKIPPED_CAMERA,
-    PooledScorer,
     QueryScorer,
 )
 
@@ -55,11 +54,14 @@ __all__ = [
     "SYSU_SKIPPED_CAMERA",
     "QueryValues",
     "RankMetrics",
+    "as_distmat",
+    "assemble_metrics",
+    "check_ids",
+    "check_settings",
+    "chunk_rows",
     "exclusion_mask",
     "rank_metrics",
     "rank_metrics_from_features",
-    "rank_metrics_pooled",
-    "take_columns",
 ]
 
 #: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor (32 MB as
@@ -160,81 +162,18 @@ def rank_metrics(
 
     Runs on ``distmat``'s device; the figures are float64. See the module docstring.
     """
-    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
-    dist = _as_distmat(distmat)
+    check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    dist = as_distmat(distmat)
     n_query, n_gallery = dist.shape
     device = dist.device
-    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
-    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = chunk_rows(chunk_size, n_query, n_gallery)
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
     parts = [
         scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
         for s in range(0, n_query, chunk)
     ]
-    return _result(parts, exclusion, cmc_kind, max_rank)
-
-
-def rank_metrics_pooled(
-    distmat: torch.Tensor | np.ndarray,
-    q_pids: torch.Tensor | np.ndarray,
-    g_pids: torch.Tensor | np.ndarray,
-    q_camids: torch.Tensor | np.ndarray,
-    g_camids: torch.Tensor | np.ndarray,
-    galleries: list[np.ndarray],
-    *,
-    exclusion: Exclusion = "sysu",
-    cmc_kind: CMCKind = "identity",
-    max_rank: int = 20,
-    chunk_size: int | None = None,
-) -> list[RankMetrics]:
-    """``[rank_metrics(distmat[:, cols], ..., g_pids[cols], ..., g_camids[cols]) for cols in
-    galleries]``: galleries drawn from one pool (the columns of ``distmat``), same figures.
-
-    float32 distances of galleries that together are at least twice the pool are ranked with
-    one row sort for all (``ranking.PooledScorer``); otherwise gallery by gallery.
-    """
-    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
-    dist = _as_distmat(distmat)
-    n_query, n_pool = dist.shape
-    device = dist.device
-    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_pool, device)
-    cols = [torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in galleries]
-    for t, c in enumerate(cols):
-        if c.dim() != 1 or c.numel() == 0 or int(c.min()) < 0 or int(c.max()) >= n_pool:
-            raise VireidError(
-                f"galleries[{t}]: expected a non-empty 1-D array of columns in [0, {n_pool})"
-            )
-    pooled = dist.dtype != torch.float64 and PooledScorer.applies(n_pool, cols)
-    if pooled:
-        chunk = _chunk_rows(chunk_size, n_query, n_pool)
-        scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
-        parts = [
-            scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
-            for s in range(0, n_query, chunk)
-        ]
-    results = []
-    for t, c in enumerate(cols):
-        try:
-            if pooled:
-                results.append(_result([p[t] for p in parts], exclusion, cmc_kind, max_rank))
-            else:
-                results.append(
-                    rank_metrics(
-                        take_columns(dist, c), qp, gp[c], qc, gc[c],
-                        exclusion=exclusion, cmc_kind=cmc_kind, max_rank=max_rank,
-                        chunk_size=chunk_size,
-                    )
-                )  # fmt: skip
-        except VireidError as exc:
-            raise VireidError(f"galleries[{t}]: {exc}") from exc
-    return results
-
-
-def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
-    if dist.device.type == "cpu":
-        return torch.from_numpy(np.take(dist.numpy(), cols.numpy(), axis=1))
-    return dist[:, cols]
+    return assemble_metrics(parts, exclusion, cmc_kind, max_rank)
 
 
 def rank_metrics_from_features(
@@ -257,24 +196,24 @@ def rank_metrics_from_features(
     peak memory is bounded by ``chunk_size * n_gallery`` (plus the features).
     """
     check_metric(metric)
-    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    check_settings(exclusion, cmc_kind, max_rank, chunk_size)
     qf = as_feature_tensor(query_features, "query_features")
     device = qf.device
     gf = as_feature_tensor(gallery_features, "gallery_features", device=device)
     n_query, n_gallery = qf.shape[0], gf.shape[0]
     _check_sizes(n_query, n_gallery, "query_features", "gallery_features")
     gallery = PreparedGallery.build(gf, metric, qf.dtype, qf.shape[1])
-    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
-    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = chunk_rows(chunk_size, n_query, n_gallery)
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
     parts = [
         scorer.chunk(gallery.distances(qf[s : s + chunk]), qp[s : s + chunk], qc[s : s + chunk])
         for s in range(0, n_query, chunk)
     ]
-    return _result(parts, exclusion, cmc_kind, max_rank)
+    return assemble_metrics(parts, exclusion, cmc_kind, max_rank)
 
 
-def _result(parts: list, rule: str, kind: str, max_rank: int) -> RankMetrics:
+def assemble_metrics(parts: list, rule: str, kind: str, max_rank: int) -> RankMetrics:
     """The per-query values of every chunk, and their means (NumPy's, once)."""
     valid, rank, ap, inp, pids = (torch.cat(t).cpu().numpy() for t in zip(*parts, strict=True))
     n_query = int(valid.shape[0])
@@ -325,7 +264,8 @@ def _exclusion(
 # ---------------------------------------------------------------------------------------------
 
 
-def _chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
+def chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
+    """Queries per chunk: ``chunk_size``, or the default for this gallery size (section Memory)."""
     if chunk_size is None:
         chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
     return max(1, min(chunk_size, n_query))
@@ -339,9 +279,10 @@ def _check_choice(value: object, choices: tuple[str, ...], field: str) -> None:
         )
 
 
-def _check_settings(
+def check_settings(
     exclusion: object, cmc_kind: object, max_rank: object, chunk_size: object
 ) -> None:
+    """The rank settings checked, each error naming its argument."""
     _check_choice(exclusion, EXCLUSIONS, "exclusion")
     _check_choice(cmc_kind, CMC_KINDS, "cmc_kind")
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
@@ -361,7 +302,8 @@ def _check_sizes(n_query: int, n_gallery: int, q_field: str, g_field: str) -> No
         raise VireidError(f"{q_field}: no query; expected at least one query")
 
 
-def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+def as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``distmat`` as a checked floating ``(n_query, n_gallery)`` tensor (the messages pinned)."""
     distmat = as_float_matrix(distmat, "distmat", "(n_query, n_gallery)", shape_on_type=False)
     _check_sizes(distmat.shape[0], distmat.shape[1], "distmat", "distmat")
     bad = first_non_finite(distmat)
@@ -397,7 +339,7 @@ def _as_ids(
     return tensor.to(device=device, dtype=torch.int64)
 
 
-def _check_ids(
+def check_ids(
     q_pids: object,
     g_pids: object,
     q_camids: object,
@@ -406,6 +348,7 @@ def _check_ids(
     n_gallery: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The four label arrays as int64 tensors on ``device``, checked against the shape."""
     rows, cols = "the query rows", "the gallery rows"
     return (
         _as_ids(q_pids, "q_pids", n=n_query, like=rows, device=device),

@@ -22,8 +22,6 @@ positives (items of the query's identity) get their 1-based ranks ``k_1 < ... < 
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 
@@ -31,11 +29,12 @@ import torch
 SYSU_QUERY_CAMERA = 3
 SYSU_SKIPPED_CAMERA = 2
 
-_INT64_MAX = torch.iinfo(torch.int64).max
+#: the largest int64 (a rank that sorts after every real one)
+INT64_MAX = torch.iinfo(torch.int64).max
 #: int64 key of an excluded item: above every distance key (those stay below 0x7FF1 << 48)
-EXCLUDED = _INT64_MAX - 1
+EXCLUDED = INT64_MAX - 1
 #: padding of the positives' int64 key matrix: above everything
-PAD = _INT64_MAX
+PAD = INT64_MAX
 #: int32 key of an excluded item or a padding slot (fast path): above every finite float's bits
 SENTINEL32 = torch.iinfo(torch.int32).max
 
@@ -82,7 +81,7 @@ class QueryScorer:
 
     # -- shared pieces ------------------------------------------------------------------------
 
-    def _positives(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def positives(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(present, item)`` ``(c, width)``: the gallery items of each query's identity."""
         device = q_pids.device
         label = torch.searchsorted(self.g_ids, q_pids).clamp_max(self.g_ids.numel() - 1)
@@ -92,13 +91,13 @@ class QueryScorer:
         where = (self.identity_start[label][:, None] + slot[None]).clamp_max(self.index.numel() - 1)
         return present, self.by_identity[where]
 
-    def _same_camera(self, present, item, q_camids) -> tuple[torch.Tensor, torch.Tensor]:
+    def same_camera(self, present, item, q_camids) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows and columns of the same-identity same-camera items (to be excluded)."""
         same_camera = present & (self.g_camids[item] == q_camids[:, None])
         rows = torch.arange(item.shape[0], device=item.device)[:, None].expand_as(item)
         return rows[same_camera], item[same_camera]
 
-    def _values(
+    def values(
         self, ranks: torch.Tensor, kept: torch.Tensor, first_rank: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(valid, rank, ap, inp)`` from the positives' ranks (ascending; ``kept`` marks real
@@ -122,14 +121,14 @@ class QueryScorer:
         """Exact for every dtype: int64 keys ``(distance bits, gallery index)``."""
         c = dist.shape[0]
         keys = order_keys(dist, self.index, self.index_bits)
-        present, item = self._positives(q_pids)
+        present, item = self.positives(q_pids)
         # excluded items get a key above every distance: they sort after all kept items, so a
         # kept item's rank is the number of keys up to its own
         if self.rule == "sysu":
             rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
             keys[rows, self.g_skipped[None]] = EXCLUDED  # camera-3 rows x camera-2 columns
         elif self.rule == "same-id-same-camera":
-            keys[self._same_camera(present, item, q_camids)] = EXCLUDED
+            keys[self.same_camera(present, item, q_camids)] = EXCLUDED
         sorted_keys = sort_rows(keys)
         if dist.dtype == torch.float64:
             sorted_keys = self._resolve_truncation(dist, keys, sorted_keys)
@@ -146,7 +145,7 @@ class QueryScorer:
             first = torch.full((c, self.g_ids.numel()), PAD, device=dist.device)
             first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
             first_rank = (first <= pos_keys[:, :1]).sum(dim=1)
-        return (*self._values(ranks, pos_keys != PAD, first_rank), q_pids)
+        return (*self.values(ranks, pos_keys != PAD, first_rank), q_pids)
 
     def _resolve_truncation(
         self, dist: torch.Tensor, keys: torch.Tensor, sorted_keys: torch.Tensor
@@ -190,12 +189,12 @@ class QueryScorer:
         """
         c = dist.shape[0]
         keys = float32_keys(dist)
-        present, item = self._positives(q_pids)
+        present, item = self.positives(q_pids)
         if self.rule == "sysu":
             rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
             keys[rows, self.g_skipped[None]] = SENTINEL32
         elif self.rule == "same-id-same-camera":
-            keys[self._same_camera(present, item, q_camids)] = SENTINEL32
+            keys[self.same_camera(present, item, q_camids)] = SENTINEL32
         pos_keys = torch.where(present, keys.gather(1, item), SENTINEL32)
         kept = pos_keys != SENTINEL32
         sorted_keys = sort_rows(keys)
@@ -207,7 +206,7 @@ class QueryScorer:
             j = item[r, a]
             same = (keys[r] == pos_keys[r, a][:, None]) & (self.index[None] < j[:, None])
             ranks[r, a] += same.sum(dim=1)
-        ranks = torch.where(kept, ranks, _INT64_MAX)
+        ranks = torch.where(kept, ranks, INT64_MAX)
         order = torch.sort(ranks, dim=1)
         ranks, kept = order.values, kept.gather(1, order.indices)
         if self.kind == "standard":
@@ -228,7 +227,7 @@ class QueryScorer:
                 others = others[first[i, others] == lead_key[i, 0]]  # not counted yet
                 own = self.g_labels[lead_item[i, 0]]
                 first_rank[i] += int(torch.unique(others[others != own]).numel())
-        return (*self._values(ranks, kept, first_rank), q_pids)
+        return (*self.values(ranks, kept, first_rank), q_pids)
 
 
 def float32_keys(dist: torch.Tensor) -> torch.Tensor:
@@ -258,7 +257,7 @@ def order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tens
         high = dist.view(torch.int64)
         if int(high.min()) < 0:  # negative distances or -0.0
             high = (dist + 0.0).view(torch.int64)  # -0.0 -> +0.0: equal floats, equal bits
-            high = high ^ ((high >> 63) & _INT64_MAX)
+            high = high ^ ((high >> 63) & INT64_MAX)
         return (high & ~((1 << bits) - 1)) | index
     high32 = float32_keys(dist)
     # index + high * 2**32 in one int64 pass (the product is computed in int64)
@@ -271,180 +270,3 @@ def sort_rows(keys: torch.Tensor) -> torch.Tensor:
         # NumPy's SIMD sort is several times faster than torch's on CPU for int64 and int32
         return torch.from_numpy(np.sort(keys.numpy(), axis=1))
     return torch.sort(keys, dim=1).values
-
-
-class PooledScorer:
-    """Per-query values of several galleries drawn from one pool, with one row sort for all.
-
-    ``trials[t]`` holds the pool columns of gallery ``t`` in that gallery's order. For every
-    ``t``, :meth:`chunk` returns what ``QueryScorer(g_pids[trials[t]], g_camids[trials[t]],
-    rule, kind).fast_chunk(dist[:, trials[t]], ...)`` returns, exactly (valid queries), from
-    float32 distances to the whole pool. Test:
-    ``tests/evaluation/test_ranking.py::test_pooled_scorer_equals_per_gallery_scorer``.
-
-    How. The exclusion rules depend on a (query, item) pair only, never on the draw, so the
-    int32 keys (``float32_keys``, excluded items at ``SENTINEL32``) are computed once over the
-    pool. Each row is sorted once by ``(key, pool column)`` (one int64 word, ``key * 2**32 +
-    column``). Gallery
-    membership of the sorted items, counted cumulatively along the row, gives for every
-    threshold ``X`` the number of a gallery's items with a key below ``X`` (several galleries
-    share an int64 word, one bit field each, so one cumulative sum serves several draws). A
-    positive's rank is that count at its key, plus one, plus -- where another pool item shares
-    its key -- the gallery's items at that key with a smaller gallery index (counted on the
-    row, as in ``fast_chunk``). The identity rank counts the distinct identities among the
-    gallery's items sorted before the first positive's key: read from the first ``HEAD``
-    sorted items of the row, and for the rows whose first positive lies deeper, or shares its
-    key, from the gallery's keys of that row as ``fast_chunk`` does.
-    """
-
-    #: sorted pool positions read for the identity rank before falling back to a row's keys
-    HEAD = 256
-
-    def __init__(
-        self,
-        g_pids: torch.Tensor,
-        g_camids: torch.Tensor,
-        trials: list[torch.Tensor],
-        rule: str,
-        kind: str,
-    ):
-        self.rule, self.kind = rule, kind
-        self.pool = QueryScorer(g_pids, g_camids, rule, kind)
-        self.trials = trials
-        self.scorers = [QueryScorer(g_pids[c], g_camids[c], rule, kind) for c in trials]
-        device = g_pids.device
-        n_pool = g_pids.numel()
-        self.index = torch.arange(n_pool, device=device)
-        # a gallery's count never exceeds its size: fields of that many bits, packed per word
-        self.field = max(int(c.numel()) for c in trials).bit_length()
-        self.per_word = 64 // self.field
-        words = -(-len(trials) // self.per_word)
-        self.members = torch.zeros(words, n_pool, dtype=torch.int64, device=device)
-        for t, cols in enumerate(trials):
-            one = torch.ones_like(cols) << (self.field * (t % self.per_word))
-            self.members[t // self.per_word].index_add_(0, cols, one)
-
-    @staticmethod
-    def applies(n_pool: int, trials: list[torch.Tensor]) -> bool:
-        """Worth it where the galleries together hold at least twice the pool (the pool is
-        sorted once with keys twice a gallery key's size; each gallery would be sorted). A
-        gallery must not repeat a pool column (a repeat ties with itself unseen)."""
-        if sum(int(c.numel()) for c in trials) < 2 * n_pool:
-            return False
-        return all(torch.unique(c).numel() == c.numel() for c in trials)
-
-    def _sorted_counts(self, keys: torch.Tensor):
-        """``(packed, column, counts)``: each row's ``key * 2**32 + column`` sorted, the pool
-        column of each sorted slot, and per word the members among the first ``s`` slots
-        (``(c, n_pool + 1)``)."""
-        c, n_pool = keys.shape
-        if keys.device.type == "cpu" and sys.byteorder == "little":
-            # the int64 word of an (int32 column, int32 key) pair is key * 2**32 + column: two
-            # strided writes pack it, and after the sort the columns are read in place; NumPy's
-            # passes are several times faster than torch's CPU kernels for these
-            pairs = np.empty((c, n_pool, 2), dtype=np.int32)
-            pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
-            pairs[:, :, 1] = keys.numpy()
-            packed = pairs.view(np.int64)[:, :, 0]
-            packed.sort(axis=1)
-            column = pairs[:, :, 0].astype(np.intp)
-            counts = []
-            for word in self.members.numpy():
-                total = np.empty((c, n_pool + 1), dtype=np.int64)
-                total[:, 0] = 0
-                np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
-                counts.append(torch.from_numpy(total))
-            return torch.from_numpy(packed), torch.from_numpy(column), counts
-        packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << 32)).values
-        column = packed & 0xFFFFFFFF
-        counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
-        return packed, column, counts
-
-    def chunk(
-        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
-    ) -> list[ChunkValues]:
-        """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
-        keys = float32_keys(dist.contiguous())
-        if self.rule == "sysu":
-            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
-            keys[rows, self.pool.g_skipped[None]] = SENTINEL32
-        elif self.rule == "same-id-same-camera":
-            present, item = self.pool._positives(q_pids)
-            keys[self.pool._same_camera(present, item, q_camids)] = SENTINEL32
-        packed, column, counts = self._sorted_counts(keys)
-        n_pool = packed.shape[1]
-        head = min(self.HEAD, n_pool)
-        head_columns = column[:, :head].to(torch.int64)
-        head_labels = self.pool.g_labels[head_columns]
-        head_members = self.members[:, head_columns]  # (words, c, head)
-        out = []
-        for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
-            word, shift = t // self.per_word, self.field * (t % self.per_word)
-            present, item = scorer._positives(q_pids)
-            pos_keys = torch.where(present, keys.gather(1, cols[item]), SENTINEL32)
-            kept = pos_keys != SENTINEL32
-            # the first sorted slot at each positive's key; the gallery's items before it
-            at = torch.searchsorted(packed, pos_keys.to(torch.int64) * (1 << 32))
-            lower = (counts[word].gather(1, at) >> shift) & ((1 << self.field) - 1)
-            ranks = lower + 1
-            # another pool item at the same key (the next slot's key): count the ties exactly
-            after = packed.gather(1, (at + 1).clamp_max(n_pool - 1)) >> 32
-            shared = kept & (at + 1 < n_pool) & (after == pos_keys)
-            if bool(shared.any()):
-                r, a = shared.nonzero(as_tuple=True)
-                j = item[r, a]
-                row_keys = keys[r][:, cols]
-                same = (row_keys == pos_keys[r, a][:, None]) & (scorer.index[None] < j[:, None])
-                ranks[r, a] += same.sum(dim=1)
-            ranks = torch.where(kept, ranks, _INT64_MAX)
-            order = torch.sort(ranks, dim=1)
-            ranks, kept_sorted = order.values, kept.gather(1, order.indices)
-            if self.kind == "standard":
-                first_rank = ranks[:, 0]
-            else:
-                lead = order.indices[:, :1]
-                first_rank = self._identity_rank(
-                    keys, head_labels, (head_members[word] >> shift) & 1, cols, scorer,
-                    pos_keys.gather(1, lead), item.gather(1, lead), at.gather(1, lead)[:, 0],
-                    shared.gather(1, lead)[:, 0], kept_sorted[:, 0],
-                )  # fmt: skip
-            out.append((*scorer._values(ranks, kept_sorted, first_rank), q_pids))
-        return out
-
-    def _identity_rank(
-        self, keys, head_labels, head_member, cols, scorer,
-        lead_key, lead_item, start, lead_shared, valid,
-    ) -> torch.Tensor:  # fmt: skip
-        """1 + the identities sorted before the first positive (ties by gallery index), as
-        ``fast_chunk`` counts them; ``start`` is the first sorted slot at the lead's key."""
-        deep = valid & ((start > head_labels.shape[1]) | lead_shared)
-        width = int(torch.where(deep | ~valid, 0, start).max())  # slots read from the head
-        before = head_member[:, :width].bool() & (
-            torch.arange(width, device=keys.device)[None] < start[:, None]
-        )
-        labels = sort_rows(torch.where(before, head_labels[:, :width], -1))
-        new = (labels >= 0) & torch.cat(
-            [torch.ones_like(labels[:, :1], dtype=torch.bool), labels[:, 1:] != labels[:, :-1]],
-            dim=1,
-        )
-        first_rank = new.sum(dim=1) + 1
-        rows = deep.nonzero()[:, 0]
-        if rows.numel():
-            # the gallery's keys of these rows, and fast_chunk's count
-            row_keys = keys[rows][:, cols]
-            n = rows.numel()
-            first = torch.full(
-                (n, scorer.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=keys.device
-            )
-            first.scatter_reduce_(1, scorer.g_labels.expand(n, -1), row_keys, reduce="amin")
-            lk, li = lead_key[rows], lead_item[rows]
-            counted = (first < lk).sum(dim=1) + 1
-            level = (first == lk).sum(dim=1) > 1
-            for k in level.nonzero()[:, 0].tolist():
-                at = (row_keys[k] == lk[k, 0]) & (scorer.index < li[k, 0])
-                others = scorer.g_labels[at]
-                others = others[first[k, others] == lk[k, 0]]
-                own = scorer.g_labels[li[k, 0]]
-                counted[k] += int(torch.unique(others[others != own]).numel())
-            first_rank[rows] = counted
-        return first_rank

@@ -32,7 +32,7 @@ from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERA
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.metrics import rank_metrics_pooled, take_columns
+from reference.evaluation.pooled import rank_metrics_pooled, take_columns
 from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
 from reference.evaluation.trials import labels_of, score_trial
