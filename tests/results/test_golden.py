@@ -77,3 +77,17 @@ def test_golden_command_compares_and_updates(tmp_path, monkeypatch, capsys):
         golden.read_golden(tmp_path / "g.json")["methods"]["method_b"]
         == record["methods"]["method_b"]
     )
+
+
+def test_golden_command_without_a_record_fails_before_training(tmp_path, monkeypatch, capsys):
+    from reference.cli import main
+
+    def never(progress):
+        raise AssertionError("trained before finding the record")
+
+    monkeypatch.setattr(golden, "run_golden", never)
+    monkeypatch.setenv("VIREID_GOLDEN", str(tmp_path / "none.json"))
+    assert main(["results", "golden"]) == 2
+    assert "none.json: no golden record; write it with vireid results golden --update" in (
+        capsys.readouterr().err
+    )

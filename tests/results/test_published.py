@@ -25,6 +25,17 @@ def test_the_loader_finds_the_source_tree_folder_and_every_source():
     assert published.sources() == SOURCES
 
 
+def test_the_tables_ship_as_package_data_through_one_link():
+    # a wheel carries src/reference/results/published (a link to results/published, so there is
+    # one copy of the tables): the loader's fallback when no source tree is around
+    shipped = ROOT / "src" / "reference" / "results" / "published"
+    assert shipped.is_symlink() and shipped.resolve() == (ROOT / "results" / "published").resolve()
+    names = sorted(p.name for p in shipped.glob("*.csv"))
+    assert names == [f"{s}.csv" for s in published.sources()]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"reference.results" = ["published/*.csv"]' in pyproject
+
+
 def test_every_file_follows_the_schema():
     for path in sorted(FOLDER.glob("*.csv")):
         text = path.read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ from PIL import Image
 
 from reference.errors import VireidError
 from reference.results import published
+from reference.results.compare import check
 from reference.results.report import DPI, PANEL_INCHES, cmc_figure, markdown_report, write_report
 from tests.results.fakes import fake_record, fake_scores
 
@@ -33,6 +34,24 @@ def test_markdown_report_has_a_section_per_protocol_a_row_per_run_and_the_publis
     assert "| method_b:BDF | 80.67 | - | 87.72 | 90.45 | 78.83 | - | |" in regdb
     derived = markdown_report(runs, published.select("method_a:baseline"))
     assert "| method_a:baseline *derived* | 70.60 |" in derived
+
+
+def test_a_row_with_unstated_shots_goes_only_where_results_check_compares_it():
+    # method_a:baseline states neither shots nor draw: results check compares it with the
+    # single-shot agw protocol, so the report must not repeat it under the multi-shot one
+    run = fake_record(fake_scores("sysu", shots=10, seed=4), fake_scores("sysu", shots=1, seed=5))
+    rows = published.select("method_a:baseline")
+    text = markdown_report([("a", run)], rows)
+    multi, single = text.split("## SYSU-MM01")[1:]
+    assert "multi-shot" in multi.splitlines()[0] and "single-shot" in single.splitlines()[0]
+    assert "method_a:baseline" not in multi and "| method_a:baseline *derived* | 70.60 |" in single
+    compared = check(run, rows, "method_a:baseline")
+    assert {c.protocol for c in compared.comparisons} == {"sysu-all-1shot-agw"}
+    fig = cmc_figure([("a", run)], rows)
+    assert [len(ax.collections) for ax in fig.axes] == [0, 1]
+    # with only the multi-shot protocol scored, the row goes there, as check would compare it
+    alone = fake_record(fake_scores("sysu", shots=10, seed=4))
+    assert "| method_a:baseline *derived* | 70.60 |" in markdown_report([("a", alone)], rows)
 
 
 def test_cmc_figure_has_one_curve_per_run_and_the_published_points(runs):

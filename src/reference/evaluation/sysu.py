@@ -32,9 +32,10 @@ from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERA
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.metrics import rank_metrics
+from reference.evaluation.pooled import rank_metrics_pooled, take_columns
 from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
+from reference.evaluation.trials import labels_of, score_trial
 
 MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
 IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
@@ -334,30 +335,38 @@ def evaluate_sysu(
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
 
+    g_pids = torch.from_numpy(fs.pids[union]).to(dev)
+    g_cams = torch.from_numpy(fs.camids[union]).to(dev)
+    columns = [np.searchsorted(union, rows) for rows in galleries]
+    pooled = None
+    if dist is not None:
+        try:  # every trial at once (one row sort); same figures as the loop below
+            pooled = rank_metrics_pooled(
+                dist, q_pids, g_pids, q_cams, g_cams, columns,
+                exclusion="sysu", cmc_kind="identity", max_rank=MAX_RANK,
+                chunk_size=chunk_size,
+            )  # fmt: skip
+        except VireidError:
+            pooled = None  # the loop below names the failing trial
     results = []
     for t, rows in enumerate(galleries):
         if progress is not None:
             progress(f"SYSU-MM01 trial {t + 1}/{trials}: {queries.size} x {rows.size}")
+        if pooled is not None:
+            results.append(TrialScores(trial=t, metrics=pooled[t], num_gallery=int(rows.size)))
+            continue
         if dist is not None:
-            trial_dist = _columns(dist, np.searchsorted(union, rows))
+            trial_dist = take_columns(dist, torch.from_numpy(columns[t]))
         else:
             gf = torch.from_numpy(fs.features[rows]).to(dev)
             trial_dist = reranked_distance(qf, gf, metric, rerank)
-        try:
-            metrics = rank_metrics(
-                trial_dist,
-                q_pids,
-                torch.from_numpy(fs.pids[rows]).to(dev),
-                q_cams,
-                torch.from_numpy(fs.camids[rows]).to(dev),
-                exclusion="sysu",
-                cmc_kind="identity",
-                max_rank=MAX_RANK,
-                chunk_size=chunk_size,
+        results.append(
+            score_trial(
+                trial_dist, (q_pids, q_cams), labels_of(fs, rows, dev), trial=t,
+                rules=("sysu", "identity", MAX_RANK), chunk_size=chunk_size,
+                where=f"{source}: SYSU-MM01",
             )
-        except VireidError as exc:
-            raise VireidError(f"{source}: SYSU-MM01 trial {t}: {exc}") from exc
-        results.append(TrialScores(trial=t, metrics=metrics, num_gallery=int(rows.size)))
+        )  # fmt: skip
 
     settings = {
         "dataset": "sysu",
@@ -381,10 +390,3 @@ def evaluate_sysu(
         + ("" if rerank is None else f", {rerank.describe()}")
     )
     return Scores(protocol="sysu", settings=settings, trials=tuple(results), title=title)
-
-
-def _columns(dist: torch.Tensor, cols: np.ndarray) -> torch.Tensor:
-    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
-    if dist.device.type == "cpu":
-        return torch.from_numpy(np.take(dist.numpy(), cols, axis=1))
-    return dist[:, torch.from_numpy(cols).to(dist.device)]

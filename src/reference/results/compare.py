@@ -21,11 +21,12 @@ setting that differs from the nearest of the run's protocols.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from reference.checks import parse_number
 from reference.errors import VireidError
 from reference.results.published import METRICS, SETTINGS, UNSTATED, is_reranked
 from reference.results.record import ProtocolResult, RunRecord, describe
@@ -55,10 +56,7 @@ def parse_tolerance(text: str | None) -> dict[str, float]:
                 f"--tolerance: expected FIGURE=POINTS[,...] with FIGURE in {list(METRICS)}, "
                 f"got {part!r}"
             )
-        try:
-            points = float(value)
-        except ValueError:
-            raise VireidError(f"--tolerance: {name}: expected a number, got {value!r}") from None
+        points = parse_number(value, f"--tolerance: {name}")
         if not points >= 0:
             raise VireidError(f"--tolerance: {name}: expected a number >= 0, got {value!r}")
         out[name] = points
@@ -117,7 +115,18 @@ def differences(run: Mapping[str, object], published: Mapping[str, object]) -> l
 
 def match(run: RunRecord, published: Mapping[str, object]) -> ProtocolResult | None:
     """The run's protocol for a published protocol (see the module docstring), or None."""
-    candidates = [p for p in run.protocols.values() if not differences(p.protocol, published)]
+    return preferred(run.protocols.values(), published)
+
+
+def preferred(
+    protocols: Iterable[ProtocolResult], published: Mapping[str, object]
+) -> ProtocolResult | None:
+    """Among ``protocols``, the one a published protocol is compared with, or None.
+
+    Those that differ in no stated setting qualify; of them single-shot before multi-shot and
+    the ``agw`` draw before the official one (what an ``unstated`` setting is taken to mean).
+    """
+    candidates = [p for p in protocols if not differences(p.protocol, published)]
     if not candidates:
         return None
 

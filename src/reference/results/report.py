@@ -3,9 +3,10 @@
 Spec: ``spec/results/check.md`` (section "Reports").
 
 For every protocol any run scored (a section each): one row per run with its mean figures and
-95% intervals, then the published rows of the ``--against`` methods for that protocol (matched as
-``compare.match`` does). The plot has one panel per protocol, one CMC curve (mean over trials,
-ranks 1..20) per run that scored it, and the published R1/R5/R10/R20 points as markers.
+95% intervals, then the published rows of the ``--against`` methods for that protocol (placed as
+``compare.preferred`` places them: under the one protocol ``results check`` compares them
+with). The plot has one panel per protocol, one CMC curve (mean over trials, ranks 1..20)
+per run that scored it, and the published R1/R5/R10/R20 points as markers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from reference.fileio import atomic_open, atomic_write_text, check_writable
-from reference.results.compare import differences
+from reference.results.compare import preferred
 from reference.results.published import METRICS, SETTINGS, is_derived, is_reranked
 from reference.results.record import ProtocolResult, RunRecord, describe
 
@@ -39,16 +40,27 @@ def protocols_of(runs: Runs) -> dict[str, ProtocolResult]:
     return out
 
 
-def published_for(protocol: ProtocolResult, published: pd.DataFrame | None) -> pd.DataFrame:
-    """The published rows whose protocol a run scoring ``protocol`` may be compared with."""
+def published_for(
+    protocol: ProtocolResult,
+    published: pd.DataFrame | None,
+    scored: Sequence[ProtocolResult] | None = None,
+) -> pd.DataFrame:
+    """The published rows compared with ``protocol``: those ``compare.preferred`` gives to it.
+
+    ``scored``: every protocol the report shows (default: ``protocol`` alone). A row whose source
+    leaves the shots or the draw unstated goes under the one protocol ``results check`` would
+    compare it with (single-shot, the ``agw`` draw), not under every protocol it could fit.
+    """
     if published is None or published.empty:
         return pd.DataFrame()
+    scored = list(scored) if scored is not None else [protocol]
     reranked = is_reranked(published)
     keep = []
     for i, row in enumerate(published.itertuples(index=False)):
         wanted = {name: getattr(row, name) for name in SETTINGS}
         wanted["rerank"] = bool(reranked.iloc[i])
-        keep.append(not differences(protocol.protocol, wanted))
+        chosen = preferred(scored, wanted)
+        keep.append(chosen is not None and chosen.key == protocol.key)
     return published[keep]
 
 
@@ -74,7 +86,8 @@ def markdown_report(runs: Runs, published: pd.DataFrame | None = None) -> str:
         dirty = " (dirty)" if run.code.get("dirty") else ""
         gpu = run.environment.get("gpu") or "no GPU"
         lines.append(f"- run {name} (`{run.run_id}`): code {code}{dirty}, {gpu}")
-    for key, representative in protocols_of(runs).items():
+    shown = protocols_of(runs)
+    for key, representative in shown.items():
         lines += ["", f"## {describe(representative.protocol)} (`{key}`)", ""]
         lines.append("| | " + " | ".join(METRICS) + " | trials |")
         lines.append("|---|" + "---|" * (len(METRICS) + 1))
@@ -85,7 +98,7 @@ def markdown_report(runs: Runs, published: pd.DataFrame | None = None) -> str:
             trials = len(result.scores.get("trials", []))
             cells = " | ".join(_cell(result, m) for m in METRICS)
             lines.append(f"| run {name} | {cells} | {trials} |")
-        rows = published_for(representative, published)
+        rows = published_for(representative, published, list(shown.values()))
         if rows.empty:
             continue
         derived = is_derived(rows)
@@ -115,7 +128,7 @@ def cmc_figure(runs: Runs, published: pd.DataFrame | None = None):
                 continue
             cmc = result.cmc()
             ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], label=f"run {name}")
-        rows = published_for(representative, published)
+        rows = published_for(representative, published, list(protocols.values()))
         groups = [] if rows.empty else rows.groupby(["source", "method"], sort=False)
         for i, ((source, method), group) in enumerate(groups):
             ranks = group[group["metric"].str.fullmatch(r"R\d+")]
