@@ -29,7 +29,7 @@ def tests(session: nox.Session) -> None:
     worker, so its module fixtures are built once); each worker gets its share of the cores as
     torch threads (``tests/plugin.py``). ``nox -s tests -- -n 0`` runs in one process.
     """
-    _install(session, "test")
+    _install(session, "test", "tensorboard")  # the TensorBoard logging tests run too
     session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 

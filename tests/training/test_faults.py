@@ -20,7 +20,15 @@ from reference.training.faults import (
 )
 
 
-def test_ctrl_c_sets_the_flag_then_a_second_one_interrupts():
+@pytest.fixture
+def terminal_sigint():
+    """Python's own Ctrl-C handler, as in a terminal (a pytest-xdist worker ignores SIGINT)."""
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, outer)
+
+
+def test_ctrl_c_sets_the_flag_then_a_second_one_interrupts(terminal_sigint):
     before = signal.getsignal(signal.SIGINT)
     with StopFlag() as stop:
         assert not stop.requested
@@ -29,6 +37,20 @@ def test_ctrl_c_sets_the_flag_then_a_second_one_interrupts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_ctrl_c_keeps_an_ignoring_callers_choice():
+    # a caller that ignores SIGINT (a pytest-xdist worker, nohup) gets its handler back after
+    # the first Ctrl-C: the second is ignored too, and the loop still stops after its step
+    outer = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopFlag() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested
+            os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_nonfinite_terms_and_message():
