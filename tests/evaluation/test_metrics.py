@@ -919,3 +919,16 @@ def test_finite_distances_whose_sum_overflows_are_accepted(device):
     m = rank_metrics(d, [1], [2, 1, 3], [1], [2, 2, 2], exclusion="none", max_rank=3)
     assert m.cmc.tolist() == [0.0, 1.0, 1.0]
     assert m.mAP == 0.5
+
+
+def test_read_only_id_arrays_are_taken_without_a_warning():
+    # features files are loaded read-only (np.load of an archive member can be); torch warns
+    # when it shares a read-only array, so the ids are copied where they are not writable
+    import warnings
+
+    ids = np.array([0, 1])
+    ids.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = rank_metrics(torch.tensor([[0.1, 0.2], [0.3, 0.1]]), ids, ids, [3, 3], [1, 1])
+    assert got.mAP == 1.0

@@ -331,7 +331,9 @@ def _as_ids(
         array = np.asarray(ids)
         if not np.issubdtype(array.dtype, np.integer):
             raise VireidError(f"{field}: expected integer ids, got dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array.astype(np.int64, copy=False)))
+        # a copy where the array is read-only (torch would warn about sharing it)
+        ids = np.require(array.astype(np.int64, copy=False), requirements=["C", "W"])
+        tensor = torch.from_numpy(ids)
     if tensor.dim() != 1:
         raise VireidError(f"{field}: expected a 1-D array, got shape {tuple(tensor.shape)}")
     if n is not None and tensor.numel() != n:
