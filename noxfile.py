@@ -23,9 +23,14 @@ def _install(session: nox.Session, *extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and property tests plus the executable spec documents."""
+    """Unit and property tests plus the executable spec documents.
+
+    In parallel over the machine's cores (pytest-xdist ``-n auto``; a test file stays on one
+    worker, so its module fixtures are built once); each worker gets its share of the cores as
+    torch threads (``tests/plugin.py``). ``nox -s tests -- -n 0`` runs in one process.
+    """
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(python="3.10", default=False)

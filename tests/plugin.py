@@ -5,6 +5,7 @@
   ``thorough`` (many examples, for a long run before a release).
 - ``TEST_DEVICE`` (``cpu`` by default, ``cuda`` on a GPU machine): the ``device`` fixture every
   tensor test uses; the spec documents get it too.
+- Under pytest-xdist, each worker's torch thread count is its share of the cores.
 """
 
 from __future__ import annotations
@@ -32,6 +33,21 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def share_cores_between_workers() -> int | None:
+    """Under pytest-xdist (``nox -s tests`` runs ``-n auto``), give each worker its share of the
+    cores as torch threads, so that N workers do not each start one thread per core; returns the
+    thread count set, or None outside xdist. ``OMP_NUM_THREADS`` set by the caller wins."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    torch.set_num_threads(threads)
+    return threads
+
+
+share_cores_between_workers()
 
 
 def test_device_from_env() -> torch.device:

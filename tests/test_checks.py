@@ -23,6 +23,7 @@ from reference.checks import (
     check_probability,
     is_integer,
     is_real,
+    parse_number,
 )
 from reference.errors import VireidError
 
@@ -115,3 +116,17 @@ def test_check_known_and_metric():
         assert check_metric(m) == m
     with _raises("metric: expected 'euclidean' or 'cosine', got 'l1'"):
         check_metric("l1")
+
+
+@given(st.floats(allow_nan=False))
+def test_parse_number_reads_what_float_writes(value):
+    assert parse_number(repr(value), "f") == value
+    assert parse_number(f"  {value}\n", "f") == value
+
+
+@pytest.mark.parametrize("text", ["", "x", "1,5", "5O.0", None, "1e"])
+def test_parse_number_names_the_field_and_the_text(text):
+    with _raises(f"f: expected a number in percent, got {text!r}"):
+        parse_number(text, "f", expected="a number in percent")
+    with _raises(f"g: expected a number, got {text!r}"):
+        parse_number(text, "g")

@@ -32,6 +32,7 @@ __all__ = [
     "check_probability",
     "is_integer",
     "is_real",
+    "parse_number",
 ]
 
 T = TypeVar("T")
@@ -111,6 +112,15 @@ def check_number(
     if not ok:
         raise fail(field, expected or f"a finite number >= {low:g}", value)
     return float(value)  # type: ignore[arg-type]
+
+
+def parse_number(text: str, field: str, *, expected: str = "a number") -> float:
+    """The number a user wrote (``float(text)``: a command-line value, a table cell), else
+    ``"<field>: expected <expected>, got <text!r>"``; the caller checks its range."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise fail(field, expected, text) from None
 
 
 def check_probability(value: object, field: str) -> float:

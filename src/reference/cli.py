@@ -353,23 +353,18 @@ def _add_audit(commands: _Subparsers) -> None:
 def _dispatch_audit(args: argparse.Namespace) -> int:
     from reference.audit import commands as audit
 
-    common = {
-        "expect": args.expect,
-        "markdown": args.markdown,
-        "json_out": args.json,
-        "force": args.force,
-    }
+    files = audit.ReportFiles(args.expect, args.markdown, args.json, args.force)
     if args.audit_command == "eval":
         return audit.audit_eval_command(
             target=args.target,
             protocol=args.protocol,
             adapter=args.adapter,
             scale=args.scale,
-            **common,
+            files=files,
         )
     if args.audit_command == "loss":
         return audit.audit_loss_command(
-            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, **common
+            name=args.name, target=args.target, adapter=args.adapter, scale=args.scale, files=files
         )
     return audit.audit_features_command(
         features=args.features,
@@ -377,7 +372,7 @@ def _dispatch_audit(args: argparse.Namespace) -> int:
         claimed=args.claimed,
         tolerance=args.tolerance,
         trials=args.trials,
-        **common,
+        files=files,
     )
 
 
@@ -396,28 +391,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         common = _fields(args, "features", "example", "metric", "force")
         common["json_out"] = args.json
         common["rerank"] = evaluation.rerank_settings(args.rerank, args.k1, args.k2, args.lambda_)
-        if args.protocol == "sysu":
-            return evaluation.evaluate_sysu(
-                **_fields(args, "mode", "shots", "sampling", "split", "trials"), **common
-            )
-        if args.protocol == "llcm":
-            return evaluation.evaluate_llcm(direction=args.direction, trials=args.trials, **common)
-        return evaluation.evaluate_regdb(direction=args.direction, **common)
+        own = _fields(args, *evaluation.PROTOCOLS[args.protocol].options)
+        return evaluation.evaluate(args.protocol, **own, **common)
     if args.command == "train":
         from reference.training.commands import train_command
 
         return train_command(
-            preset=args.preset,
-            data_root=args.data_root,
-            trial=args.trial,
-            pretrained=args.pretrained,
-            out=args.out,
+            **_fields(args, "preset", "data_root", "trial", "pretrained", "out", "resume"),
+            **_fields(args, "force", "deterministic", "val_ids", "monitor_test"),
             overrides=tuple(args.overrides),
-            resume=args.resume,
-            force=args.force,
-            deterministic=args.deterministic,
-            val_ids=args.val_ids,
-            monitor_test=args.monitor_test,
         )
     if args.command == "synth":
         from reference.data.commands import synth_command
@@ -440,14 +422,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reference.training.commands import extract_command
 
         return extract_command(
-            checkpoint=args.checkpoint,
-            data_root=args.data_root,
-            out=args.out,
-            trial=args.trial,
-            flip=args.flip,
-            batch_size=args.batch_size,
-            device=args.device,
-            force=args.force,
+            **_fields(args, "checkpoint", "data_root", "out", "trial", "flip", "batch_size"),
+            **_fields(args, "device", "force"),
         )
     from reference.data.commands import check_command
 

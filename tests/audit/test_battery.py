@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.audit.battery import Case, Observation, run_battery
+from reference.audit.battery import (
+    FLOAT32_SIZED,
+    Case,
+    Observation,
+    concluded,
+    crashed,
+    run_battery,
+)
 
 
 @dataclass(frozen=True)
@@ -75,3 +84,35 @@ def test_findings_are_ordered_as_the_kinds():
     seen = {1: Observation((alt("crash"),), 1.0), 2: Observation((alt("ap-formula"),), 0.1)}
     result = run_battery([case], lambda p: seen[p.n])
     assert [f.kind for f in result.findings] == ["ap-formula", "crash"]
+
+
+def test_a_target_failure_is_a_crash_named_by_its_cause():
+    evidence = {"reference": 1, "target": None}
+    try:
+        try:
+            raise ZeroDivisionError("x")
+        except ZeroDivisionError as exc:
+            raise ValueError("ZeroDivisionError: x") from exc
+    except ValueError as failure:
+        obs = crashed(failure, evidence)
+    assert obs.alternatives == ((frozenset({"crash"}), ("crash: ZeroDivisionError",)),)
+    assert obs.difference == math.inf and obs.detail == "ZeroDivisionError: x"
+    assert obs.evidence is evidence
+    bare = crashed(ValueError("returned None"), {})
+    assert bare.alternatives == ((frozenset({"crash"}), ("crash: unusable output",)),)
+
+
+@given(st.floats(0, 1e-3), st.booleans())
+def test_an_unexplained_difference_is_precision_only_when_float32_sized(diff, explained):
+    found = [alt("x")] if explained else []
+    obs = concluded(found, diff, {"e": 1})
+    assert obs.difference == diff and obs.detail == "" and obs.evidence == {"e": 1}
+    if explained:
+        assert obs.alternatives == (alt("x"),)
+    elif diff <= FLOAT32_SIZED:
+        precision = (frozenset({"precision"}), ("precision: float32-sized differences",))
+        assert obs.alternatives == (precision,)
+    else:
+        assert obs.alternatives == (
+            (frozenset({"unexplained"}), ("unexplained: no choice reproduces it",)),
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reference.audit.target import load_target
+from reference.audit.target import Target, TargetFailure, load_target, target_failures
 from reference.errors import VireidError
 from tests.audit import wrong_eval, wrong_loss
 
@@ -61,3 +61,31 @@ def test_import_errors_of_the_file_are_named(tmp_path):
         f"target: importing {f} failed: ModuleNotFoundError: No module named 'no_such_module_abc'"
     )
     assert callable(wrong_loss.tri_correct)
+
+
+def test_target_failures_names_what_the_target_raised():
+    with pytest.raises(TargetFailure) as info, target_failures():
+        {}["k"]
+    assert str(info.value) == "KeyError: 'k'"
+    assert isinstance(info.value.__cause__, KeyError)
+    unusable = TargetFailure("returned None; expected a scalar tensor")
+    with pytest.raises(TargetFailure) as again, target_failures():
+        raise unusable
+    assert again.value is unusable and again.value.__cause__ is None
+    with target_failures():
+        value = 3
+    assert value == 3
+
+
+def test_required_counts_the_positional_parameters_without_a_default():
+    def f(a, b, /, c, d=1, *rest, e, f=2, **kw): ...
+
+    class Loss:  # an nn.Module-like loss: called through __call__, defined by forward
+        def __call__(self, *args):
+            return self.forward(*args)
+
+        def forward(self, x, y, tags=None): ...
+
+    assert [q.name for q in Target("m:f", f, "f").required()] == ["a", "b", "c"]
+    assert [q.name for q in Target("m:Loss", Loss(), "Loss").required()] == ["x", "y"]
+    assert [q.name for q in Target("m:g", lambda *a, **k: 0, "g").required()] == []

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.evaluation.distance import pairwise_distance
+from reference.evaluation.distance import as_float_matrix, first_non_finite, pairwise_distance
 
 
 def oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list[list[float]]:
@@ -218,3 +218,54 @@ def test_gallery_is_moved_to_the_query_device(device):
         d = pairwise_distance(query, gallery)
         assert d.device == query.device
         assert d.cpu().tolist() == [[5.0], [0.0]]
+
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+@given(
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 4), st.sampled_from(NON_FINITE)), max_size=3
+    ),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_first_non_finite_is_the_first_bad_entry_in_row_major_order(rows, cols, bad, dtype):
+    m = np.ones((rows, cols), dtype=dtype)
+    for i, j, v in bad:
+        m[i % rows, j % cols] = v
+    oracle = next(
+        ((i, j) for i in range(rows) for j in range(cols) if not math.isfinite(float(m[i, j]))),
+        None,
+    )
+    assert first_non_finite(torch.from_numpy(m)) == oracle
+
+
+def test_first_non_finite_sees_past_an_overflowing_sum():
+    big = torch.full((2, 3), 3e38, dtype=torch.float32)  # the sum overflows; every entry is finite
+    assert first_non_finite(big) is None
+    big[1, 2] = math.nan
+    assert first_non_finite(big) == (1, 2)
+
+
+def test_as_float_matrix_keeps_floats_and_names_the_expected_shape():
+    a = np.arange(6, dtype=np.float16).reshape(2, 3)
+    out = as_float_matrix(a, "x", "(n, d)")
+    assert out.dtype == torch.float16 and out.shape == (2, 3)
+    assert out.data_ptr() == torch.from_numpy(a).data_ptr()  # the array is not copied
+    t = torch.zeros(1, 4, dtype=torch.float64)
+    assert as_float_matrix(t, "x", "(n, d)") is t
+    floating = "x: expected a floating-point array (a, b), got dtype"
+    typed = "x: expected a torch.Tensor or numpy.ndarray"
+    cases = [
+        (np.zeros((2, 2), dtype=np.int32), {}, f"{floating} int32"),
+        (torch.zeros(2, 2, dtype=torch.int64), {}, f"{floating} torch.int64"),
+        ([[1.0]], {}, f"{typed} (a, b), got <class 'list'>"),
+        ([[1.0]], {"shape_on_type": False}, f"{typed}, got <class 'list'>"),
+        (np.zeros(3), {}, "x: expected a 2-D array (a, b), got shape (3,)"),
+    ]
+    for value, kw, message in cases:
+        with pytest.raises(VireidError) as info:
+            as_float_matrix(value, "x", "(a, b)", **kw)
+        assert str(info.value) == message

@@ -48,3 +48,33 @@ def test_loss_of_terms_reduces_and_says_its_options(device):
     with pytest.raises(VireidError, match=r"^reduction: expected 'mean' or 'sum', got 'max'$"):
         loss(x, y, reduction="max")
     assert calls == []  # checked before the terms are computed
+
+
+def test_loss_of_terms_with_its_own_reductions(device):
+    seen = []
+
+    def parts_terms(x, y, *, scale: float = 2.0):
+        return {"a": x * scale, "b": y * scale}
+
+    def first(x, y, scale):
+        seen.append(("first", scale))
+        return x * scale
+
+    def largest(**arguments):
+        seen.append(("largest", sorted(arguments)))
+        return torch.stack(list(parts_terms(**arguments).values())).max()
+
+    loss = loss_of_terms(parts_terms, "parts_loss", "doc", {"first": first, "largest": largest})
+    x, y = torch.tensor(1.0, device=device), torch.tensor(4.0, device=device)
+    assert float(loss(x, y)) == 2.0 and seen == [("first", 2.0)]  # the first is the default
+    assert float(loss(x, y=y, reduction="largest", scale=0.5)) == 2.0
+    assert seen[-1] == ("largest", ["scale", "x", "y"])  # by name, defaults filled in
+    params = inspect.signature(loss).parameters
+    assert list(params) == ["x", "y", "scale", "reduction"]
+    assert params["reduction"].default == "first"
+    seen.clear()
+    with pytest.raises(
+        VireidError, match=r"^reduction: expected 'first' or 'largest', got 'mean'$"
+    ):
+        loss(x, y, reduction="mean")
+    assert seen == []

@@ -15,6 +15,7 @@ contains the kind), within a time budget.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from reference.errors import VireidError
 
 #: an explanation: a minimal set of kinds and the variant labels that reproduce the target
 Alternative = tuple[frozenset[str], tuple[str, ...]]
+#: a difference no larger than this that no choice explains is float32-sized: ``precision``
+FLOAT32_SIZED = 1e-4
 
 
 class Problem(Protocol):
@@ -66,6 +69,27 @@ class Observation:
     @property
     def unique(self) -> bool:
         return len({kinds for kinds, _ in self.alternatives}) == 1
+
+
+def crashed(failure: BaseException, evidence: dict[str, Any]) -> Observation:
+    """The target failed on a problem: the ``crash`` kind, named by the exception the target
+    raised (the failure's cause) or ``unusable output``; the failure's message is the detail."""
+    cause = failure.__cause__
+    what = type(cause).__name__ if cause is not None else "unusable output"
+    alt: Alternative = (frozenset({"crash"}), (f"crash: {what}",))
+    return Observation((alt,), math.inf, str(failure), evidence)
+
+
+def concluded(
+    found: Sequence[Alternative], difference: float, evidence: dict[str, Any]
+) -> Observation:
+    """A difference and its explanations; none found: ``precision`` when the difference is
+    float32-sized (at most :data:`FLOAT32_SIZED`), else ``unexplained``."""
+    if not found and difference <= FLOAT32_SIZED:
+        found = [(frozenset({"precision"}), ("precision: float32-sized differences",))]
+    if not found:
+        found = [(frozenset({"unexplained"}), ("unexplained: no choice reproduces it",))]
+    return Observation(tuple(found), difference, "", evidence)
 
 
 @dataclass(frozen=True)

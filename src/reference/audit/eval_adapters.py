@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from reference.audit.eval_problems import EvalProblem
-from reference.audit.target import Target
+from reference.audit.target import Target, TargetFailure, target_failures
 from reference.errors import VireidError
+
+__all__ = ["ADAPTERS", "TargetFailure", "call_target", "check_adapter", "detect_adapter"]
 
 ADAPTERS: dict[str, str] = {
     "distance": "f(distmat, q_pids, g_pids, q_camids, g_camids, max_rank) -> (cmc, mAP[, mINP]);"
@@ -23,10 +25,6 @@ ADAPTERS: dict[str, str] = {
     "torchreid": "evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=..., "
     "use_metric_cuhk03=False, ...) -> (cmc, mAP)",
 }
-
-
-class TargetFailure(Exception):
-    """The target raised, or returned something the adapter cannot read."""
 
 
 def detect_adapter(target: Target) -> str:
@@ -88,8 +86,6 @@ def call_target(
         for name, value in (("use_metric_cuhk03", False), ("use_cython", False)):
             if name in names:
                 kwargs[name] = value
-    try:
+    with target_failures():
         out = target.function(*args, **kwargs)
-    except Exception as exc:
-        raise TargetFailure(f"{type(exc).__name__}: {exc}") from exc
     return _figures(out, p.max_rank)

@@ -12,7 +12,6 @@ returns one) differ from the reference's, the oracle is re-run with one choice c
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from reference.audit import battery
 from reference.audit.battery import Alternative, BatteryResult, Case, Observation, run_battery
 from reference.audit.eval_adapters import (
     ADAPTERS,
@@ -42,11 +42,6 @@ from reference.audit.target import Target
 from reference.errors import VireidError
 from reference.evaluation.metrics import rank_metrics
 
-#: agreement: figures equal to this (absolute; figures are fractions in [0, 1])
-EXACT = 1e-10
-#: a difference no larger than this that no choice explains is float32-sized: ``precision``
-FLOAT32_SIZED = 1e-4
-
 __all__ = [
     "ADAPTERS", "PROBES", "EvalProblem", "TargetFailure", "audit_eval", "call_target",
     "check_adapter", "check_protocol", "detect_adapter", "eval_cases", "explain",
@@ -56,6 +51,10 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # explanations
 # ---------------------------------------------------------------------------------------------
+
+
+#: agreement: figures equal to this (absolute; figures are fractions in [0, 1])
+EXACT = 1e-10
 
 
 def reference_choices(protocol: EvalProtocol) -> Choices:
@@ -158,10 +157,7 @@ def explain(
     try:
         got = run(p)
     except TargetFailure as exc:
-        cause = exc.__cause__
-        what = type(cause).__name__ if cause is not None else "unusable output"
-        alt: Alternative = (frozenset({"crash"}), (f"crash: {what}",))
-        return Observation((alt,), math.inf, str(exc), {"reference": reference, "target": None})
+        return battery.crashed(exc, {"reference": reference, "target": None})
     evidence = {"reference": reference, "target": _shown(got)}
     diff = _difference(got, ref)
     if diff <= EXACT:
@@ -181,7 +177,11 @@ def explain(
     exact = bool(found)
     # some order of the tied items gives figures in [pessimistic, optimistic]: a loose
     # explanation, so it stands beside the exact ones (the battery resolves the ambiguity)
-    tied = not any("tie-order" in k for k, _ in found) and diff > FLOAT32_SIZED and _has_ties(p)
+    tied = (
+        not any("tie-order" in k for k, _ in found)
+        and diff > battery.FLOAT32_SIZED
+        and _has_ties(p)
+    )
     if tied:
         low = oracle_figures(*args, base.but(ties="pessimistic"))
         high = oracle_figures(*args, base.but(ties="optimistic"))
@@ -193,11 +193,7 @@ def explain(
                 continue
             if _difference(got, oracle_figures(*args, base.but(**c1, **c2))) <= EXACT:
                 found.append((frozenset({k1, k2}), (f"{k1}: {l1}", f"{k2}: {l2}")))
-    if not found and diff <= FLOAT32_SIZED:
-        found.append((frozenset({"precision"}), ("precision: float32-sized differences",)))
-    if not found:
-        found.append((frozenset({"unexplained"}), ("unexplained: no choice reproduces it",)))
-    return Observation(tuple(found), diff, "", evidence)
+    return battery.concluded(found, diff, evidence)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,11 +243,7 @@ def audit_eval(
 
 def _check_callable(target: Target, adapter: str) -> None:
     params = target.parameters()
-    required = [
-        q for q in params
-        if q.default is inspect.Parameter.empty
-        and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)
-    ]  # fmt: skip
+    required = target.required()
     if params and not any(q.kind == q.VAR_POSITIONAL for q in params) and len(params) < 5:
         raise VireidError(
             f"target: {target.spec} takes {len(params)} parameters; the {adapter!r} adapter "

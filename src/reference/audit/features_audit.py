@@ -23,6 +23,7 @@ import torch
 from reference.audit.eval_oracle import Choices, oracle_figures
 from reference.audit.kinds import Finding
 from reference.audit.report import AuditReport
+from reference.checks import parse_number
 from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import load_features
@@ -44,12 +45,7 @@ def parse_claimed(text: str) -> dict[str, float]:
                 f"--claimed: expected NAME=PERCENT pairs with NAME in {', '.join(FIGURES)}, "
                 f"got {part.strip()!r}"
             )
-        try:
-            number = float(value)
-        except ValueError:
-            raise VireidError(
-                f"--claimed: {name}: expected a number in percent, got {value!r}"
-            ) from None
+        number = parse_number(value, f"--claimed: {name}", expected="a number in percent")
         if not 0 <= number <= 100:
             raise VireidError(f"--claimed: {name}: expected a percentage in [0, 100], got {number}")
         out[name] = number

@@ -11,7 +11,6 @@ target changing when the rows are permuted (row-order), or by NaN/inf (non-finit
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from fractions import Fraction
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reference.audit import battery
 from reference.audit.battery import Alternative, BatteryResult, Case, Observation, run_battery
 from reference.audit.loss_oracle import ORACLES, LossChoices
 from reference.audit.loss_problems import (
@@ -32,26 +32,21 @@ from reference.audit.loss_problems import (
     build_batch,
     check_loss,
 )
-from reference.audit.target import Target
+from reference.audit.target import Target, TargetFailure, target_failures
 from reference.errors import VireidError
 
 #: value and gradient agree within this relative tolerance (float64 throughout)
 EXACT = 1e-9
-#: a relative difference no larger than this that nothing else explains: ``precision``
-FLOAT32_SIZED = 1e-4
 
 __all__ = [
     "LOSSES", "LossProblem", "audit_loss", "build_batch", "call_target", "check_loss",
     "detect_adapter", "explain", "loss_cases", "oracle_value", "reference_value",
 ]  # fmt: skip
 
+
 # ---------------------------------------------------------------------------------------------
 # running the target, the reference and the oracle
 # ---------------------------------------------------------------------------------------------
-
-
-class TargetFailure(Exception):
-    """The target raised, or returned something that is not a differentiable scalar."""
 
 
 def _tensors(p: LossProblem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -79,13 +74,8 @@ def _value_and_grad(loss: Any, x: torch.Tensor) -> tuple[float, np.ndarray]:
 def call_target(target: Target, adapter: str, p: LossProblem) -> tuple[float, np.ndarray]:
     x, y, m = _tensors(p)
     args = (x, y) if adapter in ("plain", "halves") else (x, y, m)
-    try:
-        out = target.function(*args)
-        return _value_and_grad(out, x)
-    except TargetFailure:
-        raise
-    except Exception as exc:
-        raise TargetFailure(f"{type(exc).__name__}: {exc}") from exc
+    with target_failures():
+        return _value_and_grad(target.function(*args), x)
 
 
 def reference_value(info: LossInfo, p: LossProblem) -> tuple[float, np.ndarray]:
@@ -189,11 +179,8 @@ def explain(info: LossInfo, p: LossProblem, run: Callable[[LossProblem], Any]) -
     try:
         got = run(p)
     except TargetFailure as exc:
-        cause = exc.__cause__
-        what = type(cause).__name__ if cause is not None else "unusable output"
         evidence["target"] = None
-        return Observation(((frozenset({"crash"}), (f"crash: {what}",)),), math.inf,
-                           str(exc), evidence)  # fmt: skip
+        return battery.crashed(exc, evidence)
     evidence["target"] = _shown(got)
     finite = math.isfinite(got[0]) and bool(np.isfinite(got[1]).all())
     if not finite:
@@ -221,7 +208,7 @@ def explain(info: LossInfo, p: LossProblem, run: Callable[[LossProblem], Any]) -
             if _close(in_order, ref_c, grads):
                 return Observation(((frozenset({"row-order"}), label),), diff, "", evidence)
             # float32-sized changes with the order are rounding, not a dependence on it
-            moved = not _close(got, (in_order[0], got[1]), grads=False, tol=FLOAT32_SIZED)
+            moved = not _close(got, (in_order[0], got[1]), grads=False, tol=battery.FLOAT32_SIZED)
             rest = _explain_difference(info, canonical, in_order, ref_c, base, grads)
             if moved:
                 rest = [(k | {"row-order"}, (*lab, *label)) for k, lab in rest] or [
@@ -230,11 +217,7 @@ def explain(info: LossInfo, p: LossProblem, run: Callable[[LossProblem], Any]) -
             found = rest
     else:
         found = _explain_difference(info, p, got, ref, base, grads)
-    if not found and diff <= FLOAT32_SIZED:
-        found = [(frozenset({"precision"}), ("precision: float32-sized differences",))]
-    if not found:
-        found = [(frozenset({"unexplained"}), ("unexplained: no choice reproduces it",))]
-    return Observation(tuple(found), diff, "", evidence)
+    return battery.concluded(found, diff, evidence)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,12 +233,7 @@ PROBES = (
 
 def detect_adapter(info: LossInfo, target: Target) -> str:
     params = target.parameters()
-    required = [
-        q for q in params
-        if q.default is inspect.Parameter.empty
-        and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)
-    ]  # fmt: skip
-    n = len(required)
+    n = len(target.required())
     if n >= 3 and "tags" in info.adapters:
         return "tags"
     if n == 2 and {"plain", "halves"} & set(info.adapters):

@@ -11,12 +11,29 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reference.errors import VireidError
+
+
+class TargetFailure(Exception):
+    """The target raised, or returned something the audit cannot read (the ``crash`` kind)."""
+
+
+@contextmanager
+def target_failures() -> Iterator[None]:
+    """Run the target (and the reading of what it returned) inside: any exception becomes a
+    :class:`TargetFailure` naming it (``TypeName: message``), chained to it."""
+    try:
+        yield
+    except TargetFailure:
+        raise
+    except Exception as exc:
+        raise TargetFailure(f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,14 @@ class Target:
             return list(inspect.signature(fn).parameters.values())
         except (TypeError, ValueError):
             return []
+
+    def required(self) -> list[inspect.Parameter]:
+        """The positional parameters a call must fill (those without a default)."""
+        return [
+            q for q in self.parameters()
+            if q.default is inspect.Parameter.empty
+            and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)
+        ]  # fmt: skip
 
 
 def _split(spec: str) -> tuple[str, str]:

@@ -17,12 +17,12 @@ path (0 when the path has none), ``frames`` the line index.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from reference.data.layout import CAM_DIR, identity_folders, read_list_file
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
 from reference.data.sysu import read_id_file
@@ -39,9 +39,6 @@ TRAIN_LISTS: dict[Modality, str] = {
     Modality.INFRARED: "idx/train_nir.txt",
 }
 TEST_ID_FILE = "idx/test_id.txt"
-
-_CAM_DIR = re.compile(r"cam(\d+)")
-_PID_DIR = re.compile(r"\d{4}")
 
 Folder = tuple[int, int, int]  # (modality, camera, pid)
 
@@ -79,29 +76,13 @@ def _scan_modality(
         return files
     allowed = ", ".join(f"cam{c}" for c in cameras)
     for cam_dir in sorted(base.iterdir()):
-        m = _CAM_DIR.fullmatch(cam_dir.name)
+        m = CAM_DIR.fullmatch(cam_dir.name)
         if not (cam_dir.is_dir() and m and int(m.group(1)) in cameras):
             problems.add(f"{cam_dir}: unexpected entry; expected camera folders {allowed}")
             continue
         cam = int(m.group(1))
-        for pid_dir in sorted(cam_dir.iterdir()):
-            if not (pid_dir.is_dir() and _PID_DIR.fullmatch(pid_dir.name)):
-                problems.add(
-                    f"{pid_dir}: unexpected entry; expected identity folders named <pid:04d>"
-                )
-                continue
-            names = sorted(p.name for p in pid_dir.iterdir())
-            bad = [n for n in names if not (pid_dir / n).is_file()]
-            if bad:
-                problems.add(
-                    f"{pid_dir / bad[0]}: unexpected entry; expected only image files in an "
-                    "identity folder"
-                )
-                names = [n for n in names if n not in bad]
-            if not names:
-                problems.add(f"{pid_dir}: empty identity folder; expected at least one image")
-                continue
-            files[(int(modality), cam, int(pid_dir.name))] = tuple(names)
+        for pid, names in identity_folders(cam_dir, problems).items():
+            files[(int(modality), cam, pid)] = names
     return files
 
 
@@ -171,43 +152,25 @@ Entry = tuple[str, int, int]  # relative path, label, camera (0 = none in the pa
 def read_train_list(root: Path, modality: Modality, problems: Problems) -> list[Entry]:
     """Parse one training list; every line ``<relative path> <label>`` naming an existing file."""
     path = root / TRAIN_LISTS[modality]
-    expected = "expected lines '<relative path> <label>'"
-    if not path.is_file():
-        problems.add(f"{path}: missing training list; {expected}")
-        return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(f"{path}: cannot read training list ({exc}); {expected}")
-        return []
+    lines = read_list_file(
+        root,
+        path,
+        kind="training list",
+        expected="expected lines '<relative path> <label>'",
+        path_problem=_path_problem,
+        problems=problems,
+    )
     entries: list[Entry] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        where = f"{path}: line {lineno}"
-        if len(fields) != 2:
-            problems.add(f"{where}: {len(fields)} fields in {line!r}; {expected}")
-            continue
-        rel, label_text = fields
-        parts = PurePosixPath(rel).parts
-        if rel.startswith("/") or ".." in parts or len(parts) < 2:
-            problems.add(f"{where}: path {rel!r} is not a relative path inside ROOT; {expected}")
-            continue
-        if not (label_text.isascii() and label_text.isdigit()):
-            problems.add(f"{where}: label {label_text!r} is not a non-negative integer; {expected}")
-            continue
-        if rel in seen:
-            problems.add(f"{where}: {rel!r} is listed twice; expected each image once")
-            continue
-        seen.add(rel)
-        if not (root / rel).is_file():
-            problems.add(f"{where}: names {root / rel}, which is not there; expected an image file")
-            continue
-        cams = [int(m.group(1)) for p in parts if (m := _CAM_DIR.fullmatch(p))]
-        entries.append((rel, int(label_text), cams[-1] if cams else 0))
+    for rel, label, parts in lines:
+        cams = [int(m.group(1)) for p in parts if (m := CAM_DIR.fullmatch(p))]
+        entries.append((rel, label, cams[-1] if cams else 0))
     return entries
+
+
+def _path_problem(rel: str, parts: tuple[str, ...]) -> str | None:
+    if rel.startswith("/") or ".." in parts or len(parts) < 2:
+        return "is not a relative path inside ROOT"
+    return None
 
 
 def check_train(entries: dict[Modality, list[Entry]], root: Path, problems: Problems) -> None:

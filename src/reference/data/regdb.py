@@ -10,12 +10,13 @@ identity map when they already are 0..C-1).
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from reference.checks import check_integer
+from reference.data.layout import read_list_file
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
 from reference.datasets import REGDB_TRIALS
@@ -56,27 +57,8 @@ def check_layout(root: str | Path, problems: Problems) -> Path:
 def read_split_file(root: Path, path: Path, modality: str, problems: Problems) -> list[Entry]:
     """Parse one idx file; every line ``<folder>/<pid>/<file> <label>`` naming an existing image."""
     folder = MODALITIES[modality][0]
-    expected = f"expected lines '{folder}/<pid>/<file> <label>'"
-    if not path.is_file():
-        problems.add(f"{path}: missing split file; {expected}")
-        return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(f"{path}: cannot read split file ({exc}); {expected}")
-        return []
-    entries: list[Entry] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        where = f"{path}: line {lineno}"
-        if len(fields) != 2:
-            problems.add(f"{where}: {len(fields)} fields in {line!r}; {expected}")
-            continue
-        rel, label_text = fields
-        parts = PurePosixPath(rel).parts
+
+    def path_problem(rel: str, parts: tuple[str, ...]) -> str | None:
         if (
             len(parts) < 3
             or parts[0] != folder
@@ -84,22 +66,18 @@ def read_split_file(root: Path, path: Path, modality: str, problems: Problems) -
             or ".." in parts
             or rel.startswith("/")
         ):
-            problems.add(
-                f"{where}: path {rel!r} is not of the form {folder}/<pid>/<file>; {expected}"
-            )
-            continue
-        if not (label_text.isascii() and label_text.isdigit()):
-            problems.add(f"{where}: label {label_text!r} is not a non-negative integer; {expected}")
-            continue
-        if rel in seen:
-            problems.add(f"{where}: {rel!r} is listed twice; expected each image once")
-            continue
-        seen.add(rel)
-        if not (root / rel).is_file():
-            problems.add(f"{where}: names {root / rel}, which is not there; expected an image file")
-            continue
-        entries.append((rel, int(label_text), int(parts[1])))
-    return entries
+            return f"is not of the form {folder}/<pid>/<file>"
+        return None
+
+    lines = read_list_file(
+        root,
+        path,
+        kind="split file",
+        expected=f"expected lines '{folder}/<pid>/<file> <label>'",
+        path_problem=path_problem,
+        problems=problems,
+    )
+    return [(rel, label, int(parts[1])) for rel, label, parts in lines]
 
 
 def check_split(

@@ -10,7 +10,6 @@ both modalities. Validation happens on open; see :func:`scan_sysu`.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from reference.data.layout import CAM_DIR, identity_folders
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
 from reference.datasets import SYSU_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
@@ -31,9 +31,6 @@ IR_CAMERAS = SYSU_IR_CAMERAS
 SPLITS = ("train", "val", "test")
 SPLIT_FILES = {name: f"exp/{name}_id.txt" for name in (*SPLITS, "available")}
 IMAGE_SUFFIX = ".jpg"
-
-_CAM_DIR = re.compile(r"cam(\d+)")
-_PID_DIR = re.compile(r"\d{4}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def read_id_file(path: Path, problems: Problems) -> tuple[int, ...] | None:
 def _scan_cameras(root: Path, problems: Problems) -> dict[tuple[int, int], tuple[str, ...]]:
     files: dict[tuple[int, int], tuple[str, ...]] = {}
     for entry in sorted(root.iterdir()):
-        m = _CAM_DIR.fullmatch(entry.name)
+        m = CAM_DIR.fullmatch(entry.name)
         if m and int(m.group(1)) not in CAMERA_MODALITY:
             problems.add(f"{entry}: unknown camera folder; SYSU-MM01 has cam1..cam6 only")
     for cam in CAMERA_MODALITY:
@@ -85,24 +82,8 @@ def _scan_cameras(root: Path, problems: Problems) -> dict[tuple[int, int], tuple
         if not cam_dir.is_dir():
             problems.add(f"{cam_dir}: missing camera folder; expected cam1..cam6 in {root}")
             continue
-        for pid_dir in sorted(cam_dir.iterdir()):
-            if not (pid_dir.is_dir() and _PID_DIR.fullmatch(pid_dir.name)):
-                problems.add(
-                    f"{pid_dir}: unexpected entry; expected identity folders named <pid:04d>"
-                )
-                continue
-            names = sorted(p.name for p in pid_dir.iterdir())
-            bad = [n for n in names if not (n.endswith(IMAGE_SUFFIX) and (pid_dir / n).is_file())]
-            if bad:
-                problems.add(
-                    f"{pid_dir / bad[0]}: unexpected entry; expected only {IMAGE_SUFFIX} image "
-                    f"files in an identity folder"
-                )
-                names = [n for n in names if n not in bad]  # collect mode: keep the rest
-            if not names:
-                problems.add(f"{pid_dir}: empty identity folder; expected at least one image")
-                continue
-            files[(cam, int(pid_dir.name))] = tuple(names)
+        for pid, names in identity_folders(cam_dir, problems, suffix=IMAGE_SUFFIX).items():
+            files[(cam, pid)] = names
     return files
 
 

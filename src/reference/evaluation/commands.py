@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from reference.errors import VireidError
 from reference.evaluation import example as examples
@@ -49,14 +51,6 @@ def rerank_settings(
     )
 
 
-def _finish(scores, json_out: Path | None, force: bool) -> int:
-    print(scores.table(), end="")
-    if json_out is not None:
-        scores.write_json(json_out, overwrite=force)
-        _progress(f"wrote {json_out}")
-    return 0
-
-
 def _features_or_example(
     features: Path | None,
     example: bool,
@@ -78,23 +72,13 @@ def _features_or_example(
     return load_features(features, dataset), str(features)
 
 
-def evaluate_sysu(
-    *,
-    features: Path | None,
-    example: bool,
-    mode: str,
-    shots: int,
-    sampling: str,
-    split: Path | None,
-    trials: int,
-    metric: str,
-    json_out: Path | None,
-    force: bool,
-    rerank: RerankSettings | None = None,
-) -> int:
-    """Score a SYSU-MM01 features file (or the generated example) and print the table."""
-    if json_out is not None:
-        check_writable(json_out, overwrite=force)
+#: what a protocol's features step returns: the run's features and the keyword arguments it adds
+#: to (or replaces in) the protocol's options
+Prepared = tuple[object, dict[str, object]]
+
+
+def _sysu_features(features: Path | None, example: bool, options: dict[str, object]) -> Prepared:
+    sampling, split = options["sampling"], options["split"]
     if sampling == "official" and split is None:
         raise VireidError(
             "--split: --sampling official needs the dataset authors' rand_perm_cam.mat "
@@ -104,88 +88,74 @@ def evaluate_sysu(
         raise VireidError("--split: only used with --sampling official")
     official = load_official_split(split) if split is not None else None
     # with the official draw the example takes its folder sizes from the split
-    fs, source = _features_or_example(
-        features,
-        example,
-        "sysu",
-        "SYSU-MM01",
-        examples.sysu_example
-        if official is None
-        else lambda: examples.sysu_example_from_split(official),
-    )
-    scores = run_sysu(
-        fs,
-        mode=mode,
-        shots=shots,
-        sampling=sampling,
-        split=official,
-        trials=trials,
-        metric=metric,
-        rerank=rerank,
-        source=source,
-        progress=_progress,
-    )
-    return _finish(scores, json_out, force)
+    make = examples.sysu_example
+    if official is not None:
+        make = partial(examples.sysu_example_from_split, official)
+    fs, source = _features_or_example(features, example, "sysu", "SYSU-MM01", make)
+    return fs, {"split": official, "source": source}
 
 
-def evaluate_regdb(
-    *,
-    features: list[Path] | None,
-    example: bool,
-    direction: str,
-    metric: str,
-    json_out: Path | None,
-    force: bool,
-    rerank: RerankSettings | None = None,
-) -> int:
-    """Score one RegDB features file per trial (or the generated example) and print the table."""
-    if json_out is not None:
-        check_writable(json_out, overwrite=force)
+def _regdb_features(
+    features: list[Path] | None, example: bool, options: dict[str, object]
+) -> Prepared:
     if example:
         sets = examples.regdb_example()
-        sources = None
         print(
             f"features: generated RegDB-shaped example ({len(sets)} trials, {len(sets[0])} "
             f"images each, d={sets[0].dim}; synthetic, not a model's features)"
         )
-    else:
-        if not features:
-            raise VireidError("--features: expected one features file per trial (or --example)")
-        sets = [load_features(path, "regdb") for path in features]
-        sources = [str(path) for path in features]
-    scores = run_regdb(
-        sets,
-        direction=direction,
-        metric=metric,
-        rerank=rerank,
-        sources=sources,
-        progress=_progress,
-    )
-    return _finish(scores, json_out, force)
+        return sets, {"sources": None}
+    if not features:
+        raise VireidError("--features: expected one features file per trial (or --example)")
+    return [load_features(path, "regdb") for path in features], {
+        "sources": [str(path) for path in features]
+    }
 
 
-def evaluate_llcm(
+def _llcm_features(features: Path | None, example: bool, options: dict[str, object]) -> Prepared:
+    fs, source = _features_or_example(features, example, "llcm", "LLCM", examples.llcm_example)
+    return fs, {"source": source}
+
+
+class Protocol(NamedTuple):
+    """An evaluation protocol as a command runs it."""
+
+    #: the scoring function (:func:`reference.evaluation.sysu.evaluate_sysu` and its kin)
+    run: Callable[..., object]
+    #: ``(features, example, options) -> (data, added options)``: loads or generates the features
+    prepare: Callable[..., Prepared]
+    #: the command-line options of its own it takes (beside ``metric`` and ``rerank``)
+    options: tuple[str, ...]
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "sysu": Protocol(run_sysu, _sysu_features, ("mode", "shots", "sampling", "split", "trials")),
+    "regdb": Protocol(run_regdb, _regdb_features, ("direction",)),
+    "llcm": Protocol(run_llcm, _llcm_features, ("direction", "trials")),
+}
+
+
+def evaluate(
+    protocol: str,
     *,
-    features: Path | None,
+    features: Path | list[Path] | None,
     example: bool,
-    direction: str,
-    trials: int,
     metric: str,
     json_out: Path | None,
     force: bool,
     rerank: RerankSettings | None = None,
+    **options: object,
 ) -> int:
-    """Score an LLCM features file (or the generated example) and print the table."""
+    """``vireid evaluate PROTOCOL``: score the features (SYSU-MM01 and LLCM: one file; RegDB: one
+    file per trial) or the generated example, print the table and, with ``--json``, write the
+    scores. ``options`` are the protocol's own (:data:`PROTOCOLS`)."""
     if json_out is not None:
         check_writable(json_out, overwrite=force)
-    fs, source = _features_or_example(features, example, "llcm", "LLCM", examples.llcm_example)
-    scores = run_llcm(
-        fs,
-        direction=direction,
-        trials=trials,
-        metric=metric,
-        rerank=rerank,
-        source=source,
-        progress=_progress,
-    )
-    return _finish(scores, json_out, force)
+    run, prepare, _ = PROTOCOLS[protocol]
+    data, added = prepare(features, example, options)
+    scores = run(data, metric=metric, rerank=rerank, progress=_progress, **{**options, **added})
+    print(scores.table(), end="")
+    if json_out is not None:
+        scores.write_json(json_out, overwrite=force)
+        _progress(f"wrote {json_out}")
+    return 0

@@ -20,7 +20,15 @@ import torch
 from reference.checks import METRICS, Metric, check_known
 from reference.errors import VireidError
 
-__all__ = ["METRICS", "Metric", "as_feature_tensor", "check_metric", "pairwise_distance"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "as_feature_tensor",
+    "as_float_matrix",
+    "check_metric",
+    "first_non_finite",
+    "pairwise_distance",
+]
 
 
 def check_metric(metric: object) -> None:
@@ -29,35 +37,57 @@ def check_metric(metric: object) -> None:
     check_known(metric, "metric", METRICS, "metric")
 
 
+def as_float_matrix(
+    value: torch.Tensor | np.ndarray, field: str, shape: str, *, shape_on_type: bool = True
+) -> torch.Tensor:
+    """A floating-point 2-D tensor from a tensor or an array (an array is not copied).
+
+    Anything else raises :class:`VireidError` naming ``field`` and the expected ``shape``
+    (``"(n, d)"``, ``"(n_query, n_gallery)"``); ``shape_on_type=False`` leaves the shape out of
+    the message about a value that is neither a tensor nor an array.
+    """
+    if isinstance(value, np.ndarray):
+        if not np.issubdtype(value.dtype, np.floating):
+            raise VireidError(
+                f"{field}: expected a floating-point array {shape}, got dtype {value.dtype}"
+            )
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    elif not isinstance(value, torch.Tensor):
+        named = f" {shape}" if shape_on_type else ""
+        raise VireidError(
+            f"{field}: expected a torch.Tensor or numpy.ndarray{named}, got {type(value)!r}"
+        )
+    if not value.dtype.is_floating_point:
+        raise VireidError(
+            f"{field}: expected a floating-point array {shape}, got dtype {value.dtype}"
+        )
+    if value.dim() != 2:
+        raise VireidError(f"{field}: expected a 2-D array {shape}, got shape {tuple(value.shape)}")
+    return value
+
+
+def first_non_finite(matrix: torch.Tensor) -> tuple[int, int] | None:
+    """``(row, column)`` of the first NaN or inf of a 2-D tensor (row-major order); ``None`` when
+    every entry is finite. A finite sum proves every entry finite (NaN and inf propagate) at a
+    fraction of the cost of an elementwise test; only a non-finite sum (or an overflow) searches."""
+    if bool(torch.isfinite(matrix.sum())) or bool(torch.isfinite(matrix).all()):
+        return None
+    i, j = (int(v) for v in (~torch.isfinite(matrix)).nonzero()[0])
+    return i, j
+
+
 def as_feature_tensor(
     features: torch.Tensor | np.ndarray, field: str, device: torch.device | None = None
 ) -> torch.Tensor:
     """A finite floating (n, d) tensor (float32 or float64) from a tensor or an array."""
-    if isinstance(features, np.ndarray):
-        if not (np.issubdtype(features.dtype, np.floating)):
-            raise VireidError(
-                f"{field}: expected a floating-point array (n, d), got dtype {features.dtype}"
-            )
-        features = torch.from_numpy(np.ascontiguousarray(features))
-    elif not isinstance(features, torch.Tensor):
-        raise VireidError(
-            f"{field}: expected a torch.Tensor or numpy.ndarray (n, d), got {type(features)!r}"
-        )
-    if not features.dtype.is_floating_point:
-        raise VireidError(
-            f"{field}: expected a floating-point array (n, d), got dtype {features.dtype}"
-        )
-    if features.dim() != 2:
-        shape = tuple(features.shape)
-        raise VireidError(f"{field}: expected a 2-D array (n, d), got shape {shape}")
+    features = as_float_matrix(features, field, "(n, d)")
     if device is not None:
         features = features.to(device)
     if features.dtype not in (torch.float32, torch.float64):
         features = features.to(torch.float32)
-    # a finite sum proves every entry finite (NaN and inf propagate); search only when it is not
-    if not bool(torch.isfinite(features.sum())) and not bool(torch.isfinite(features).all()):
-        row = int((~torch.isfinite(features)).any(dim=1).nonzero()[0, 0])
-        raise VireidError(f"{field}: contains NaN or inf (first in row {row}); expected finite")
+    bad = first_non_finite(features)
+    if bad is not None:
+        raise VireidError(f"{field}: contains NaN or inf (first in row {bad[0]}); expected finite")
     return features.detach()
 
 

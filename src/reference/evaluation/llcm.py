@@ -21,11 +21,11 @@ import torch
 
 from reference.datasets import LLCM_INFRARED_CAMERAS, LLCM_VISIBLE_CAMERAS
 from reference.errors import VireidError
-from reference.evaluation.distance import check_metric, pairwise_distance
+from reference.evaluation.distance import check_metric
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.rerank import RerankSettings, reranked_distance
-from reference.evaluation.scores import Scores, TrialScores
+from reference.evaluation.rerank import RerankSettings
+from reference.evaluation.scores import Scores
+from reference.evaluation.trials import labels_of, score_trial, trial_distance
 
 VISIBLE, INFRARED = 0, 1
 #: cameras of each modality's test folder, in folder order [protocol] (no infrared camera 3)
@@ -137,8 +137,7 @@ def evaluate_llcm(
         raise VireidError(f"{source}: no query: the features hold no {MODALITY_NAMES[q_mod]} image")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     qf = torch.from_numpy(fs.features[queries]).to(dev)
-    q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
-    q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
+    query = labels_of(fs, queries, dev)
     results = []
     for t in range(trials):
         rows = gallery_rows(folders, g_mod, t)
@@ -149,25 +148,13 @@ def evaluate_llcm(
         if progress is not None:
             progress(f"LLCM {direction} trial {t + 1}/{trials}: {queries.size} x {rows.size}")
         gf = torch.from_numpy(fs.features[rows]).to(dev)
-        if rerank is None:
-            dist = pairwise_distance(qf, gf, metric)
-        else:
-            dist = reranked_distance(qf, gf, metric, rerank)
-        try:
-            metrics = rank_metrics(
-                dist,
-                q_pids,
-                torch.from_numpy(fs.pids[rows]).to(dev),
-                q_cams,
-                torch.from_numpy(fs.camids[rows]).to(dev),
-                exclusion="same-id-same-camera",
-                cmc_kind="identity",
-                max_rank=MAX_RANK,
-                chunk_size=chunk_size,
+        results.append(
+            score_trial(
+                trial_distance(qf, gf, metric, rerank), query, labels_of(fs, rows, dev), trial=t,
+                rules=("same-id-same-camera", "identity", MAX_RANK), chunk_size=chunk_size,
+                where=f"{source}: LLCM",
             )
-        except VireidError as exc:
-            raise VireidError(f"{source}: LLCM trial {t}: {exc}") from exc
-        results.append(TrialScores(trial=t, metrics=metrics, num_gallery=int(rows.size)))
+        )  # fmt: skip
     settings = {
         "dataset": "llcm",
         "direction": direction,

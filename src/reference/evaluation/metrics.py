@@ -34,7 +34,9 @@ from reference.evaluation.distance import (
     Metric,
     PreparedGallery,
     as_feature_tensor,
+    as_float_matrix,
     check_metric,
+    first_non_finite,
 )
 from reference.evaluation.ranking import SYSU_QUERY_CAMERA, SYSU_SKIPPED_CAMERA, QueryScorer
 
@@ -290,33 +292,13 @@ def _check_sizes(n_query: int, n_gallery: int, q_field: str, g_field: str) -> No
 
 
 def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(distmat, np.ndarray):
-        if not np.issubdtype(distmat.dtype, np.floating):
-            raise VireidError(
-                f"distmat: expected a floating-point array (n_query, n_gallery), "
-                f"got dtype {distmat.dtype}"
-            )
-        distmat = torch.from_numpy(np.ascontiguousarray(distmat))
-    elif not isinstance(distmat, torch.Tensor):
-        raise VireidError(
-            f"distmat: expected a torch.Tensor or numpy.ndarray, got {type(distmat)!r}"
-        )
-    if not distmat.dtype.is_floating_point:
-        raise VireidError(
-            f"distmat: expected a floating-point array (n_query, n_gallery), "
-            f"got dtype {distmat.dtype}"
-        )
-    if distmat.dim() != 2:
-        raise VireidError(
-            f"distmat: expected a 2-D array (n_query, n_gallery), got shape {tuple(distmat.shape)}"
-        )
+    distmat = as_float_matrix(distmat, "distmat", "(n_query, n_gallery)", shape_on_type=False)
     _check_sizes(distmat.shape[0], distmat.shape[1], "distmat", "distmat")
-    # a finite sum proves every entry finite (NaN and inf propagate), at a fraction of the cost
-    # of an elementwise test; only a non-finite sum (or an overflow) needs the search
-    if not bool(torch.isfinite(distmat.sum())) and not bool(torch.isfinite(distmat).all()):
-        i, j = (int(v) for v in (~torch.isfinite(distmat)).nonzero()[0])
+    bad = first_non_finite(distmat)
+    if bad is not None:
         raise VireidError(
-            f"distmat: contains NaN or inf (first at row {i}, column {j}); expected finite"
+            f"distmat: contains NaN or inf (first at row {bad[0]}, column {bad[1]}); "
+            "expected finite"
         )
     return distmat.detach()  # scores are not differentiable; keys reinterpret the bits
 

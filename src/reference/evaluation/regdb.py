@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from reference.errors import VireidError
-from reference.evaluation.distance import check_metric, pairwise_distance
+from reference.evaluation.distance import check_metric
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.rerank import RerankSettings, reranked_distance
-from reference.evaluation.scores import Scores, TrialScores
+from reference.evaluation.rerank import RerankSettings
+from reference.evaluation.scores import Scores
+from reference.evaluation.trials import score_trial, trial_distance
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"v2t": (1, 2), "t2v": (2, 1)}  # (query, gallery) cam
 MODALITY_NAMES = {1: "visible", 2: "thermal"}
@@ -69,32 +69,14 @@ def evaluate_regdb(
         # NumPy fancy indexing copies the rows (FeatureSet arrays are read-only)
         qf = torch.from_numpy(fs.features[q]).to(dev)
         gf = torch.from_numpy(fs.features[g]).to(dev)
-        if rerank is None:
-            dist = pairwise_distance(qf, gf, metric)
-        else:
-            dist = reranked_distance(qf, gf, metric, rerank)
-        try:
-            metrics = rank_metrics(
-                dist,
-                fs.pids[q],
-                fs.pids[g],
-                fs.camids[q],
-                fs.camids[g],
-                exclusion="none",
-                cmc_kind="standard",
-                max_rank=MAX_RANK,
-                chunk_size=chunk_size,
-            )
-        except VireidError as exc:
-            raise VireidError(f"{source}: RegDB trial {t + 1}: {exc}") from exc
         results.append(
-            TrialScores(
-                trial=t + 1,
-                metrics=metrics,
-                num_gallery=int(g.size),
+            score_trial(
+                trial_distance(qf, gf, metric, rerank), (fs.pids[q], fs.camids[q]),
+                (fs.pids[g], fs.camids[g]), trial=t + 1, rules=("none", "standard", MAX_RANK),
+                chunk_size=chunk_size, where=f"{source}: RegDB",
                 source=None if sources is None else source,
             )
-        )
+        )  # fmt: skip
     settings = {
         "dataset": "regdb",
         "direction": direction,

@@ -32,9 +32,9 @@ from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERA
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.metrics import rank_metrics
 from reference.evaluation.rerank import RerankSettings, reranked_distance
-from reference.evaluation.scores import Scores, TrialScores
+from reference.evaluation.scores import Scores
+from reference.evaluation.trials import labels_of, score_trial
 
 MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
 IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
@@ -343,21 +343,13 @@ def evaluate_sysu(
         else:
             gf = torch.from_numpy(fs.features[rows]).to(dev)
             trial_dist = reranked_distance(qf, gf, metric, rerank)
-        try:
-            metrics = rank_metrics(
-                trial_dist,
-                q_pids,
-                torch.from_numpy(fs.pids[rows]).to(dev),
-                q_cams,
-                torch.from_numpy(fs.camids[rows]).to(dev),
-                exclusion="sysu",
-                cmc_kind="identity",
-                max_rank=MAX_RANK,
-                chunk_size=chunk_size,
+        results.append(
+            score_trial(
+                trial_dist, (q_pids, q_cams), labels_of(fs, rows, dev), trial=t,
+                rules=("sysu", "identity", MAX_RANK), chunk_size=chunk_size,
+                where=f"{source}: SYSU-MM01",
             )
-        except VireidError as exc:
-            raise VireidError(f"{source}: SYSU-MM01 trial {t}: {exc}") from exc
-        results.append(TrialScores(trial=t, metrics=metrics, num_gallery=int(rows.size)))
+        )  # fmt: skip
 
     settings = {
         "dataset": "sysu",

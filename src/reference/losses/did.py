@@ -24,13 +24,11 @@ from reference.losses.checks import (
     check_epsilon,
     check_labels,
     check_modalities,
-    check_reduction,
 )
 from reference.losses.distances import check_features
 from reference.losses.identity import cross_entropy_unchecked
 from reference.losses.mml import ALL_MODALITIES
-
-_REDUCTIONS = ("rows", "modality")
+from reference.losses.terms import loss_of_terms
 
 
 def check_logit_inputs(
@@ -91,20 +89,14 @@ def did_terms(
     return out
 
 
-def did_loss(
+def _mean_over_rows(
     logits: torch.Tensor,
     labels: torch.Tensor,
     modality: torch.Tensor,
-    *,
-    modalities: Sequence[int] | None = ALL_MODALITIES,
-    epsilon: float = 0.0,
-    reduction: str = "rows",
+    modalities: Sequence[int] | None,
+    epsilon: float,
 ) -> torch.Tensor:
-    """DID: cross-entropy of a shared classifier over the rows of the selected modalities."""
-    check_reduction(reduction, _REDUCTIONS)
-    if reduction == "modality":
-        terms = did_terms(logits, labels, modality, modalities=modalities, epsilon=epsilon)
-        return torch.stack(list(terms.values())).mean()
+    """``reduction="rows"``: the cross-entropy over every row of the selected modalities."""
     # validated once; in the usual case (every row selected) the loss itself checks finiteness
     check_logit_inputs(logits, labels, modality, finite=False)
     chosen, every_row = _selected(modality, modalities)
@@ -114,3 +106,17 @@ def did_loss(
     check_features(logits, "logits")  # rows that are not selected are checked too
     rows = torch.isin(modality, torch.tensor(chosen, device=modality.device))
     return cross_entropy_unchecked(logits[rows], labels[rows], epsilon)
+
+
+def _mean_over_modalities(**arguments: object) -> torch.Tensor:
+    """``reduction="modality"``: the mean of :func:`did_terms`."""
+    return torch.stack(list(did_terms(**arguments).values())).mean()  # type: ignore[arg-type]
+
+
+#: ``did_loss(logits, labels, modality, *, <the options of did_terms>, reduction="rows")``
+did_loss = loss_of_terms(
+    did_terms,
+    "did_loss",
+    "DID: cross-entropy of a shared classifier over the rows of the selected modalities.",
+    reductions={"rows": _mean_over_rows, "modality": _mean_over_modalities},
+)

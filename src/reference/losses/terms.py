@@ -7,7 +7,7 @@ by one with another implementation; ``total`` is ``sum(weights[k] * terms[k])``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -58,23 +58,36 @@ def reduce_terms(terms: dict[str, torch.Tensor], reduction: str) -> torch.Tensor
 
 
 def loss_of_terms(
-    terms_fn: Callable[..., dict[str, torch.Tensor]], name: str, doc: str
+    terms_fn: Callable[..., dict[str, torch.Tensor]],
+    name: str,
+    doc: str,
+    reductions: Mapping[str, Callable[..., torch.Tensor]] | None = None,
 ) -> Callable[..., torch.Tensor]:
     """The loss ``reduce_terms(terms_fn(*args, **options), reduction)`` of a many-term loss.
 
     It takes ``terms_fn``'s arguments plus a keyword ``reduction`` (``'mean'`` by default, or
     ``'sum'``; checked before anything else), and its signature says so: the loss registry reads
     a loss's options and the default ``reduction`` off ``inspect.signature``. One piece of code
-    for MDL and MML, whose losses differ only in their terms.
+    for MDL, MML and DID, whose losses differ only in their terms and reductions.
+
+    ``reductions`` gives a loss its own (the first is the default): each is called with the
+    loss's arguments by name, defaults filled in (DID: the mean over the selected rows, which is
+    not computed from the terms, and the mean of the terms).
     """
     options = inspect.signature(terms_fn)
+    allowed = ("mean", "sum") if reductions is None else tuple(reductions)
+    default = allowed[0]
     reduction = inspect.Parameter(
-        "reduction", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation="str"
+        "reduction", inspect.Parameter.KEYWORD_ONLY, default=default, annotation="str"
     )
 
-    def loss(*args: object, reduction: str = "mean", **kwargs: object) -> torch.Tensor:
-        check_reduction(reduction)
-        return reduce_terms(terms_fn(*args, **kwargs), reduction)
+    def loss(*args: object, reduction: str = default, **kwargs: object) -> torch.Tensor:
+        check_reduction(reduction, allowed)  # type: ignore[arg-type]
+        if reductions is None:
+            return reduce_terms(terms_fn(*args, **kwargs), reduction)
+        bound = options.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return reductions[reduction](**bound.arguments)
 
     loss.__signature__ = options.replace(  # type: ignore[attr-defined]
         parameters=[*options.parameters.values(), reduction], return_annotation="torch.Tensor"

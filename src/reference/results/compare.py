@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from reference.checks import parse_number
 from reference.errors import VireidError
 from reference.results.published import METRICS, SETTINGS, UNSTATED, is_reranked
 from reference.results.record import ProtocolResult, RunRecord, describe
@@ -55,10 +56,7 @@ def parse_tolerance(text: str | None) -> dict[str, float]:
                 f"--tolerance: expected FIGURE=POINTS[,...] with FIGURE in {list(METRICS)}, "
                 f"got {part!r}"
             )
-        try:
-            points = float(value)
-        except ValueError:
-            raise VireidError(f"--tolerance: {name}: expected a number, got {value!r}") from None
+        points = parse_number(value, f"--tolerance: {name}")
         if not points >= 0:
             raise VireidError(f"--tolerance: {name}: expected a number >= 0, got {value!r}")
         out[name] = points

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reference.checks import parse_number
 from reference.errors import VireidError
 
 COLUMNS: tuple[str, ...] = (
@@ -145,12 +146,7 @@ def validate(frame: pd.DataFrame, where: str, *, source: str | None = None) -> p
                 )
         if row.metric not in METRICS:
             raise VireidError(f"{at}: metric: expected one of {list(METRICS)}, got {row.metric!r}")
-        try:
-            value = float(row.value)
-        except ValueError:
-            raise VireidError(
-                f"{at}: value: expected a number in percent, got {row.value!r}"
-            ) from None
+        value = parse_number(row.value, f"{at}: value", expected="a number in percent")
         if not 0.0 <= value <= 100.0:
             raise VireidError(f"{at}: value: expected a percentage in [0, 100], got {row.value}")
     frame["value"] = frame["value"].astype("float64")
