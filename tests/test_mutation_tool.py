@@ -336,6 +336,12 @@ def test_selection_order_is_fastest_first_with_each_document_whole() -> None:
         "t.py::fast",
         "t.py::slow",
     ]
+    assert lines.covering((1,), kills={"t.py::slow": 2, "t.py::other": 5}) == [
+        "t.py::slow",  # it killed mutants of the module before: tried first
+        "d.md::line:1,column:1",
+        "d.md::line:9,column:1",
+        "t.py::fast",
+    ]
     assert lines.covering((3, 4)) == ["t.py::other"]
     assert lines.covering((5,)) == []
     assert mutation.LineMap.from_json(json.loads(json.dumps(lines.to_json()))) == lines
@@ -384,6 +390,9 @@ def test_selected_runs(fixture_layout: Layout) -> None:
         "import time": ("killed", "own + dependants"),
     }
     assert results[2].seconds == 0.0
+    killers = runner._kills["area/tiny.py"]  # tried first on the module's next mutants
+    assert sum(killers.values()) == 2
+    assert any(n.startswith("spec/area/tiny.md::") for n in killers)
 
 
 def test_a_selected_test_that_is_not_collected_is_an_error(fixture_layout: Layout) -> None:
@@ -393,3 +402,54 @@ def test_a_selected_test_that_is_not_collected_is_an_error(fixture_layout: Layou
     assert run(args, 60, cwd=fixture_layout.root, plugins=(select,))[0] == "error"
     select = mutation._Select(["tests/area/test_tiny.py::test_count"])
     assert run(args, 60, cwd=fixture_layout.root, plugins=(select,))[0] == "passed"
+
+
+def _verdicts(results: list[Result]) -> dict[str, str]:
+    return {r.mutant.id: "killed" if r.status == "timeout" else r.status for r in results}
+
+
+def test_both_ways_agree_on_the_fixture_package(fixture_layout: Layout) -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    changes = _by_change(mutation.select(fixture_layout, ["area"], ["tiny"], None))
+    chosen = [
+        changes[key]
+        for key in [
+            ("x > high", "x >= high"),  # survives: clamp(10) is never asked
+            ("return high", "return None"),  # the own tests kill it
+            ("x * 2", "x / 2"),  # only the dependant's test sees it
+            ("x * 3", "x / 3"),  # only the document's second example checks it
+            ("i * i", "i / i"),  # in a module-scoped fixture
+            ("a and (not b)", "a or not b"),  # no test runs it
+            ("10", "11"),  # at import time
+        ]
+    ]
+    selected = Runner(fixture_layout, 20, 60, progress=False).run(chosen, {})
+    every = Runner(fixture_layout, 20, 60, progress=False, select=False).run(chosen, {})
+    assert _verdicts(selected) == _verdicts(every)
+    assert [r.status for r in selected] == [
+        "survived",
+        "killed",
+        "killed",
+        "killed",
+        "killed",
+        "survived",
+        "killed",
+    ]
+
+
+class _OwnTestsOnly(Layout):
+    def wider_tests(self, area: str, module: str) -> list[Path]:
+        return []
+
+
+@pytest.mark.slow  # the module's own tests, once with coverage, then 6 mutants both ways
+def test_both_ways_agree_on_a_real_module() -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    layout = _OwnTestsOnly()
+    mutants = mutation.select(layout, ["losses"], ["mml"], None)
+    assert len(mutants) >= 5
+    selected = Runner(layout, progress=False).run(mutants, {})
+    every = Runner(layout, progress=False, select=False).run(mutants, {})
+    assert _verdicts(selected) == _verdicts(every)
+    assert {r.note for r in selected} >= {"own + dependants"}  # margin and soft_margin defaults
+    assert any(r.note.endswith(" tests") for r in selected)

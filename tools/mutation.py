@@ -22,12 +22,31 @@ apart: on a CPU-only run (``TEST_DEVICE=cpu``, the default) those are counted ap
 
 Speed (the CI machine has two cores): the parent imports torch, numpy, scipy, hypothesis and
 pytest once and forks a child per mutant; the child loads the mutated module from the changed
-syntax tree (an import hook for that one module name) and runs pytest in-process with ``-x``:
-first the module's own tests (``spec/<area>/<name>.md``, then ``tests/<area>/test_<name>.py``),
-then, only if the mutant survived those, the tests and specs of every module of the area that
-imports it (directly or through another). A child that runs past its timeout (a multiple of the
-unmutated run's time) counts as killed, as a hang is a detected change. Tests run under
-``HYPOTHESIS_PROFILE=ci`` (derandomized, so a run is repeatable).
+syntax tree (an import hook for that one module name) and runs pytest in-process with ``-x``.
+Which tests a child runs (coverage-based test selection, as mutmut and cosmic-ray do):
+
+- Before the first mutant of a module, one child runs, with the unmutated code, every test that
+  could see it: its own (``spec/<area>/<name>.md``, ``tests/<area>/test_<name>.py``) and those
+  of every module of the area that imports it (directly or through another), under
+  ``coverage`` with one context per test. That records which test executes which line of the
+  module (the setup of a module- or session-scoped fixture counts for every test using it), and
+  each test's time.
+- A mutant then runs only the tests that execute its lines (the mutated node's lines and its
+  statement's first line), with ``-x``: those that already killed a mutant of the module first,
+  then fastest first; the examples of a spec document share a namespace, so a document runs
+  whole and in order. A mutant whose lines no test executes
+  survives without running anything (``no test runs it``).
+- A mutant that runs at import time (module level, class body, default argument, decorator:
+  ``Mutant.lines`` is empty), or whose lines also ran outside any test (a function called at
+  import or collection), runs as without selection.
+- ``--no-select`` runs every mutant without selection: the module's own tests, then, only if the
+  mutant survived those, its dependants' tests and specs. Both ways give the same verdicts (a
+  test checks that on a real module); selection only saves time.
+
+A child that runs past its timeout (a multiple of the unmutated time of the tests it runs,
+with a floor) counts as killed, as a hang is a detected change. Tests run under
+``HYPOTHESIS_PROFILE=ci`` (derandomized, so a run is repeatable), with Hypothesis's pool of
+"local constants" fixed, so a test draws the same examples whichever files are collected.
 
 Killed mutants are remembered in ``.mutation-cache.json`` (ignored by git), keyed by the hash of
 the module's source, so a rerun after adding tests only reruns the survivors (``--no-cache`` to
@@ -544,10 +563,12 @@ class LineMap:
     outside: frozenset[int]
     collect: float
 
-    def covering(self, lines: tuple[int, ...]) -> list[str]:
-        """The node ids that run any of ``lines``, in the order to run them: fastest first,
-        the examples of one spec document together and in their order (they share a
-        namespace, so a document runs whole)."""
+    def covering(self, lines: tuple[int, ...], kills: dict[str, int] | None = None) -> list[str]:
+        """The node ids that run any of ``lines``, in the order to run them: those that killed
+        the most mutants of the module so far (``kills``) first, then fastest first; the
+        examples of one spec document together and in their order (they share a namespace,
+        so a document runs whole)."""
+        kills = kills or {}
         wanted = set(lines)
         hit = [n for n, run in self.tests.items() if run & wanted]
         units: dict[str, list[str]] = {}
@@ -556,7 +577,14 @@ class LineMap:
             key = file if file.endswith(".md") else nodeid
             units.setdefault(key, []).append(nodeid)
         chosen = {(n.split("::")[0] if n.split("::")[0].endswith(".md") else n) for n in hit}
-        ordered = sorted(chosen, key=lambda k: (sum(self.seconds.get(n, 0.0) for n in units[k]), k))
+        ordered = sorted(
+            chosen,
+            key=lambda k: (
+                -sum(kills.get(n, 0) for n in units[k]),
+                sum(self.seconds.get(n, 0.0) for n in units[k]),
+                k,
+            ),
+        )
         return [n for key in ordered for n in units[key]]
 
     def to_json(self) -> dict:
@@ -658,8 +686,18 @@ class _Select:
     """Pytest plugin (in a mutant's child): run only the given node ids, in the given order;
     stop with ``SELECTION_ERROR`` if one of them is not collected."""
 
-    def __init__(self, nodeids: list[str]) -> None:
+    def __init__(self, nodeids: list[str], out: Path | None = None) -> None:
         self.rank = {n: i for i, n in enumerate(nodeids)}
+        self.out = out  # where the child writes the node id of the test that failed
+        self.failed = ""
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed and not self.failed:
+            self.failed = report.nodeid
+
+    def finish(self, code: int) -> None:
+        if self.out is not None and self.failed:
+            self.out.write_text(self.failed)
 
     def pytest_collection_modifyitems(self, session, config, items) -> None:
         keep = sorted(
@@ -692,6 +730,7 @@ class Runner:
     select: bool = True  # run only the tests that execute the mutant's lines
     _baselines: dict = field(default_factory=dict)
     _maps: dict = field(default_factory=dict)
+    _kills: dict = field(default_factory=dict)  # {path: {node id: mutants it killed}}
 
     def _baseline(self, key: tuple, args: list[str]) -> float:
         if key not in self._baselines:
@@ -741,7 +780,7 @@ class Runner:
         if self.select:
             lines = self.line_map(mutant.path)
             if mutant.lines and not set(mutant.lines) & lines.outside:
-                selected = lines.covering(mutant.lines)
+                selected = lines.covering(mutant.lines, self._kills.get(mutant.path))
                 if not selected:
                     return Result(mutant, "survived", 0.0, "no test runs it")
                 result = self._run_selected(mutant, tree, selected, lines)
@@ -761,13 +800,20 @@ class Runner:
         args = ["-x", "-q", *self.layout.pytest_args, *files]
         baseline = lines.collect + sum(lines.seconds.get(n, 0.0) for n in selected)
         timeout = max(self.timeout_min, self.timeout_factor * baseline)
-        status, seconds = run_pytest_forked(
-            args,
-            timeout,
-            mutated=self._mutated(mutant.path, tree),
-            cwd=self.layout.root,
-            plugins=(_Select(selected),),
-        )
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "failed"
+            status, seconds = run_pytest_forked(
+                args,
+                timeout,
+                mutated=self._mutated(mutant.path, tree),
+                cwd=self.layout.root,
+                plugins=(_Select(selected, out),),
+            )
+            if out.exists():  # try the test that killed this one first on the next mutants
+                kills = self._kills.setdefault(mutant.path, {})
+                kills[out.read_text()] = kills.get(out.read_text(), 0) + 1
         note = f"{len(selected)} tests"
         if status == "error":  # a selected test went missing: run it the long way
             if self.progress:
