@@ -13,6 +13,7 @@ from reference.errors import VireidError
 from reference.losses.center_alignment import (
     CenterAlignment,
     CenterAlignmentConfig,
+    CenterAlignmentTerms,
     center_alignment,
     center_alignment_terms,
 )
@@ -221,6 +222,15 @@ def test_low_precision_close_to_float32(device):
         tol = 16 * torch.finfo(low).eps
         torch.testing.assert_close(got.pull, ref.pull, rtol=tol, atol=tol)
         torch.testing.assert_close(got.push, ref.push, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("pull_weight", [0.0, 0.5, 1.0, 2.0])
+def test_total_weights_both_terms(device, pull_weight):
+    # total = pull_weight * pull + push_weight * push, whatever the weights (spec: the total)
+    pull, push = torch.tensor(3.0, device=device), torch.tensor(5.0, device=device)
+    terms = CenterAlignmentTerms(pull, push, pull_weight=pull_weight, push_weight=0.5)
+    assert terms.total.item() == pull_weight * 3.0 + 2.5
+    assert terms.part_weights() == {"pull": pull_weight, "push": 0.5}
 
 
 def test_module(device):
