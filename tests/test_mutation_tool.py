@@ -62,13 +62,20 @@ TINY = textwrap.dedent(
 
     def scale(x: int) -> int:
         return x * 3
+
+
+    def half(x: int) -> int:
+        return x // 2
+
+
+    HALF = half(8)
     '''
 )
 TEST_TINY = textwrap.dedent(
     """
     import pytest
 
-    from pkg.area.tiny import check, clamp, count, table
+    from pkg.area.tiny import check, clamp, count, half, table
 
 
     def test_clamp():
@@ -98,6 +105,10 @@ TEST_TINY = textwrap.dedent(
 
     def test_squares_last(squares):
         assert squares[-1] == 9
+
+
+    def test_half():
+        assert half(4) == 2
     """
 )
 # Two examples sharing a namespace: the first runs scale, only the second checks its value.
@@ -353,6 +364,8 @@ def test_line_map_of_the_unmutated_tests(fixture_layout: Layout) -> None:
     lines = runner.line_map("area/tiny.py")
     assert {4, 7, 16, 22, 41} <= lines.outside  # the constant and the def lines: at import
     assert not {9, 23, 42, 46} & lines.outside
+    assert {50, 53} <= lines.outside  # half() runs at import too (HALF = half(8))
+    assert lines.covering((50,)) == ["tests/area/test_tiny.py::test_half"]
     assert lines.covering((23,)) == ["tests/area/test_user.py::test_quadruple"]  # a dependant
     # A module-scoped fixture runs table() once, in the first test's setup: both tests use it.
     assert set(lines.covering((42,))) == {
@@ -379,6 +392,7 @@ def test_selected_runs(fixture_layout: Layout) -> None:
         "fixture": changes[("i * i", "i / i")],  # 0 / 0 in the module fixture's setup
         "uncovered": changes[("a and (not b)", "a or not b")],
         "import time": changes[("10", "11")],  # clamp(11) == 11 then
+        "also at import": changes[("x // 2", "x * 2")],  # HALF = half(8) runs it at import
     }
     runner = Runner(fixture_layout, 20, 60, progress=False)
     results = runner.run(list(chosen.values()), {})
@@ -388,10 +402,11 @@ def test_selected_runs(fixture_layout: Layout) -> None:
         "fixture": ("killed", "2 tests"),
         "uncovered": ("survived", "no test runs it"),
         "import time": ("killed", "own + dependants"),
+        "also at import": ("killed", "1 tests"),  # its covering test first: it kills
     }
     assert results[2].seconds == 0.0
     killers = runner._kills["area/tiny.py"]  # tried first on the module's next mutants
-    assert sum(killers.values()) == 2
+    assert sum(killers.values()) == 3
     assert any(n.startswith("spec/area/tiny.md::") for n in killers)
 
 

@@ -37,8 +37,9 @@ Which tests a child runs (coverage-based test selection, as mutmut and cosmic-ra
   whole and in order. A mutant whose lines no test executes
   survives without running anything (``no test runs it``).
 - A mutant that runs at import time (module level, class body, default argument, decorator:
-  ``Mutant.lines`` is empty), or whose lines also ran outside any test (a function called at
-  import or collection), runs as without selection.
+  ``Mutant.lines`` is empty) runs as without selection; one whose lines also ran outside any
+  test (a function called at import or collection) first runs the tests that execute its lines
+  and, if it survives them, as without selection.
 - ``--no-select`` runs every mutant without selection: the module's own tests, then, only if the
   mutant survived those, its dependants' tests and specs. Both ways give the same verdicts (a
   test checks that on a real module); selection only saves time.
@@ -777,16 +778,22 @@ class Runner:
 
     def run_one(self, mutant: Mutant, source: str) -> Result:
         tree = mutate(source, mutant.index)
-        if self.select:
+        spent = 0.0
+        if self.select and mutant.lines:
             lines = self.line_map(mutant.path)
-            if mutant.lines and not set(mutant.lines) & lines.outside:
-                selected = lines.covering(mutant.lines, self._kills.get(mutant.path))
-                if not selected:
-                    return Result(mutant, "survived", 0.0, "no test runs it")
-                result = self._run_selected(mutant, tree, selected, lines)
-                if result is not None:
-                    return result
-        return self._run_rounds(mutant, tree)
+            selected = lines.covering(mutant.lines, self._kills.get(mutant.path))
+            also_outside = bool(set(mutant.lines) & lines.outside)
+            if not selected and not also_outside:
+                return Result(mutant, "survived", 0.0, "no test runs it")
+            result = self._run_selected(mutant, tree, selected, lines) if selected else None
+            if result is not None and (result.status != "survived" or not also_outside):
+                return result
+            # Its lines also ran outside any test (a call at import or collection): what the
+            # covering tests did not catch, the long way may (the verdict is the long way's).
+            spent = result.seconds if result is not None else 0.0
+        result = self._run_rounds(mutant, tree)
+        result.seconds += spent
+        return result
 
     def _mutated(self, path: str, tree: ast.Module) -> tuple[str, str, ast.Module]:
         """What the child's import hook loads: the module of ``path`` from ``tree``."""
