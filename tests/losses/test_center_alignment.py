@@ -326,6 +326,10 @@ def test_sample_mean_accepts_one_modality_identities(device):
             {"modalities": ()},
             "modalities: expected distinct modality tags out of " + ALL_NAMES + ", got ()",
         ),
+        (  # not tags at all (unhashable): the same message, not a TypeError
+            {"modalities": ([0], [1])},
+            "modalities: expected distinct modality tags out of " + ALL_NAMES + ", got ([0], [1])",
+        ),
         (
             {"center": "median"},
             "center: expected one of 'modality_mean', 'sample_mean', got 'median'",
