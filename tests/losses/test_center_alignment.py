@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -173,6 +174,37 @@ def test_identical_features(device, pull_distance, batch):
     assert terms.pull.item() <= scale and math.isclose(terms.push.item(), 0.3, abs_tol=scale)
     terms.total.backward()
     assert torch.isfinite(f.grad).all()
+
+
+@pytest.mark.parametrize("detach_centers", [False, True])
+@pytest.mark.parametrize("first", [1.0, 1e-30], ids=["equal", "underflow"])
+def test_gradient_at_zero_distance_is_zero(device, detach_centers, first):
+    # spec: the gradient at zero distance is 0. Identity 0's rows coincide ("equal") or differ
+    # by 1e-30, whose square underflows in float32 so that the distance is 0 all the same; the
+    # identities are far apart (no push): every gradient is exactly 0.
+    second = 1.0 if first == 1.0 else 0.0
+    f = torch.tensor([[first, 0.0], [second, 0.0], [5.0, 0.0], [5.0, 0.0]], device=device)
+    f.requires_grad_(True)
+    labels = torch.tensor([0, 0, 1, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1], device=device)
+    cfg = CenterAlignmentConfig(detach_centers=detach_centers)
+    terms = center_alignment_terms(f, labels, modality, cfg)
+    assert terms.pull.item() == 0.0 and terms.push.item() == 0.0
+    terms.total.backward()
+    assert torch.equal(f.grad, torch.zeros_like(f))
+
+
+@pytest.mark.parametrize("cls", [CenterAlignmentConfig, CenterAlignmentTerms])
+def test_config_and_terms_are_frozen(cls):
+    one = torch.tensor(1.0)
+    value = CenterAlignmentConfig() if cls is CenterAlignmentConfig else cls(one, one, 1.0, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.pull_weight = 2.0
+
+
+def test_one_modality_is_a_valid_set():
+    # spec: any set of distinct tags is accepted, a single one included
+    assert CenterAlignmentConfig(modalities=(1,)).modalities == (1,)
 
 
 @given(batch=feature_batches(), cfg=configs)
