@@ -412,6 +412,15 @@ def test_nonfinite_rows_are_refused_also_when_not_used(device):
     assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 1)"
 
 
+def test_shape_errors_come_before_finiteness(device):
+    # the shapes are checked first; finiteness is read off the centers after them
+    features = torch.zeros(4, 2, device=device)
+    features[0, 0] = float("nan")
+    with pytest.raises(VireidError) as info:
+        center_alignment(features, torch.tensor([0, 0, 1], device=device), torch.zeros(4))
+    assert str(info.value) == "labels: expected shape (4,) to match features, got (3,)"
+
+
 @pytest.mark.parametrize(
     "config",
     [
