@@ -4,6 +4,10 @@ Run it as ``nox -s mutation`` (extra arguments after ``--``) or directly::
 
     PYTHONPATH=src python tools/mutation.py --area losses --module mdl
     PYTHONPATH=src python tools/mutation.py --area evaluation --sample 150 --list
+    PYTHONPATH=src python tools/mutation.py --area losses --module identity --no-select
+
+Each line of the progress (stderr) says how the mutant ran: ``(N tests)`` selected,
+``(own + dependants)`` without selection, ``(no test runs it)``.
 
 Each *mutant* is one small change to one module's syntax tree (the operators are listed in
 ``OPERATORS``): a comparison, arithmetic, bitwise or boolean operator swapped, a numeric or
