@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ import torch
 import reference
 from reference.errors import VireidError
 from reference.training.checkpoint import read_checkpoint
+from reference.training.distributed import Processes
 from reference.training.engine import train
+from reference.training.setup import build_for_training
 from tests.training.conftest import TINY, tiny_config
 
 # no randomness in the transforms: the 2-process run and the 1-process run see the same images
@@ -83,8 +86,6 @@ def read_initial(name: str, _cache: dict = {}) -> torch.Tensor:  # noqa: B006 (a
 
         config = tiny_config("baseline-sysu", Path("."))
         # the classifier's size is the data's: 6 identities in the tiny SynthVI's train+val
-        from dataclasses import replace
-
         model = build_model(replace(config.model, num_classes=6))
         _cache.update({k: v.detach().clone() for k, v in model.state_dict().items()})
     return _cache[name]
@@ -92,5 +93,19 @@ def read_initial(name: str, _cache: dict = {}) -> torch.Tensor:  # noqa: B006 (a
 
 def test_sync_batchnorm_needs_gpus(synth_roots, tmp_path):
     config = tiny_config("baseline-sysu", synth_roots["sysu"], "run.sync_bn=true")
-    with pytest.raises(VireidError, match=r"run\.sync_bn: SyncBatchNorm runs on GPUs only"):
+    with pytest.raises(VireidError) as info:
         train(config, tmp_path / "run")
+    assert str(info.value) == (
+        "run.sync_bn: SyncBatchNorm runs on GPUs only (torch has no CPU kernel)"
+    )
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+
+
+def test_sync_batchnorm_is_applied_under_several_processes_only():
+    # one process keeps its BatchNorm (the conversion needs a process group: DDP on GPUs)
+    config = tiny_config("baseline-sysu", Path("."), "run.sync_bn=true")
+    config = replace(config, model=replace(config.model, num_classes=4))
+    network, model, *_ = build_for_training(config, torch.device("cpu"), Processes())
+    assert model is network
+    kinds = {type(m) for m in network.modules()}
+    assert torch.nn.BatchNorm2d in kinds and torch.nn.SyncBatchNorm not in kinds

@@ -131,14 +131,12 @@ def test_validation_score_skips_same_identity_same_camera_on_llcm():
     values = np.array([100, 100, 110, 130], dtype=np.uint8)
     images = torch.from_numpy(values)[:, None, None, None].repeat(1, 3, 8, 4)
     config = tiny_config("baseline-llcm", Path("."))
-    scores = score_retrieval(ValueEmbedding(), records, images, config, torch.device("cpu"))
+    scores = score_retrieval(ValueEmbedding(), records, images, config)
     # ranking after the rule: identity 2, then identity 1 at rank 2
     assert scores == {"r1": 0.0, "mAP": 0.5, "mINP": 0.5}
     # the same rows under RegDB's (no rule) find the skipped image first
     regdb = tiny_config("baseline-regdb", Path("."))
-    assert (
-        score_retrieval(ValueEmbedding(), records, images, regdb, torch.device("cpu"))["r1"] == 1.0
-    )
+    assert score_retrieval(ValueEmbedding(), records, images, regdb)["r1"] == 1.0
 
 
 def test_train_refuses_a_trial_for_llcm(synth_roots, tmp_path, capsys):

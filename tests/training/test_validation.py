@@ -57,8 +57,8 @@ def test_score_retrieval_ranks_infrared_queries_against_visible_images(dataset):
     )  # fmt: skip
     images = torch.from_numpy((pids * 40).astype(np.uint8))[:, None, None, None].repeat(1, 3, 8, 4)
     config = tiny_config(f"baseline-{dataset}", Path("."))
-    scores = score_retrieval(PidEmbedding(), records, images, config, torch.device("cpu"))
+    scores = score_retrieval(PidEmbedding(), records, images, config)
     assert scores == {"r1": 1.0, "mAP": 1.0, "mINP": 1.0}
     shuffled = images[torch.tensor([0, 1, 2, 3, 4, 5, 7, 8, 6, 9])]  # queries painted wrongly
-    worse = score_retrieval(PidEmbedding(), records, shuffled, config, torch.device("cpu"))
+    worse = score_retrieval(PidEmbedding(), records, shuffled, config)
     assert worse["mAP"] < 1.0

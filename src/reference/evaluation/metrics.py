@@ -38,7 +38,11 @@ from reference.evaluation.distance import (
     check_metric,
     first_non_finite,
 )
-from reference.evaluation.ranking import SYSU_QUERY_CAMERA, SYSU_SKIPPED_CAMERA, QueryScorer
+from reference.evaluation.ranking import (
+    SYSU_QUERY_CAMERA,
+    SYSU_SKIPPED_CAMERA,
+    QueryScorer,
+)
 
 Exclusion = Literal["sysu", "same-id-same-camera", "none"]
 CMCKind = Literal["identity", "standard"]
@@ -50,6 +54,11 @@ __all__ = [
     "SYSU_SKIPPED_CAMERA",
     "QueryValues",
     "RankMetrics",
+    "as_distmat",
+    "assemble_metrics",
+    "check_ids",
+    "check_settings",
+    "chunk_rows",
     "exclusion_mask",
     "rank_metrics",
     "rank_metrics_from_features",
@@ -153,18 +162,18 @@ def rank_metrics(
 
     Runs on ``distmat``'s device; the figures are float64. See the module docstring.
     """
-    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
-    dist = _as_distmat(distmat)
+    check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    dist = as_distmat(distmat)
     n_query, n_gallery = dist.shape
     device = dist.device
-    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
-    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = chunk_rows(chunk_size, n_query, n_gallery)
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
     parts = [
         scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
         for s in range(0, n_query, chunk)
     ]
-    return _result(parts, exclusion, cmc_kind, max_rank)
+    return assemble_metrics(parts, exclusion, cmc_kind, max_rank)
 
 
 def rank_metrics_from_features(
@@ -187,24 +196,24 @@ def rank_metrics_from_features(
     peak memory is bounded by ``chunk_size * n_gallery`` (plus the features).
     """
     check_metric(metric)
-    _check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    check_settings(exclusion, cmc_kind, max_rank, chunk_size)
     qf = as_feature_tensor(query_features, "query_features")
     device = qf.device
     gf = as_feature_tensor(gallery_features, "gallery_features", device=device)
     n_query, n_gallery = qf.shape[0], gf.shape[0]
     _check_sizes(n_query, n_gallery, "query_features", "gallery_features")
     gallery = PreparedGallery.build(gf, metric, qf.dtype, qf.shape[1])
-    qp, gp, qc, gc = _check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
-    chunk = _chunk_rows(chunk_size, n_query, n_gallery)
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    chunk = chunk_rows(chunk_size, n_query, n_gallery)
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
     parts = [
         scorer.chunk(gallery.distances(qf[s : s + chunk]), qp[s : s + chunk], qc[s : s + chunk])
         for s in range(0, n_query, chunk)
     ]
-    return _result(parts, exclusion, cmc_kind, max_rank)
+    return assemble_metrics(parts, exclusion, cmc_kind, max_rank)
 
 
-def _result(parts: list, rule: str, kind: str, max_rank: int) -> RankMetrics:
+def assemble_metrics(parts: list, rule: str, kind: str, max_rank: int) -> RankMetrics:
     """The per-query values of every chunk, and their means (NumPy's, once)."""
     valid, rank, ap, inp, pids = (torch.cat(t).cpu().numpy() for t in zip(*parts, strict=True))
     n_query = int(valid.shape[0])
@@ -255,7 +264,8 @@ def _exclusion(
 # ---------------------------------------------------------------------------------------------
 
 
-def _chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
+def chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
+    """Queries per chunk: ``chunk_size``, or the default for this gallery size (section Memory)."""
     if chunk_size is None:
         chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
     return max(1, min(chunk_size, n_query))
@@ -269,9 +279,10 @@ def _check_choice(value: object, choices: tuple[str, ...], field: str) -> None:
         )
 
 
-def _check_settings(
+def check_settings(
     exclusion: object, cmc_kind: object, max_rank: object, chunk_size: object
 ) -> None:
+    """The rank settings checked, each error naming its argument."""
     _check_choice(exclusion, EXCLUSIONS, "exclusion")
     _check_choice(cmc_kind, CMC_KINDS, "cmc_kind")
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
@@ -291,7 +302,8 @@ def _check_sizes(n_query: int, n_gallery: int, q_field: str, g_field: str) -> No
         raise VireidError(f"{q_field}: no query; expected at least one query")
 
 
-def _as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+def as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``distmat`` as a checked floating ``(n_query, n_gallery)`` tensor (the messages pinned)."""
     distmat = as_float_matrix(distmat, "distmat", "(n_query, n_gallery)", shape_on_type=False)
     _check_sizes(distmat.shape[0], distmat.shape[1], "distmat", "distmat")
     bad = first_non_finite(distmat)
@@ -327,7 +339,7 @@ def _as_ids(
     return tensor.to(device=device, dtype=torch.int64)
 
 
-def _check_ids(
+def check_ids(
     q_pids: object,
     g_pids: object,
     q_camids: object,
@@ -336,6 +348,7 @@ def _check_ids(
     n_gallery: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The four label arrays as int64 tensors on ``device``, checked against the shape."""
     rows, cols = "the query rows", "the gallery rows"
     return (
         _as_ids(q_pids, "q_pids", n=n_query, like=rows, device=device),

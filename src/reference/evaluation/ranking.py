@@ -29,11 +29,12 @@ import torch
 SYSU_QUERY_CAMERA = 3
 SYSU_SKIPPED_CAMERA = 2
 
-_INT64_MAX = torch.iinfo(torch.int64).max
+#: the largest int64 (a rank that sorts after every real one)
+INT64_MAX = torch.iinfo(torch.int64).max
 #: int64 key of an excluded item: above every distance key (those stay below 0x7FF1 << 48)
-EXCLUDED = _INT64_MAX - 1
+EXCLUDED = INT64_MAX - 1
 #: padding of the positives' int64 key matrix: above everything
-PAD = _INT64_MAX
+PAD = INT64_MAX
 #: int32 key of an excluded item or a padding slot (fast path): above every finite float's bits
 SENTINEL32 = torch.iinfo(torch.int32).max
 
@@ -80,7 +81,7 @@ class QueryScorer:
 
     # -- shared pieces ------------------------------------------------------------------------
 
-    def _positives(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def positives(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(present, item)`` ``(c, width)``: the gallery items of each query's identity."""
         device = q_pids.device
         label = torch.searchsorted(self.g_ids, q_pids).clamp_max(self.g_ids.numel() - 1)
@@ -90,13 +91,13 @@ class QueryScorer:
         where = (self.identity_start[label][:, None] + slot[None]).clamp_max(self.index.numel() - 1)
         return present, self.by_identity[where]
 
-    def _same_camera(self, present, item, q_camids) -> tuple[torch.Tensor, torch.Tensor]:
+    def same_camera(self, present, item, q_camids) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows and columns of the same-identity same-camera items (to be excluded)."""
         same_camera = present & (self.g_camids[item] == q_camids[:, None])
         rows = torch.arange(item.shape[0], device=item.device)[:, None].expand_as(item)
         return rows[same_camera], item[same_camera]
 
-    def _values(
+    def values(
         self, ranks: torch.Tensor, kept: torch.Tensor, first_rank: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(valid, rank, ap, inp)`` from the positives' ranks (ascending; ``kept`` marks real
@@ -120,14 +121,14 @@ class QueryScorer:
         """Exact for every dtype: int64 keys ``(distance bits, gallery index)``."""
         c = dist.shape[0]
         keys = order_keys(dist, self.index, self.index_bits)
-        present, item = self._positives(q_pids)
+        present, item = self.positives(q_pids)
         # excluded items get a key above every distance: they sort after all kept items, so a
         # kept item's rank is the number of keys up to its own
         if self.rule == "sysu":
             rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
             keys[rows, self.g_skipped[None]] = EXCLUDED  # camera-3 rows x camera-2 columns
         elif self.rule == "same-id-same-camera":
-            keys[self._same_camera(present, item, q_camids)] = EXCLUDED
+            keys[self.same_camera(present, item, q_camids)] = EXCLUDED
         sorted_keys = sort_rows(keys)
         if dist.dtype == torch.float64:
             sorted_keys = self._resolve_truncation(dist, keys, sorted_keys)
@@ -144,7 +145,7 @@ class QueryScorer:
             first = torch.full((c, self.g_ids.numel()), PAD, device=dist.device)
             first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
             first_rank = (first <= pos_keys[:, :1]).sum(dim=1)
-        return (*self._values(ranks, pos_keys != PAD, first_rank), q_pids)
+        return (*self.values(ranks, pos_keys != PAD, first_rank), q_pids)
 
     def _resolve_truncation(
         self, dist: torch.Tensor, keys: torch.Tensor, sorted_keys: torch.Tensor
@@ -188,12 +189,12 @@ class QueryScorer:
         """
         c = dist.shape[0]
         keys = float32_keys(dist)
-        present, item = self._positives(q_pids)
+        present, item = self.positives(q_pids)
         if self.rule == "sysu":
             rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
             keys[rows, self.g_skipped[None]] = SENTINEL32
         elif self.rule == "same-id-same-camera":
-            keys[self._same_camera(present, item, q_camids)] = SENTINEL32
+            keys[self.same_camera(present, item, q_camids)] = SENTINEL32
         pos_keys = torch.where(present, keys.gather(1, item), SENTINEL32)
         kept = pos_keys != SENTINEL32
         sorted_keys = sort_rows(keys)
@@ -205,7 +206,7 @@ class QueryScorer:
             j = item[r, a]
             same = (keys[r] == pos_keys[r, a][:, None]) & (self.index[None] < j[:, None])
             ranks[r, a] += same.sum(dim=1)
-        ranks = torch.where(kept, ranks, _INT64_MAX)
+        ranks = torch.where(kept, ranks, INT64_MAX)
         order = torch.sort(ranks, dim=1)
         ranks, kept = order.values, kept.gather(1, order.indices)
         if self.kind == "standard":
@@ -226,7 +227,7 @@ class QueryScorer:
                 others = others[first[i, others] == lead_key[i, 0]]  # not counted yet
                 own = self.g_labels[lead_item[i, 0]]
                 first_rank[i] += int(torch.unique(others[others != own]).numel())
-        return (*self._values(ranks, kept, first_rank), q_pids)
+        return (*self.values(ranks, kept, first_rank), q_pids)
 
 
 def float32_keys(dist: torch.Tensor) -> torch.Tensor:
@@ -256,7 +257,7 @@ def order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tens
         high = dist.view(torch.int64)
         if int(high.min()) < 0:  # negative distances or -0.0
             high = (dist + 0.0).view(torch.int64)  # -0.0 -> +0.0: equal floats, equal bits
-            high = high ^ ((high >> 63) & _INT64_MAX)
+            high = high ^ ((high >> 63) & INT64_MAX)
         return (high & ~((1 << bits) - 1)) | index
     high32 = float32_keys(dist)
     # index + high * 2**32 in one int64 pass (the product is computed in int64)

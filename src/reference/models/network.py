@@ -71,10 +71,14 @@ class ReidNetwork(nn.Module):
             raise VireidError(f"images: expected a floating-point tensor, got {images.dtype}")
         if images.shape[0] == 0:
             raise VireidError("images: expected at least one row, got an empty batch")
-        if not bool(torch.isfinite(images).all()):
+        # a compiled network (run.compile) reads no values: the engine made the batch, and
+        # reading them would break torch.compile's graph
+        values = not torch.compiler.is_compiling()
+        if values and not bool(torch.isfinite(images).all()):
             raise VireidError("images: contains NaN or infinite values")
         check_modality_tags(modality, images.shape[0])
-        refused = sorted({int(t) for t in modality.unique().tolist()} - set(self.accepted()))
+        tags = {int(t) for t in modality.unique().tolist()} if values else set()
+        refused = sorted(tags - set(self.accepted()))
         if refused:
             names = ", ".join(f"{t} ({Modality(t).short})" for t in refused)
             ok = ", ".join(m.short for m in self.accepted())

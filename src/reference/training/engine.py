@@ -220,7 +220,7 @@ def _end_of_epoch(loop: Loop, data: TrainingData, val_images, test_images) -> No
     evaluate = done % run.val_every == 0 or final
     if evaluate and data.val is not None:
         scores = (
-            score_retrieval(loop.network, data.val, val_images, loop.config, loop.device)
+            score_retrieval(loop.network, data.val, val_images, loop.config)
             if (loop.procs.writer)
             else None
         )
@@ -234,7 +234,7 @@ def _end_of_epoch(loop: Loop, data: TrainingData, val_images, test_images) -> No
             loop.save("best-val.pt")
     if evaluate and data.test is not None:
         if loop.procs.writer:
-            scores = score_retrieval(loop.network, data.test, test_images, loop.config, loop.device)
+            scores = score_retrieval(loop.network, data.test, test_images, loop.config)
             loop.log.evaluation(done, loop.step, "test (analysis only)", scores)
     if done % run.checkpoint_every == 0 or final or loop.stopping:
         loop.save()

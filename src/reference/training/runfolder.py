@@ -47,12 +47,14 @@ class RunLog:
             if self.path.exists():
                 with self.path.open(newline="") as handle:
                     self.columns = next(csv.reader(handle), None)
-        try:
+        try:  # imported here: only a run that logs pays for it, never the CLI's start
             from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except ImportError:  # the optional extra is not installed
-            self.tb = None
+        except ImportError:  # the optional extra is not installed: log.csv alone
+            return
+        # a session start at step s + 1 hides every earlier event of step > s (a previous run's
+        # after --force, the steps past the checkpoint after --resume), as the CSV drops its rows
+        purge = (resume_step or 0) + 1
+        self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
 
     @staticmethod
     def _truncate(path: Path, step: int) -> None:

@@ -18,12 +18,14 @@ from torch import nn
 
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords
-from reference.data.transforms import TestTransform
 from reference.errors import VireidError
 from reference.training.config import TrainConfig
+from reference.training.extract import ExtractConfig, embed_all
 
 #: the stream of ``numpy.random.default_rng([run.seed, VAL_STREAM])`` that draws the held-out ids
 VAL_STREAM = 0x7A1
+#: images per forward pass when validation embeds its held-out (or test) images
+EMBED_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -89,41 +91,22 @@ def read_training_data(config: TrainConfig) -> TrainingData:
     return TrainingData(train, val, test)
 
 
-@torch.no_grad()
-def embed_images(
-    model: nn.Module,
-    images: torch.Tensor,
-    modality: torch.Tensor,
-    transform: TestTransform,
-    device: torch.device,
-    batch_size: int = 128,
-) -> torch.Tensor:
-    """Test embeddings (float32, CPU) of decoded uint8 images, in eval mode, batched."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = transform(images[start : start + batch_size].to(device))
-        m = modality[start : start + batch_size].to(device)
-        out.append(model(x, m).embedding.float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
-
 def score_retrieval(
     model: nn.Module,
     records: ImageRecords,
     images: torch.Tensor,
     config: TrainConfig,
-    device: torch.device,
 ) -> dict[str, float]:
     """Cross-modality retrieval on ``records``: infrared queries against the visible gallery,
     the dataset's camera rule (SYSU-MM01: camera 3 skips camera 2; LLCM: same identity and
-    camera skipped, its cameras carry both modalities) and CMC kind."""
+    camera skipped, its cameras carry both modalities) and CMC kind.
+
+    The embeddings are the test transform's, computed by :func:`~reference.training.extract.
+    embed_all` (the one embedding loop: eval mode on the model's device, mode restored)."""
     from reference.evaluation.metrics import rank_metrics_from_features
 
-    modality = torch.from_numpy(records.modality.copy())
-    feats = embed_images(model, images, modality, TestTransform(config.pipeline.transform), device)
+    extract = ExtractConfig(transform=config.pipeline.transform, batch_size=EMBED_BATCH)
+    feats = torch.from_numpy(embed_all(model, records, extract, images=images, progress=False))
     q = records.modality == int(Modality.INFRARED)
     g = ~q
     dataset = config.data.dataset

@@ -1,0 +1,279 @@
+"""Galleries drawn from one pool: the per-query values of every draw with one row sort for all.
+
+Spec: ``spec/evaluation/pooled.md``. SYSU-MM01's trials draw their galleries from one pool of
+test images; the queries are the same in every trial. :func:`rank_metrics_pooled` equals
+``rank_metrics`` gallery by gallery (every figure and per-query value, to the last bit); where
+the galleries together hold at least twice the pool (multi-shot) it ranks them through
+:class:`PooledScorer`, a fast path beside ``ranking.QueryScorer.fast_chunk`` (the plain formula
+is ``rank_metrics`` on ``take_columns(dist, cols)``). Proved by ``tests/evaluation/test_pooled.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from reference.errors import VireidError
+from reference.evaluation.metrics import (
+    CMCKind,
+    Exclusion,
+    RankMetrics,
+    as_distmat,
+    assemble_metrics,
+    check_ids,
+    check_settings,
+    chunk_rows,
+    rank_metrics,
+)
+from reference.evaluation.ranking import (
+    INT64_MAX,
+    SENTINEL32,
+    SYSU_QUERY_CAMERA,
+    ChunkValues,
+    QueryScorer,
+    float32_keys,
+    sort_rows,
+)
+
+
+def rank_metrics_pooled(
+    distmat: torch.Tensor | np.ndarray,
+    q_pids: torch.Tensor | np.ndarray,
+    g_pids: torch.Tensor | np.ndarray,
+    q_camids: torch.Tensor | np.ndarray,
+    g_camids: torch.Tensor | np.ndarray,
+    galleries: list[np.ndarray],
+    *,
+    exclusion: Exclusion = "sysu",
+    cmc_kind: CMCKind = "identity",
+    max_rank: int = 20,
+    chunk_size: int | None = None,
+) -> list[RankMetrics]:
+    """``[rank_metrics(distmat[:, cols], ..., g_pids[cols], ..., g_camids[cols]) for cols in
+    galleries]``: galleries drawn from one pool (the columns of ``distmat``), same figures.
+
+    float32 distances of galleries that together are at least twice the pool are ranked with
+    one row sort for all (``PooledScorer``); otherwise gallery by gallery.
+    """
+    check_settings(exclusion, cmc_kind, max_rank, chunk_size)
+    dist = as_distmat(distmat)
+    n_query, n_pool = dist.shape
+    device = dist.device
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_pool, device)
+    cols = [torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in galleries]
+    for t, c in enumerate(cols):
+        if c.dim() != 1 or c.numel() == 0 or int(c.min()) < 0 or int(c.max()) >= n_pool:
+            raise VireidError(
+                f"galleries[{t}]: expected a non-empty 1-D array of columns in [0, {n_pool})"
+            )
+    pooled = dist.dtype != torch.float64 and PooledScorer.applies(n_pool, cols)
+    if pooled:
+        chunk = chunk_rows(chunk_size, n_query, n_pool)
+        scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
+        parts = [
+            scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
+            for s in range(0, n_query, chunk)
+        ]
+    results = []
+    for t, c in enumerate(cols):
+        try:
+            if pooled:
+                parts_t = [p[t] for p in parts]
+                results.append(assemble_metrics(parts_t, exclusion, cmc_kind, max_rank))
+            else:
+                results.append(
+                    rank_metrics(
+                        take_columns(dist, c), qp, gp[c], qc, gc[c],
+                        exclusion=exclusion, cmc_kind=cmc_kind, max_rank=max_rank,
+                        chunk_size=chunk_size,
+                    )
+                )  # fmt: skip
+        except VireidError as exc:
+            raise VireidError(f"galleries[{t}]: {exc}") from exc
+    return results
+
+
+def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
+    if dist.device.type == "cpu":
+        return torch.from_numpy(np.take(dist.numpy(), cols.numpy(), axis=1))
+    return dist[:, cols]
+
+
+class PooledScorer:
+    """Per-query values of several galleries drawn from one pool, with one row sort for all.
+
+    ``trials[t]`` holds the pool columns of gallery ``t`` in that gallery's order. For every
+    ``t``, :meth:`chunk` returns what ``QueryScorer(g_pids[trials[t]], g_camids[trials[t]],
+    rule, kind).fast_chunk(dist[:, trials[t]], ...)`` returns, exactly (valid queries), from
+    float32 distances to the whole pool. Test:
+    ``tests/evaluation/test_pooled.py::test_pooled_scorer_equals_per_gallery_scorer``.
+
+    How. The exclusion rules depend on a (query, item) pair only, never on the draw, so the
+    int32 keys (``float32_keys``, excluded items at ``SENTINEL32``) are computed once over the
+    pool. Each row is sorted once by ``(key, pool column)`` (one int64 word, ``key * 2**32 +
+    column``). Gallery
+    membership of the sorted items, counted cumulatively along the row, gives for every
+    threshold ``X`` the number of a gallery's items with a key below ``X`` (several galleries
+    share an int64 word, one bit field each, so one cumulative sum serves several draws). A
+    positive's rank is that count at its key, plus one, plus -- where another pool item shares
+    its key -- the gallery's items at that key with a smaller gallery index (counted on the
+    row, as in ``fast_chunk``). The identity rank counts the distinct identities among the
+    gallery's items sorted before the first positive's key: read from the first ``HEAD``
+    sorted items of the row, and for the rows whose first positive lies deeper, or shares its
+    key, from the gallery's keys of that row as ``fast_chunk`` does.
+    """
+
+    #: sorted pool positions read for the identity rank before falling back to a row's keys
+    HEAD = 256
+
+    def __init__(
+        self,
+        g_pids: torch.Tensor,
+        g_camids: torch.Tensor,
+        trials: list[torch.Tensor],
+        rule: str,
+        kind: str,
+    ):
+        self.rule, self.kind = rule, kind
+        self.pool = QueryScorer(g_pids, g_camids, rule, kind)
+        self.trials = trials
+        self.scorers = [QueryScorer(g_pids[c], g_camids[c], rule, kind) for c in trials]
+        device = g_pids.device
+        n_pool = g_pids.numel()
+        self.index = torch.arange(n_pool, device=device)
+        # a gallery's count never exceeds its size: fields of that many bits, packed per word
+        self.field = max(int(c.numel()) for c in trials).bit_length()
+        self.per_word = 64 // self.field
+        words = -(-len(trials) // self.per_word)
+        self.members = torch.zeros(words, n_pool, dtype=torch.int64, device=device)
+        for t, cols in enumerate(trials):
+            one = torch.ones_like(cols) << (self.field * (t % self.per_word))
+            self.members[t // self.per_word].index_add_(0, cols, one)
+
+    @staticmethod
+    def applies(n_pool: int, trials: list[torch.Tensor]) -> bool:
+        """Worth it where the galleries together hold at least twice the pool (the pool is
+        sorted once with keys twice a gallery key's size; each gallery would be sorted). A
+        gallery must not repeat a pool column (a repeat ties with itself unseen)."""
+        if sum(int(c.numel()) for c in trials) < 2 * n_pool:
+            return False
+        return all(torch.unique(c).numel() == c.numel() for c in trials)
+
+    def _sorted_counts(self, keys: torch.Tensor):
+        """``(packed, column, counts)``: each row's ``key * 2**32 + column`` sorted, the pool
+        column of each sorted slot, and per word the members among the first ``s`` slots
+        (``(c, n_pool + 1)``)."""
+        c, n_pool = keys.shape
+        if keys.device.type == "cpu" and sys.byteorder == "little":
+            # the int64 word of an (int32 column, int32 key) pair is key * 2**32 + column: two
+            # strided writes pack it, and after the sort the columns are read in place; NumPy's
+            # passes are several times faster than torch's CPU kernels for these
+            pairs = np.empty((c, n_pool, 2), dtype=np.int32)
+            pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
+            pairs[:, :, 1] = keys.numpy()
+            packed = pairs.view(np.int64)[:, :, 0]
+            packed.sort(axis=1)
+            column = pairs[:, :, 0].astype(np.intp)
+            counts = []
+            for word in self.members.numpy():
+                total = np.empty((c, n_pool + 1), dtype=np.int64)
+                total[:, 0] = 0
+                np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
+                counts.append(torch.from_numpy(total))
+            return torch.from_numpy(packed), torch.from_numpy(column), counts
+        packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << 32)).values
+        column = packed & 0xFFFFFFFF
+        counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
+        return packed, column, counts
+
+    def chunk(
+        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
+    ) -> list[ChunkValues]:
+        """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
+        keys = float32_keys(dist.contiguous())
+        if self.rule == "sysu":
+            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
+            keys[rows, self.pool.g_skipped[None]] = SENTINEL32
+        elif self.rule == "same-id-same-camera":
+            present, item = self.pool.positives(q_pids)
+            keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
+        packed, column, counts = self._sorted_counts(keys)
+        n_pool = packed.shape[1]
+        head = min(self.HEAD, n_pool)
+        head_columns = column[:, :head].to(torch.int64)
+        head_labels = self.pool.g_labels[head_columns]
+        head_members = self.members[:, head_columns]  # (words, c, head)
+        out = []
+        for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
+            word, shift = t // self.per_word, self.field * (t % self.per_word)
+            present, item = scorer.positives(q_pids)
+            pos_keys = torch.where(present, keys.gather(1, cols[item]), SENTINEL32)
+            kept = pos_keys != SENTINEL32
+            # the first sorted slot at each positive's key; the gallery's items before it
+            at = torch.searchsorted(packed, pos_keys.to(torch.int64) * (1 << 32))
+            lower = (counts[word].gather(1, at) >> shift) & ((1 << self.field) - 1)
+            ranks = lower + 1
+            # another pool item at the same key (the next slot's key): count the ties exactly
+            after = packed.gather(1, (at + 1).clamp_max(n_pool - 1)) >> 32
+            shared = kept & (at + 1 < n_pool) & (after == pos_keys)
+            if bool(shared.any()):
+                r, a = shared.nonzero(as_tuple=True)
+                j = item[r, a]
+                row_keys = keys[r][:, cols]
+                same = (row_keys == pos_keys[r, a][:, None]) & (scorer.index[None] < j[:, None])
+                ranks[r, a] += same.sum(dim=1)
+            ranks = torch.where(kept, ranks, INT64_MAX)
+            order = torch.sort(ranks, dim=1)
+            ranks, kept_sorted = order.values, kept.gather(1, order.indices)
+            if self.kind == "standard":
+                first_rank = ranks[:, 0]
+            else:
+                lead = order.indices[:, :1]
+                first_rank = self._identity_rank(
+                    keys, head_labels, (head_members[word] >> shift) & 1, cols, scorer,
+                    pos_keys.gather(1, lead), item.gather(1, lead), at.gather(1, lead)[:, 0],
+                    shared.gather(1, lead)[:, 0], kept_sorted[:, 0],
+                )  # fmt: skip
+            out.append((*scorer.values(ranks, kept_sorted, first_rank), q_pids))
+        return out
+
+    def _identity_rank(
+        self, keys, head_labels, head_member, cols, scorer,
+        lead_key, lead_item, start, lead_shared, valid,
+    ) -> torch.Tensor:  # fmt: skip
+        """1 + the identities sorted before the first positive (ties by gallery index), as
+        ``fast_chunk`` counts them; ``start`` is the first sorted slot at the lead's key."""
+        deep = valid & ((start > head_labels.shape[1]) | lead_shared)
+        width = int(torch.where(deep | ~valid, 0, start).max())  # slots read from the head
+        before = head_member[:, :width].bool() & (
+            torch.arange(width, device=keys.device)[None] < start[:, None]
+        )
+        labels = sort_rows(torch.where(before, head_labels[:, :width], -1))
+        new = (labels >= 0) & torch.cat(
+            [torch.ones_like(labels[:, :1], dtype=torch.bool), labels[:, 1:] != labels[:, :-1]],
+            dim=1,
+        )
+        first_rank = new.sum(dim=1) + 1
+        rows = deep.nonzero()[:, 0]
+        if rows.numel():
+            # the gallery's keys of these rows, and fast_chunk's count
+            row_keys = keys[rows][:, cols]
+            n = rows.numel()
+            first = torch.full(
+                (n, scorer.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=keys.device
+            )
+            first.scatter_reduce_(1, scorer.g_labels.expand(n, -1), row_keys, reduce="amin")
+            lk, li = lead_key[rows], lead_item[rows]
+            counted = (first < lk).sum(dim=1) + 1
+            level = (first == lk).sum(dim=1) > 1
+            for k in level.nonzero()[:, 0].tolist():
+                at = (row_keys[k] == lk[k, 0]) & (scorer.index < li[k, 0])
+                others = scorer.g_labels[at]
+                others = others[first[k, others] == lk[k, 0]]
+                own = scorer.g_labels[li[k, 0]]
+                counted[k] += int(torch.unique(others[others != own]).numel())
+            first_rank[rows] = counted
+        return first_rank

@@ -1,0 +1,157 @@
+"""Galleries drawn from one pool (``spec/evaluation/pooled.md``): the pooled scorer and
+``rank_metrics_pooled`` against the per-gallery kernel and ``rank_metrics``, to the last bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.errors import VireidError
+from reference.evaluation.metrics import rank_metrics
+from reference.evaluation.pooled import PooledScorer, rank_metrics_pooled, take_columns
+from reference.evaluation.ranking import QueryScorer
+from tests.evaluation.test_ranking import KINDS, RULES, problem
+
+
+def pool_problem(seed: int, n_query: int, n_pool: int, n_trials: int, levels: int, neg: bool):
+    dist, qp, gp, qc, gc = problem(seed, n_query, n_pool, levels, neg)
+    gen = np.random.default_rng(seed + 1)
+    trials = [
+        torch.from_numpy(gen.permutation(n_pool)[: int(gen.integers(1, n_pool + 1))])
+        for _ in range(n_trials)
+    ]
+    return dist, qp, gp, qc, gc, trials
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 2),
+    n_query=st.integers(1, 12),
+    n_pool=st.integers(1, 40),
+    n_trials=st.integers(1, 12),
+    levels=st.sampled_from([0, 1, 2, 3, 6, 20]),
+    negative=st.booleans(),
+    rule=st.sampled_from(RULES),
+    kind=st.sampled_from(KINDS),
+    head=st.sampled_from([1, 3, 256]),
+)
+def test_pooled_scorer_equals_per_gallery_scorer(
+    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head
+):
+    # galleries drawn from one pool (random subsets in random order, up to 12 of them: fields
+    # of several words); the head size decides which rows take the row-by-row identity count
+    dist, qp, gp, qc, gc, trials = (
+        x for x in pool_problem(seed, n_query, n_pool, n_trials, levels, negative)
+    )
+    dist, qp, gp, qc, gc = (t.to(device) for t in (dist, qp, gp, qc, gc))
+    trials = [c.to(device) for c in trials]
+    pooled = PooledScorer(gp, gc, trials, rule, kind)
+    pooled.HEAD = head
+    got = pooled.chunk(dist, qp, qc)
+    assert len(got) == len(trials)
+    for cols, values in zip(trials, got, strict=True):
+        expected = QueryScorer(gp[cols], gc[cols], rule, kind).fast_chunk(dist[:, cols], qp, qc)
+        valid = expected[0]
+        assert torch.equal(values[0], valid)
+        for a, b in zip(values[1:4], expected[1:4], strict=True):
+            assert torch.equal(a[valid], b[valid])
+
+
+def test_pooled_scorer_on_real_sized_float32_rows(device):
+    # d = 2048 float32 distances (ties present), two draws of 1,500 from a pool of 3,000, and
+    # a head of 8 so that many rows take the row-by-row identity count
+    gen = torch.Generator().manual_seed(1)
+    q, g = torch.randn(64, 2048, generator=gen), torch.randn(3000, 2048, generator=gen)
+    dist = torch.cdist(q, g).to(device)
+    gp = (torch.arange(3000) % 96).to(device)
+    qp, qc = (torch.arange(64) % 96).to(device), torch.tensor([3, 6]).repeat(32).to(device)
+    gc = torch.tensor([1, 2, 4, 5]).repeat(750).to(device)
+    trials = [torch.randperm(3000, generator=gen)[:1500].to(device) for _ in range(4)]
+    for kind, head in (("identity", 8), ("identity", 256), ("standard", 256)):
+        pooled = PooledScorer(gp, gc, trials, "sysu", kind)
+        pooled.HEAD = head
+        for cols, values in zip(trials, pooled.chunk(dist, qp, qc), strict=True):
+            scorer = QueryScorer(gp[cols], gc[cols], "sysu", kind)
+            expected = scorer.fast_chunk(dist[:, cols], qp, qc)
+            valid = expected[0]
+            assert torch.equal(values[0], valid) and valid.sum() > 32
+            for a, b in zip(values[1:4], expected[1:4], strict=True):
+                assert torch.equal(a[valid], b[valid])
+
+
+def test_pooled_scorer_applies_only_where_it_pays_and_without_repeats():
+    two = [torch.arange(10), torch.arange(10)]
+    assert PooledScorer.applies(10, two)
+    assert not PooledScorer.applies(11, two)  # the galleries hold less than twice the pool
+    assert not PooledScorer.applies(10, [torch.tensor([0, 0, 1, 2, 3]), *two])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 2),
+    n_pool=st.integers(1, 30),
+    n_trials=st.integers(1, 8),
+    levels=st.sampled_from([0, 2, 6]),
+    rule=st.sampled_from(RULES),
+    kind=st.sampled_from(KINDS),
+    float64=st.booleans(),
+)
+def test_rank_metrics_pooled_equals_rank_metrics_per_gallery(
+    device, seed, n_pool, n_trials, levels, rule, kind, float64
+):
+    # the same figures to the last bit, through the pooled scorer or gallery by gallery
+    # (float64, or galleries that hold less than twice the pool)
+    dist, qp, gp, qc, gc, trials = pool_problem(seed, 10, n_pool, n_trials, levels, False)
+    qp = gp[torch.from_numpy(np.random.default_rng(seed).integers(0, n_pool, 10))]
+    dist = (dist.double() if float64 else dist).to(device)
+
+    def per_gallery(t: int):
+        cols = trials[t]
+        return rank_metrics(
+            dist[:, cols.to(device)], qp, gp[cols], qc, gc[cols], exclusion=rule, cmc_kind=kind
+        )
+
+    try:
+        got = rank_metrics_pooled(
+            dist, qp, gp, qc, gc, [c.numpy() for c in trials], exclusion=rule, cmc_kind=kind
+        )
+    except VireidError as exc:  # a gallery without a valid query: named, as the loop finds
+        t = int(str(exc).split("]")[0].removeprefix("galleries["))
+        with pytest.raises(VireidError, match="no valid query") as info:
+            per_gallery(t)
+        assert str(exc) == f"galleries[{t}]: {info.value}"
+        for earlier in range(t):
+            per_gallery(earlier)
+        return
+    for t, metrics in enumerate(got):
+        expected = per_gallery(t)
+        assert np.array_equal(metrics.cmc, expected.cmc)
+        assert (metrics.mAP, metrics.mINP, metrics.num_valid) == (
+            expected.mAP,
+            expected.mINP,
+            expected.num_valid,
+        )
+        for name in ("ap", "inp", "first_hit", "valid"):
+            a, b = getattr(metrics.queries, name), getattr(expected.queries, name)
+            assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_take_columns_is_the_column_index(device):
+    dist = torch.randn(5, 9, dtype=torch.float64).to(device)
+    cols = torch.tensor([8, 0, 3, 3]).to(device)
+    got = take_columns(dist, cols)
+    assert torch.equal(got, dist[:, cols]) and got.device == dist.device
+    got[0, 0] = 1e9  # a copy, not a view
+    assert float(dist[0, 8]) != 1e9
+
+
+def test_rank_metrics_pooled_bad_galleries():
+    dist = torch.rand(3, 6)
+    ids = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2, 0, 1, 2])
+    cams = torch.tensor([3, 3, 6]), torch.tensor([1, 2, 4, 5, 1, 2])
+    for bad in ([np.array([0, 6])], [np.array([], dtype=np.int64)], [np.array([[0, 1]])]):
+        with pytest.raises(VireidError, match=r"^galleries\[0\]: expected a non-empty 1-D array"):
+            rank_metrics_pooled(dist, ids[0], ids[1], cams[0], cams[1], bad)
