@@ -225,6 +225,8 @@ def test_bad_options(device):
         did_loss(z, y, m, epsilon=1.5)
     with _raises("logits: expected shape (n, d) with d >= 1, got (8,)"):
         did_loss(z[:, 0], y, m)
+    with _raises("logits: expected at least one row, got shape (0, 3)"):
+        did_loss(z[:0], y[:0], m[:0])
 
 
 def test_nan_logits_in_the_per_modality_terms(device):
