@@ -239,6 +239,14 @@ def test_nan_logits_in_the_per_modality_terms(device):
         did_loss(z, y, m, reduction="modality")
 
 
+def test_option_errors_come_before_finiteness(device):
+    # the options are checked first; finiteness of the logits is left to the loss itself
+    z, y, m = _small(device)
+    z[5, 2] = float("nan")
+    with _raises("epsilon: expected a label-smoothing weight in [0, 1), got 1.5"):
+        did_loss(z, y, m, epsilon=1.5)
+
+
 def test_labels_on_another_device(device):
     # mixed devices are an error naming both ("meta": a second device on every machine, whose
     # tensors have no values; the device is compared before the labels' values are read)
