@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.losses.distances import (
     COSINE_EPS,
+    NEAR,
     paired_distances,
     paired_distances_plain,
     paired_unchecked,
@@ -303,3 +304,9 @@ def test_paired_distances_fast_path_equals_the_plain_formula(device):
     (want * w).sum().backward()
     for a, b in zip(fast, plain, strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_near_threshold_is_the_spec_value():
+    # spec/losses/distances.md: entries with sq <= NEAR * (|a|^2 + |b|^2) are recomputed from
+    # differences, NEAR = 1/4 (where the expansion may have cancelled more than two bits)
+    assert NEAR == 0.25
