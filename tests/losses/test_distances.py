@@ -13,6 +13,7 @@ from reference.errors import VireidError
 from reference.losses.distances import (
     COSINE_EPS,
     NEAR,
+    check_features,
     paired_distances,
     paired_distances_plain,
     paired_unchecked,
@@ -310,3 +311,11 @@ def test_near_threshold_is_the_spec_value():
     # spec/losses/distances.md: entries with sq <= NEAR * (|a|^2 + |b|^2) are recomputed from
     # differences, NEAR = 1/4 (where the expansion may have cancelled more than two bits)
     assert NEAR == 0.25
+
+
+def test_one_element_features_are_checked_for_finiteness():
+    # a single NaN entry is refused like any other (only an empty tensor skips the check)
+    with pytest.raises(VireidError) as info:
+        check_features(torch.tensor([[float("nan")]]))
+    assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 0)"
+    check_features(torch.zeros(0, 3))
