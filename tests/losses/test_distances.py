@@ -319,3 +319,10 @@ def test_one_element_features_are_checked_for_finiteness():
         check_features(torch.tensor([[float("nan")]]))
     assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 0)"
     check_features(torch.zeros(0, 3))
+
+
+def test_cosine_distance_of_opposite_rows_is_at_most_2():
+    # 1 - a.b of unit rows can round to 2 + 2e-7 for opposite rows: the distance stays in [0, 2]
+    x = torch.randn(200, 7, generator=torch.Generator().manual_seed(0))
+    dist = pairwise_distances(x, -x, metric="cosine")
+    assert dist.max().item() == 2.0 and dist.min().item() >= 0.0
