@@ -326,3 +326,15 @@ def test_cosine_distance_of_opposite_rows_is_at_most_2():
     x = torch.randn(200, 7, generator=torch.Generator().manual_seed(0))
     dist = pairwise_distances(x, -x, metric="cosine")
     assert dist.max().item() == 2.0 and dist.min().item() >= 0.0
+
+
+def test_paired_gradient_is_zero_where_the_distance_is_zero():
+    # docstring/spec: the gradient is 0 where the distance is 0, also when the difference is
+    # not exactly 0 but its square underflows (1e-30 in float32)
+    x = torch.tensor([[1e-30, 0.0], [2.0, 1.0], [3.0, 4.0]], requires_grad=True)
+    y = torch.tensor([[0.0, 0.0], [2.0, 1.0], [0.0, 0.0]], requires_grad=True)
+    dist = paired_distances(x, y)
+    assert dist.tolist() == [0.0, 0.0, 5.0]
+    dist.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.6, 0.8]]))
+    assert torch.equal(y.grad, -x.grad)
