@@ -95,7 +95,8 @@ def mutation(session: nox.Session) -> None:
 
     Prints the score per area (killed / non-equivalent mutants), the run time and every survivor.
     Arguments after ``--`` go to the runner: ``--area losses --module mdl``, ``--sample 150``,
-    ``--list``, ``--no-cache``. One worker: it forks a child per mutant after importing torch once.
+    ``--list``, ``--no-cache``, ``--no-select``. One worker: it forks a child per mutant after
+    importing torch once; each mutant runs only the tests that execute its lines (``coverage``).
     """
     _install(session, "test")
     session.run(

@@ -1,9 +1,12 @@
 """The mutation runner (``tools/mutation.py``) on a tiny fixture package: it generates the
-mutants it says it does, applies them, and tells killed from surviving ones."""
+mutants it says it does, applies them, tells killed from surviving ones, and its test selection
+(only the tests that run a mutant's lines) gives the same verdicts as running every test."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -51,13 +54,28 @@ TINY = textwrap.dedent(
 
     def flags(a: bool, b: bool, xs: list) -> bool:
         return (a and not b) or xs[1:] == [] and -1 in xs
+
+
+    def table(n: int) -> list:
+        return [i * i for i in range(n)]
+
+
+    def scale(x: int) -> int:
+        return x * 3
+
+
+    def half(x: int) -> int:
+        return x // 2
+
+
+    HALF = half(8)
     '''
 )
 TEST_TINY = textwrap.dedent(
     """
     import pytest
 
-    from pkg.area.tiny import check, clamp, count
+    from pkg.area.tiny import check, clamp, count, half, table
 
 
     def test_clamp():
@@ -74,7 +92,33 @@ TEST_TINY = textwrap.dedent(
 
     def test_count():
         assert count(3) == 3
+
+
+    @pytest.fixture(scope="module")
+    def squares():
+        return table(4)
+
+
+    def test_squares_sum(squares):
+        assert sum(squares) == 14
+
+
+    def test_squares_last(squares):
+        assert squares[-1] == 9
+
+
+    def test_half():
+        assert half(4) == 2
     """
+)
+# Two examples sharing a namespace: the first runs scale, only the second checks its value.
+SPEC_TINY = (
+    "```python\nfrom pkg.area.tiny import scale\n\ny = scale(2)\n```\n\n"
+    "```python\nassert y == 6\n```\n"
+)
+SPEC_CONFTEST = (
+    "from sybil import Sybil\nfrom sybil.parsers.markdown import PythonCodeBlockParser\n\n"
+    'pytest_collect_file = Sybil(parsers=[PythonCodeBlockParser()], patterns=["*.md"]).pytest()\n'
 )
 USER = "from pkg.area.tiny import double\n\n\ndef quadruple(x):\n    return double(double(x))\n"
 TEST_USER = (
@@ -94,6 +138,9 @@ def fixture_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
     (tmp_path / "tests" / "area").mkdir(parents=True)
     (tmp_path / "tests" / "area" / "test_tiny.py").write_text(TEST_TINY)
     (tmp_path / "tests" / "area" / "test_user.py").write_text(TEST_USER)
+    (tmp_path / "spec" / "area").mkdir(parents=True)
+    (tmp_path / "spec" / "conftest.py").write_text(SPEC_CONFTEST)
+    (tmp_path / "spec" / "area" / "tiny.md").write_text(SPEC_TINY)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     return Layout(
@@ -156,7 +203,12 @@ def test_mutate_changes_behaviour_of_that_node_only() -> None:
     assert ast.unparse(tree).count("x / 2") == 1
 
 
-def test_runner_kills_detects_survivors_and_uses_the_wider_round(fixture_layout: Layout) -> None:
+@pytest.mark.parametrize("select", [True, False], ids=["selected", "own-then-wider"])
+def test_runner_kills_detects_survivors_and_uses_the_wider_round(
+    fixture_layout: Layout, select: bool
+) -> None:
+    if select:
+        pytest.importorskip("coverage", reason="test selection records lines with coverage")
     mutants = mutation.select(fixture_layout, ["area"], ["tiny"], None)
     changes = _by_change(mutants)
     chosen = {
@@ -165,7 +217,7 @@ def test_runner_kills_detects_survivors_and_uses_the_wider_round(fixture_layout:
         "wider": changes[("x * 2", "x / 2")],
         "equivalent": changes[("x < low", "x <= low")],
     }
-    runner = Runner(layout=fixture_layout, timeout_factor=20, timeout_min=60, progress=False)
+    runner = Runner(fixture_layout, 20, 60, progress=False, select=select)
     equivalent = {chosen["equivalent"].id: "equivalent"}  # clamp(low) is low either way
     results = runner.run(list(chosen.values()), equivalent)
     status = {name: r.status for name, r in zip(chosen, results, strict=True)}
@@ -187,6 +239,7 @@ def test_a_hanging_mutant_is_stopped_and_counts_as_killed(fixture_layout: Layout
     mutants = mutation.select(fixture_layout, ["area"], ["tiny"], None)
     loop = _by_change(mutants)[("i += 1", "i -= 1")]
     runner = Runner(layout=fixture_layout, timeout_factor=1, timeout_min=4, progress=False)
+    runner.select = importlib.util.find_spec("coverage") is not None
     [result] = runner.run([loop], {})
     assert result.status == "timeout"
     assert result.seconds < 30
@@ -253,3 +306,165 @@ def test_result_statuses_count_in_the_score() -> None:
     assert "area/x.py:g:deadbeef" in text
     assert any_left
     assert sys.modules["tools.mutation"] is mutation
+
+
+def test_where_a_mutant_runs() -> None:
+    mutants = mutation.mutants_of(TINY, "area/tiny.py")
+    changes = _by_change(mutants)
+    assert changes[("x * 2", "x / 2")].lines == (23,)
+    assert changes[("x < low", "x <= low")].lines == (9,)  # the if's test
+    assert changes[("raise ValueError(f'negative: {n - 1}')", "pass")].lines == (18,)
+    assert changes[("i * i", "i / i")].lines == (42,)  # inside a comprehension
+    # At import time (no lines): a module constant and a default argument; `i = 0` is not.
+    assert changes[("10", "11")].lines == ()
+    zeros = sorted(m.lines for m in mutants if (m.before, m.after) == ("0", "1"))
+    assert zeros == [(), (17,), (27,)]  # low=0; n < 0; i = 0
+
+
+def test_selection_order_is_fastest_first_with_each_document_whole() -> None:
+    lines = mutation.LineMap(
+        files=["t.py", "d.md"],
+        tests={
+            "t.py::slow": frozenset({1}),
+            "t.py::fast": frozenset({1, 2}),
+            "t.py::other": frozenset({3}),
+            "d.md::line:1,column:1": frozenset({1}),
+            "d.md::line:9,column:1": frozenset(),
+        },
+        seconds={
+            "t.py::slow": 2.0,
+            "t.py::fast": 1.0,
+            "t.py::other": 0.1,
+            "d.md::line:1,column:1": 0.3,
+            "d.md::line:9,column:1": 0.2,
+        },
+        outside=frozenset({7}),
+        collect=0.5,
+    )
+    assert lines.covering((1,)) == [
+        "d.md::line:1,column:1",  # the document: 0.5 s in all, and both of its examples
+        "d.md::line:9,column:1",
+        "t.py::fast",
+        "t.py::slow",
+    ]
+    assert lines.covering((1,), kills={"t.py::slow": 2, "t.py::other": 5}) == [
+        "t.py::slow",  # it killed mutants of the module before: tried first
+        "d.md::line:1,column:1",
+        "d.md::line:9,column:1",
+        "t.py::fast",
+    ]
+    assert lines.covering((3, 4)) == ["t.py::other"]
+    assert lines.covering((5,)) == []
+    assert mutation.LineMap.from_json(json.loads(json.dumps(lines.to_json()))) == lines
+
+
+def test_line_map_of_the_unmutated_tests(fixture_layout: Layout) -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    runner = Runner(fixture_layout, progress=False)
+    lines = runner.line_map("area/tiny.py")
+    assert {4, 7, 16, 22, 41} <= lines.outside  # the constant and the def lines: at import
+    assert not {9, 23, 42, 46} & lines.outside
+    assert {50, 53} <= lines.outside  # half() runs at import too (HALF = half(8))
+    assert lines.covering((50,)) == ["tests/area/test_tiny.py::test_half"]
+    assert lines.covering((23,)) == ["tests/area/test_user.py::test_quadruple"]  # a dependant
+    # A module-scoped fixture runs table() once, in the first test's setup: both tests use it.
+    assert set(lines.covering((42,))) == {
+        "tests/area/test_tiny.py::test_squares_sum",
+        "tests/area/test_tiny.py::test_squares_last",
+    }
+    spec = lines.covering((46,))  # scale() runs in the first example only; the doc runs whole
+    assert len(spec) == 2 and all(n.startswith("spec/area/tiny.md::") for n in spec)
+    assert "tests/area/test_tiny.py::test_clamp" in lines.covering((9,))
+    assert lines.covering((38,)) == []  # flags(): no test calls it
+    assert set(lines.seconds) == set(lines.tests) and lines.collect > 0
+    assert lines.files == [
+        "spec/area/tiny.md",
+        "tests/area/test_tiny.py",
+        "tests/area/test_user.py",
+    ]
+
+
+def test_selected_runs(fixture_layout: Layout) -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    changes = _by_change(mutation.select(fixture_layout, ["area"], ["tiny"], None))
+    chosen = {
+        "document": changes[("x * 3", "x / 3")],  # only the document's second example sees it
+        "fixture": changes[("i * i", "i / i")],  # 0 / 0 in the module fixture's setup
+        "uncovered": changes[("a and (not b)", "a or not b")],
+        "import time": changes[("10", "11")],  # clamp(11) == 11 then
+        "also at import": changes[("x // 2", "x * 2")],  # HALF = half(8) runs it at import
+    }
+    runner = Runner(fixture_layout, 20, 60, progress=False)
+    results = runner.run(list(chosen.values()), {})
+    seen = {name: (r.status, r.note) for name, r in zip(chosen, results, strict=True)}
+    assert seen == {
+        "document": ("killed", "2 tests"),
+        "fixture": ("killed", "2 tests"),
+        "uncovered": ("survived", "no test runs it"),
+        "import time": ("killed", "own + dependants"),
+        "also at import": ("killed", "1 tests"),  # its covering test first: it kills
+    }
+    assert results[2].seconds == 0.0
+    killers = runner._kills["area/tiny.py"]  # tried first on the module's next mutants
+    assert sum(killers.values()) == 3
+    assert any(n.startswith("spec/area/tiny.md::") for n in killers)
+
+
+def test_a_selected_test_that_is_not_collected_is_an_error(fixture_layout: Layout) -> None:
+    run = mutation.run_pytest_forked
+    args = ["-q", "tests/area/test_tiny.py"]
+    select = mutation._Select(["tests/area/test_tiny.py::test_count", "tests/area/nope.py::x"])
+    assert run(args, 60, cwd=fixture_layout.root, plugins=(select,))[0] == "error"
+    select = mutation._Select(["tests/area/test_tiny.py::test_count"])
+    assert run(args, 60, cwd=fixture_layout.root, plugins=(select,))[0] == "passed"
+
+
+def _verdicts(results: list[Result]) -> dict[str, str]:
+    return {r.mutant.id: "killed" if r.status == "timeout" else r.status for r in results}
+
+
+def test_both_ways_agree_on_the_fixture_package(fixture_layout: Layout) -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    changes = _by_change(mutation.select(fixture_layout, ["area"], ["tiny"], None))
+    chosen = [
+        changes[key]
+        for key in [
+            ("x > high", "x >= high"),  # survives: clamp(10) is never asked
+            ("return high", "return None"),  # the own tests kill it
+            ("x * 2", "x / 2"),  # only the dependant's test sees it
+            ("x * 3", "x / 3"),  # only the document's second example checks it
+            ("i * i", "i / i"),  # in a module-scoped fixture
+            ("a and (not b)", "a or not b"),  # no test runs it
+            ("10", "11"),  # at import time
+        ]
+    ]
+    selected = Runner(fixture_layout, 20, 60, progress=False).run(chosen, {})
+    every = Runner(fixture_layout, 20, 60, progress=False, select=False).run(chosen, {})
+    assert _verdicts(selected) == _verdicts(every)
+    assert [r.status for r in selected] == [
+        "survived",
+        "killed",
+        "killed",
+        "killed",
+        "killed",
+        "survived",
+        "killed",
+    ]
+
+
+class _OwnTestsOnly(Layout):
+    def wider_tests(self, area: str, module: str) -> list[Path]:
+        return []
+
+
+@pytest.mark.slow  # the module's own tests, once with coverage, then 6 mutants both ways
+def test_both_ways_agree_on_a_real_module() -> None:
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    layout = _OwnTestsOnly()
+    mutants = mutation.select(layout, ["losses"], ["mml"], None)
+    assert len(mutants) >= 5
+    selected = Runner(layout, progress=False).run(mutants, {})
+    every = Runner(layout, progress=False, select=False).run(mutants, {})
+    assert _verdicts(selected) == _verdicts(every)
+    assert {r.note for r in selected} >= {"own + dependants"}  # margin and soft_margin defaults
+    assert any(r.note.endswith(" tests") for r in selected)

@@ -4,6 +4,10 @@ Run it as ``nox -s mutation`` (extra arguments after ``--``) or directly::
 
     PYTHONPATH=src python tools/mutation.py --area losses --module mdl
     PYTHONPATH=src python tools/mutation.py --area evaluation --sample 150 --list
+    PYTHONPATH=src python tools/mutation.py --area losses --module identity --no-select
+
+Each line of the progress (stderr) says how the mutant ran: ``(N tests)`` selected,
+``(own + dependants)`` without selection, ``(no test runs it)``.
 
 Each *mutant* is one small change to one module's syntax tree (the operators are listed in
 ``OPERATORS``): a comparison, arithmetic, bitwise or boolean operator swapped, a numeric or
@@ -22,12 +26,32 @@ apart: on a CPU-only run (``TEST_DEVICE=cpu``, the default) those are counted ap
 
 Speed (the CI machine has two cores): the parent imports torch, numpy, scipy, hypothesis and
 pytest once and forks a child per mutant; the child loads the mutated module from the changed
-syntax tree (an import hook for that one module name) and runs pytest in-process with ``-x``:
-first the module's own tests (``spec/<area>/<name>.md``, then ``tests/<area>/test_<name>.py``),
-then, only if the mutant survived those, the tests and specs of every module of the area that
-imports it (directly or through another). A child that runs past its timeout (a multiple of the
-unmutated run's time) counts as killed, as a hang is a detected change. Tests run under
-``HYPOTHESIS_PROFILE=ci`` (derandomized, so a run is repeatable).
+syntax tree (an import hook for that one module name) and runs pytest in-process with ``-x``.
+Which tests a child runs (coverage-based test selection, as mutmut and cosmic-ray do):
+
+- Before the first mutant of a module, one child runs, with the unmutated code, every test that
+  could see it: its own (``spec/<area>/<name>.md``, ``tests/<area>/test_<name>.py``) and those
+  of every module of the area that imports it (directly or through another), under
+  ``coverage`` with one context per test. That records which test executes which line of the
+  module (the setup of a module- or session-scoped fixture counts for every test using it), and
+  each test's time.
+- A mutant then runs only the tests that execute its lines (the mutated node's lines and its
+  statement's first line), with ``-x``: those that already killed a mutant of the module first,
+  then fastest first; the examples of a spec document share a namespace, so a document runs
+  whole and in order. A mutant whose lines no test executes
+  survives without running anything (``no test runs it``).
+- A mutant that runs at import time (module level, class body, default argument, decorator:
+  ``Mutant.lines`` is empty) runs as without selection; one whose lines also ran outside any
+  test (a function called at import or collection) first runs the tests that execute its lines
+  and, if it survives them, as without selection.
+- ``--no-select`` runs every mutant without selection: the module's own tests, then, only if the
+  mutant survived those, its dependants' tests and specs. Both ways give the same verdicts (a
+  test checks that on a real module); selection only saves time.
+
+A child that runs past its timeout (a multiple of the unmutated time of the tests it runs,
+with a floor) counts as killed, as a hang is a detected change. Tests run under
+``HYPOTHESIS_PROFILE=ci`` (derandomized, so a run is repeatable), with Hypothesis's pool of
+"local constants" fixed, so a test draws the same examples whichever files are collected.
 
 Killed mutants are remembered in ``.mutation-cache.json`` (ignored by git), keyed by the hash of
 the module's source, so a rerun after adding tests only reruns the survivors (``--no-cache`` to
@@ -39,6 +63,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import gc
 import hashlib
 import importlib.abc
 import importlib.util
@@ -51,6 +76,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 AREAS = ("evaluation", "losses")
@@ -107,6 +134,9 @@ class Mutant:
     operator: str
     before: str
     after: str
+    # The lines whose execution runs the mutated node (its own lines and its statement's first
+    # line); empty when it runs at import time (module level, class body, default argument).
+    lines: tuple[int, ...] = ()
 
     @property
     def area(self) -> str:
@@ -132,6 +162,7 @@ class _Point:
     operator: str
     replace: Callable[[ast.AST], ast.AST]
     qualname: str
+    lines: tuple[int, ...] = ()  # the lines whose execution runs the node (see Mutant.lines)
 
 
 def _short(node: ast.AST) -> str:
@@ -144,12 +175,18 @@ def _is_docstring(node: ast.AST, parent: ast.AST) -> bool:
 
 
 class _Walker:
-    """Yields every mutation point of a module in a fixed (syntax tree field) order."""
+    """Yields every mutation point of a module in a fixed (syntax tree field) order.
+
+    Beside the point itself it notes where the point runs: the lines of the node and of its
+    innermost statement, or none when the node runs at import time (outside every function
+    body: module level, class bodies, default arguments, decorators)."""
 
     def __init__(self, tree: ast.Module, lines: list[str]) -> None:
         self.tree = tree
         self.lines = lines
         self.points: list[_Point] = []
+        self._statement: ast.AST | None = None
+        self._in_function = False
 
     def run(self) -> list[_Point]:
         self._visit(self.tree, "")
@@ -162,8 +199,15 @@ class _Walker:
         )
 
     def _add(self, parent, fld, slot, node, operator, replace, qualname) -> None:
-        if not self._skip_line(node):
-            self.points.append(_Point(parent, fld, slot, node, operator, replace, qualname))
+        if self._skip_line(node):
+            return
+        lines: tuple[int, ...] = ()
+        if self._in_function:
+            span = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+            if self._statement is not None:
+                span.add(self._statement.lineno)
+            lines = tuple(sorted(span))
+        self.points.append(_Point(parent, fld, slot, node, operator, replace, qualname, lines))
 
     def _visit(self, node: ast.AST, qualname: str) -> None:
         for fld, value in ast.iter_fields(node):
@@ -171,12 +215,17 @@ class _Walker:
                 continue
             if isinstance(node, ast.Raise) and fld in ("exc", "cause"):
                 continue  # the error's message and class: pinned by the message tests
+            saved = self._in_function
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                # a body runs when called; defaults and decorators where the def is
+                self._in_function = saved or fld == "body"
             if isinstance(value, list):
                 for slot, child in enumerate(value):
                     if isinstance(child, ast.AST):
                         self._child(node, fld, slot, child, qualname)
             elif isinstance(value, ast.AST):
                 self._child(node, fld, None, value, qualname)
+            self._in_function = saved
 
     def _child(self, parent, fld, slot, node, qualname) -> None:
         if isinstance(node, (ast.JoinedStr, ast.Import, ast.ImportFrom)):
@@ -189,12 +238,18 @@ class _Walker:
             isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
         ):
             return
+        saved_statement, saved_function = self._statement, self._in_function
+        if isinstance(node, ast.stmt):
+            self._statement = node
+        if isinstance(node, ast.ClassDef):
+            self._in_function = False  # a class body runs when the class is defined
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             inner = f"{qualname}.{node.name}" if qualname else node.name
             self._visit(node, inner)
-            return
-        self._points_of(parent, fld, slot, node, qualname or "<module>")
-        self._visit(node, qualname)
+        else:
+            self._points_of(parent, fld, slot, node, qualname or "<module>")
+            self._visit(node, qualname)
+        self._statement, self._in_function = saved_statement, saved_function
 
     def _points_of(self, parent, fld, slot, node, qualname) -> None:
         add = lambda operator, replace: self._add(  # noqa: E731
@@ -297,7 +352,9 @@ def mutants_of(source: str, path: str) -> list[Mutant]:
         digest = hashlib.sha1(f"{key}|{seen[key]}".encode()).hexdigest()[:8]
         mutant_id = f"{path}:{point.qualname}:{digest}"
         line = getattr(point.node, "lineno", None) or getattr(point.parent, "lineno", 0)
-        result.append(Mutant(mutant_id, path, index, line, point.operator, before, after))
+        result.append(
+            Mutant(mutant_id, path, index, line, point.operator, before, after, point.lines)
+        )
     return result
 
 
@@ -405,11 +462,17 @@ def run_pytest_forked(
     mutated: tuple[str, str, ast.Module] | None = None,
     log: Path | None = None,
     cwd: Path = ROOT,
+    plugins: tuple = (),
 ) -> tuple[str, float]:
-    """Run pytest on ``args`` in a forked child, optionally with one module replaced.
+    """Run pytest on ``args`` in a forked child, optionally with one module replaced and with
+    extra plugin objects (a plugin with ``start()`` / ``finish(exit_code)`` has them called
+    around the run, in the child).
 
-    Returns (``"passed"`` | ``"failed"`` | ``"timeout"``, seconds)."""
+    Returns (``"passed"`` | ``"failed"`` | ``"timeout"`` | ``"error"``, seconds): ``"error"``
+    when a plugin stopped the run with exit code ``SELECTION_ERROR``."""
     start = time.monotonic()
+    plugin_args = _plugin_args()
+    gc.freeze()  # the child's collections skip everything the parent built (torch, ...)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 3
@@ -421,9 +484,13 @@ def run_pytest_forked(
             os.dup2(fd, 2)
             if mutated is not None:
                 sys.meta_path.insert(0, _MutatedLoader(*mutated))
-            import pytest
-
-            code = int(pytest.main(args))
+            _fix_hypothesis_constants()
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # named in plugin_args instead
+            for plugin in plugins:
+                getattr(plugin, "start", lambda: None)()
+            code = int(pytest.main([*plugin_args, *args], plugins=list(plugins)))
+            for plugin in plugins:
+                getattr(plugin, "finish", lambda code: None)(code)
         except BaseException:  # anything the child hits is a failure
             import traceback
 
@@ -433,12 +500,15 @@ def run_pytest_forked(
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    gc.unfreeze()
     deadline = start + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             elapsed = time.monotonic() - start
             code = os.waitstatus_to_exitcode(status)
+            if code == SELECTION_ERROR:
+                return "error", elapsed
             return ("passed" if code in (0, 5) else "failed"), elapsed
         if time.monotonic() > deadline:
             try:
@@ -447,7 +517,204 @@ def run_pytest_forked(
                 pass
             os.waitpid(pid, 0)
             return "timeout", time.monotonic() - start
-        time.sleep(0.05)
+        time.sleep(0.02)
+
+
+SELECTION_ERROR = 97  # exit code of a child whose selected tests were not all collected
+_PLUGIN_ARGS: list[str] = []
+
+
+def _plugin_args() -> list[str]:
+    """``-p <module>`` for every installed pytest plugin (entry point group ``pytest11``),
+    looked up once: each child then skips pytest's scan of the installed distributions."""
+    if not _PLUGIN_ARGS:
+        from importlib.metadata import entry_points
+
+        for entry in sorted(entry_points(group="pytest11"), key=lambda e: e.value):
+            _PLUGIN_ARGS.extend(["-p", entry.value])
+        _PLUGIN_ARGS.extend(["-W", "ignore::pytest.PytestAssertRewriteWarning"])
+    return _PLUGIN_ARGS
+
+
+def _fix_hypothesis_constants() -> None:
+    """Hypothesis (6.131 and later) mixes into its draws the constants of the project modules
+    loaded when a test runs, so a derandomized test draws other examples when other test files
+    are collected. Fix that pool (empty), in the recording run and every mutant's run alike, so
+    that a test runs the same lines in both (and the scan of the loaded modules is skipped)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+# --------------------------------------------------------------------------- test selection
+
+
+@dataclass
+class LineMap:
+    """Which tests run which lines of one module, from one run of its unmutated tests.
+
+    ``tests`` maps a pytest node id to the module lines it executed (the setup of a fixture of
+    wider scope counts for every test that uses the fixture); ``outside`` holds the lines run
+    outside any test (imports, collection); ``seconds`` each test's time (setup, call and
+    teardown); ``collect`` the time from the run's start to the end of its collection."""
+
+    files: list[str]
+    tests: dict[str, frozenset[int]]
+    seconds: dict[str, float]
+    outside: frozenset[int]
+    collect: float
+
+    def covering(self, lines: tuple[int, ...], kills: dict[str, int] | None = None) -> list[str]:
+        """The node ids that run any of ``lines``, in the order to run them: those that killed
+        the most mutants of the module so far (``kills``) first, then fastest first; the
+        examples of one spec document together and in their order (they share a namespace,
+        so a document runs whole)."""
+        kills = kills or {}
+        wanted = set(lines)
+        hit = [n for n, run in self.tests.items() if run & wanted]
+        units: dict[str, list[str]] = {}
+        for nodeid in self.tests:  # the run's order
+            file = nodeid.split("::")[0]
+            key = file if file.endswith(".md") else nodeid
+            units.setdefault(key, []).append(nodeid)
+        chosen = {(n.split("::")[0] if n.split("::")[0].endswith(".md") else n) for n in hit}
+        ordered = sorted(
+            chosen,
+            key=lambda k: (
+                -sum(kills.get(n, 0) for n in units[k]),
+                sum(self.seconds.get(n, 0.0) for n in units[k]),
+                k,
+            ),
+        )
+        return [n for key in ordered for n in units[key]]
+
+    def to_json(self) -> dict:
+        return {
+            "files": self.files,
+            "tests": {k: sorted(v) for k, v in self.tests.items()},
+            "seconds": self.seconds,
+            "outside": sorted(self.outside),
+            "collect": self.collect,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> LineMap:
+        return cls(
+            files=list(data["files"]),
+            tests={k: frozenset(v) for k, v in data["tests"].items()},
+            seconds={k: float(v) for k, v in data["seconds"].items()},
+            outside=frozenset(data["outside"]),
+            collect=float(data["collect"]),
+        )
+
+
+class _Recorder:
+    """Pytest plugin (in the recording child): which test runs which lines of one file, through
+    ``coverage`` with one dynamic context per test (or per setup of a wider-scoped fixture)."""
+
+    def __init__(self, filename: str, out: Path) -> None:
+        self.filename = os.path.realpath(filename)
+        self.out = out
+        self.stack: list[str] = [""]
+        self.fixtures: dict[str, list[str]] = {}
+        self.seconds: dict[str, float] = {}
+        self.order: list[str] = []
+        self.collect = 0.0
+
+    def start(self) -> None:
+        import coverage
+
+        self.begin = time.monotonic()
+        self.cov = coverage.Coverage(
+            data_file=None, include=[self.filename], config_file=False, branch=False
+        )
+        self.cov.start()
+
+    def _switch(self, context: str) -> None:
+        self.cov.switch_context(context)
+
+    def pytest_collection_finish(self, session) -> None:
+        self.collect = time.monotonic() - self.begin
+        self.order = [item.nodeid for item in session.items]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        self.fixtures[item.nodeid] = list(item.fixturenames)
+        self.stack = [item.nodeid]
+        self._switch(item.nodeid)
+        yield
+        self.stack = [""]
+        self._switch("")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        pushed = fixturedef.scope != "function"
+        if pushed:
+            self.stack.append(f"fixture {fixturedef.argname}")
+            self._switch(self.stack[-1])
+        yield
+        if pushed:
+            self.stack.pop()
+            self._switch(self.stack[-1])
+
+    def pytest_runtest_logreport(self, report) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+    def finish(self, code: int) -> None:
+        self.cov.stop()
+        data = self.cov.get_data()
+        by_context: dict[str, set[int]] = {}
+        for measured in data.measured_files():
+            if os.path.realpath(measured) != self.filename:
+                continue
+            for line, contexts in data.contexts_by_lineno(measured).items():
+                for context in contexts:
+                    by_context.setdefault(context, set()).add(line)
+        tests = {}
+        for nodeid in self.order:
+            lines = set(by_context.get(nodeid, ()))
+            for name in self.fixtures.get(nodeid, ()):
+                lines |= by_context.get(f"fixture {name}", set())
+            tests[nodeid] = frozenset(lines)
+        files = list(dict.fromkeys(n.split("::")[0] for n in self.order))
+        result = LineMap(
+            files, tests, self.seconds, frozenset(by_context.get("", ())), self.collect
+        )
+        self.out.write_text(json.dumps(result.to_json()))
+
+
+class _Select:
+    """Pytest plugin (in a mutant's child): run only the given node ids, in the given order;
+    stop with ``SELECTION_ERROR`` if one of them is not collected."""
+
+    def __init__(self, nodeids: list[str], out: Path | None = None) -> None:
+        self.rank = {n: i for i, n in enumerate(nodeids)}
+        self.out = out  # where the child writes the node id of the test that failed
+        self.failed = ""
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed and not self.failed:
+            self.failed = report.nodeid
+
+    def finish(self, code: int) -> None:
+        if self.out is not None and self.failed:
+            self.out.write_text(self.failed)
+
+    def pytest_collection_modifyitems(self, session, config, items) -> None:
+        keep = sorted(
+            (i for i in items if i.nodeid in self.rank), key=lambda i: self.rank[i.nodeid]
+        )
+        if len(keep) != len(self.rank):
+            missing = set(self.rank) - {i.nodeid for i in keep}
+            pytest.exit(f"selected tests not collected: {sorted(missing)[:3]}", SELECTION_ERROR)
+        dropped = [i for i in items if i.nodeid not in self.rank]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @dataclass
@@ -455,6 +722,7 @@ class Result:
     mutant: Mutant
     status: str  # killed | survived | timeout | cached | equivalent | device-only
     seconds: float = 0.0
+    note: str = ""  # how it was run: "3 tests", "own + dependants", "no test runs it"
 
 
 @dataclass
@@ -464,7 +732,10 @@ class Runner:
     timeout_min: float = 30.0
     cache_path: Path | None = None
     progress: bool = True
+    select: bool = True  # run only the tests that execute the mutant's lines
     _baselines: dict = field(default_factory=dict)
+    _maps: dict = field(default_factory=dict)
+    _kills: dict = field(default_factory=dict)  # {path: {node id: mutants it killed}}
 
     def _baseline(self, key: tuple, args: list[str]) -> float:
         if key not in self._baselines:
@@ -478,11 +749,96 @@ class Runner:
             self._baselines[key] = seconds
         return self._baselines[key]
 
+    def line_map(self, path: str) -> LineMap:
+        """Record (once per module) which of its own and its dependants' tests run which of
+        its lines, with the unmutated code."""
+        if path not in self._maps:
+            area, module = Path(path).parent.as_posix(), Path(path).stem
+            tests = self.layout.own_tests(area, module) + self.layout.wider_tests(area, module)
+            if not tests:
+                self._maps[path] = LineMap([], {}, {}, frozenset(), 0.0)
+                return self._maps[path]
+            if self.progress:
+                print(f"recording which tests run which lines of {path}", file=sys.stderr)
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "lines.json"
+                identity = self._mutated(path, ast.parse((self.layout.src / path).read_text()))
+                recorder = _Recorder(identity[1], out)
+                args = ["-q", *self.layout.pytest_args, *map(str, tests)]
+                status, _ = run_pytest_forked(
+                    args, timeout=3600, mutated=identity, cwd=self.layout.root, plugins=(recorder,)
+                )
+                if status != "passed" or not out.exists():
+                    raise SystemExit(
+                        f"error: the unmutated tests fail ({' '.join(args)}); fix them first"
+                    )
+                lines = LineMap.from_json(json.loads(out.read_text()))
+            if not lines.outside:
+                raise SystemExit(f"error: coverage recorded no line of {path}")
+            self._maps[path] = lines
+        return self._maps[path]
+
     def run_one(self, mutant: Mutant, source: str) -> Result:
-        area, module = mutant.area, mutant.module
         tree = mutate(source, mutant.index)
-        name = f"{self.layout.package}.{area}.{module}"
-        filename = str(self.layout.src / mutant.path)
+        spent = 0.0
+        if self.select and mutant.lines:
+            lines = self.line_map(mutant.path)
+            selected = lines.covering(mutant.lines, self._kills.get(mutant.path))
+            also_outside = bool(set(mutant.lines) & lines.outside)
+            if not selected and not also_outside:
+                return Result(mutant, "survived", 0.0, "no test runs it")
+            result = self._run_selected(mutant, tree, selected, lines) if selected else None
+            if result is not None and (result.status != "survived" or not also_outside):
+                return result
+            # Its lines also ran outside any test (a call at import or collection): what the
+            # covering tests did not catch, the long way may (the verdict is the long way's).
+            spent = result.seconds if result is not None else 0.0
+        result = self._run_rounds(mutant, tree)
+        result.seconds += spent
+        return result
+
+    def _mutated(self, path: str, tree: ast.Module) -> tuple[str, str, ast.Module]:
+        """What the child's import hook loads: the module of ``path`` from ``tree``."""
+        name = ".".join([self.layout.package, *Path(path).with_suffix("").parts])
+        return name, str(self.layout.src / path), tree
+
+    def _run_selected(
+        self, mutant: Mutant, tree: ast.Module, selected: list[str], lines: LineMap
+    ) -> Result | None:
+        files = list(dict.fromkeys(n.split("::")[0] for n in selected))
+        args = ["-x", "-q", *self.layout.pytest_args, *files]
+        baseline = lines.collect + sum(lines.seconds.get(n, 0.0) for n in selected)
+        timeout = max(self.timeout_min, self.timeout_factor * baseline)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "failed"
+            status, seconds = run_pytest_forked(
+                args,
+                timeout,
+                mutated=self._mutated(mutant.path, tree),
+                cwd=self.layout.root,
+                plugins=(_Select(selected, out),),
+            )
+            if out.exists():  # try the test that killed this one first on the next mutants
+                kills = self._kills.setdefault(mutant.path, {})
+                kills[out.read_text()] = kills.get(out.read_text(), 0) + 1
+        note = f"{len(selected)} tests"
+        if status == "error":  # a selected test went missing: run it the long way
+            if self.progress:
+                print(f"warning: {mutant.id}: selection not collected", file=sys.stderr)
+            return None
+        if status == "failed":
+            return Result(mutant, "killed", seconds, note)
+        if status == "timeout":
+            return Result(mutant, "timeout", seconds, note)
+        return Result(mutant, "survived", seconds, note)
+
+    def _run_rounds(self, mutant: Mutant, tree: ast.Module) -> Result:
+        """Without selection: the module's own tests, then (if it survived) its dependants'."""
+        area, module = mutant.area, mutant.module
         total = 0.0
         rounds = (
             ("own", self.layout.own_tests(area, module)),
@@ -492,17 +848,25 @@ class Runner:
             if not tests:
                 continue
             args = ["-x", "-q", *self.layout.pytest_args, *map(str, tests)]
-            baseline = self._baseline((mutant.path, label), args)
+            if mutant.path in self._maps:  # the recording run timed every test
+                files = {p.relative_to(self.layout.root).as_posix() for p in tests}
+                baseline = self._maps[mutant.path].collect + sum(
+                    t
+                    for n, t in self._maps[mutant.path].seconds.items()
+                    if n.split("::")[0] in files
+                )
+            else:
+                baseline = self._baseline((mutant.path, label), args)
             timeout = max(self.timeout_min, self.timeout_factor * baseline)
             status, seconds = run_pytest_forked(
-                args, timeout, mutated=(name, filename, tree), cwd=self.layout.root
+                args, timeout, mutated=self._mutated(mutant.path, tree), cwd=self.layout.root
             )
             total += seconds
             if status == "failed":
-                return Result(mutant, "killed", total)
+                return Result(mutant, "killed", total, "own + dependants")
             if status == "timeout":
-                return Result(mutant, "timeout", total)
-        return Result(mutant, "survived", total)
+                return Result(mutant, "timeout", total, "own + dependants")
+        return Result(mutant, "survived", total, "own + dependants")
 
     def run(self, mutants: list[Mutant], listed: dict[str, str]) -> list[Result]:
         """Run every mutant but the ``listed`` ones (``{id: "equivalent" | "device-only"}``)."""
@@ -523,8 +887,9 @@ class Runner:
             results.append(result)
             if self.progress:
                 mark = {"killed": ".", "timeout": "T", "survived": "S"}.get(result.status, "-")
+                note = f" ({result.note})" if result.note else ""
                 print(
-                    f"[{i}/{len(mutants)}] {mark} {result.seconds:5.1f}s {mutant.describe()}",
+                    f"[{i}/{len(mutants)}] {mark} {result.seconds:5.1f}s {mutant.describe()}{note}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -640,6 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / ".mutation-cache.json")
     parser.add_argument("--no-cache", action="store_true", help="rerun mutants killed before")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant on stderr")
+    parser.add_argument(
+        "--no-select",
+        action="store_true",
+        help="run each mutant against all its module's tests, then its dependants' (no coverage)",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
@@ -669,6 +1039,12 @@ def main(argv: list[str] | None = None) -> int:
         and i.split("/")[0] in areas
         and (not args.module or Path(i.split(":")[0]).stem in args.module)
     )
+    if not args.no_select:
+        try:
+            import coverage  # noqa: F401
+        except ImportError:
+            print("error: test selection needs coverage (pip install coverage); or --no-select")
+            return 2
     # Import the heavy stack once; every forked child shares it.
     import hypothesis  # noqa: F401
     import numpy  # noqa: F401
@@ -686,6 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_factor=args.timeout_factor,
         cache_path=None if args.no_cache else args.cache,
         progress=not args.quiet,
+        select=not args.no_select,
     )
     start = time.monotonic()
     results = runner.run(mutants, listed)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.evaluation.metrics import RankMetrics
-from reference.evaluation.scores import Scores, TrialScores
+from reference.evaluation.scores import FIGURES, RANKS, Scores, TrialScores
 
 
 def metrics(r1: float, m_ap: float, m_inp: float, valid: int = 8, n: int = 10) -> RankMetrics:
@@ -106,6 +106,28 @@ def test_table_layout():
         "mean ± std  60.00 ± 10.00  64.00 ± 10.00  69.00 ± 10.00  79.00 ± 10.00  50.00 ± 10.00"
         "  25.00 ± 5.00           8/10",
     ]
+
+
+def test_one_trial_table_still_rules_off_the_mean_row():
+    scores = Scores("sysu", {}, (TrialScores(3, metrics(0.5, 0.4, 0.2), 30),))
+    lines = scores.table().splitlines()
+    assert [line[:10] for line in lines] == [
+        "trial     ",
+        "-" * 10,
+        "3         ",
+        "-" * 10,
+        "mean ± std",
+    ]
+    assert lines[1] == lines[3] == "-" * len(lines[0])
+    assert lines[4].startswith("mean ± std  50.00 ± 0.00")
+
+
+def test_rank_figures_are_the_ranks_constant():
+    # the table's and summary's CMC figures are R<k> for k in RANKS = (1, 5, 10, 20)
+    assert RANKS == (1, 5, 10, 20)
+    assert [f"R{k}" for k in RANKS] == [n for n in FIGURES if n.startswith("R")]
+    trial = two_trials().trials[0]
+    assert [trial.figure(f"R{k}") for k in RANKS] == [trial.metrics.cmc[k - 1] for k in RANKS]
 
 
 def test_table_shows_a_varying_valid_count_as_mean_and_std():

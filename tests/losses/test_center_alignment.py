@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from reference.errors import VireidError
 from reference.losses.center_alignment import (
     CenterAlignment,
     CenterAlignmentConfig,
+    CenterAlignmentTerms,
     center_alignment,
     center_alignment_terms,
 )
@@ -174,6 +176,37 @@ def test_identical_features(device, pull_distance, batch):
     assert torch.isfinite(f.grad).all()
 
 
+@pytest.mark.parametrize("detach_centers", [False, True])
+@pytest.mark.parametrize("first", [1.0, 1e-30], ids=["equal", "underflow"])
+def test_gradient_at_zero_distance_is_zero(device, detach_centers, first):
+    # spec: the gradient at zero distance is 0. Identity 0's rows coincide ("equal") or differ
+    # by 1e-30, whose square underflows in float32 so that the distance is 0 all the same; the
+    # identities are far apart (no push): every gradient is exactly 0.
+    second = 1.0 if first == 1.0 else 0.0
+    f = torch.tensor([[first, 0.0], [second, 0.0], [5.0, 0.0], [5.0, 0.0]], device=device)
+    f.requires_grad_(True)
+    labels = torch.tensor([0, 0, 1, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1], device=device)
+    cfg = CenterAlignmentConfig(detach_centers=detach_centers)
+    terms = center_alignment_terms(f, labels, modality, cfg)
+    assert terms.pull.item() == 0.0 and terms.push.item() == 0.0
+    terms.total.backward()
+    assert torch.equal(f.grad, torch.zeros_like(f))
+
+
+@pytest.mark.parametrize("cls", [CenterAlignmentConfig, CenterAlignmentTerms])
+def test_config_and_terms_are_frozen(cls):
+    one = torch.tensor(1.0)
+    value = CenterAlignmentConfig() if cls is CenterAlignmentConfig else cls(one, one, 1.0, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.pull_weight = 2.0
+
+
+def test_one_modality_is_a_valid_set():
+    # spec: any set of distinct tags is accepted, a single one included
+    assert CenterAlignmentConfig(modalities=(1,)).modalities == (1,)
+
+
 @given(batch=feature_batches(), cfg=configs)
 def test_finite_gradients(device, batch, cfg):
     f = batch.features.to(device).requires_grad_(True)
@@ -221,6 +254,15 @@ def test_low_precision_close_to_float32(device):
         tol = 16 * torch.finfo(low).eps
         torch.testing.assert_close(got.pull, ref.pull, rtol=tol, atol=tol)
         torch.testing.assert_close(got.push, ref.push, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("pull_weight", [0.0, 0.5, 1.0, 2.0])
+def test_total_weights_both_terms(device, pull_weight):
+    # total = pull_weight * pull + push_weight * push, whatever the weights (spec: the total)
+    pull, push = torch.tensor(3.0, device=device), torch.tensor(5.0, device=device)
+    terms = CenterAlignmentTerms(pull, push, pull_weight=pull_weight, push_weight=0.5)
+    assert terms.total.item() == pull_weight * 3.0 + 2.5
+    assert terms.part_weights() == {"pull": pull_weight, "push": 0.5}
 
 
 def test_module(device):
@@ -316,6 +358,10 @@ def test_sample_mean_accepts_one_modality_identities(device):
             {"modalities": ()},
             "modalities: expected distinct modality tags out of " + ALL_NAMES + ", got ()",
         ),
+        (  # not tags at all (unhashable): the same message, not a TypeError
+            {"modalities": ([0], [1])},
+            "modalities: expected distinct modality tags out of " + ALL_NAMES + ", got ([0], [1])",
+        ),
         (
             {"center": "median"},
             "center: expected one of 'modality_mean', 'sample_mean', got 'median'",
@@ -364,6 +410,15 @@ def test_nonfinite_rows_are_refused_also_when_not_used(device):
     with pytest.raises(VireidError) as info:
         center_alignment(features, labels, modality)
     assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 1)"
+
+
+def test_shape_errors_come_before_finiteness(device):
+    # the shapes are checked first; finiteness is read off the centers after them
+    features = torch.zeros(4, 2, device=device)
+    features[0, 0] = float("nan")
+    with pytest.raises(VireidError) as info:
+        center_alignment(features, torch.tensor([0, 0, 1], device=device), torch.zeros(4))
+    assert str(info.value) == "labels: expected shape (4,) to match features, got (3,)"
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,8 @@ def test_bad_options(device):
         did_loss(z, y, m, epsilon=1.5)
     with _raises("logits: expected shape (n, d) with d >= 1, got (8,)"):
         did_loss(z[:, 0], y, m)
+    with _raises("logits: expected at least one row, got shape (0, 3)"):
+        did_loss(z[:0], y[:0], m[:0])
 
 
 def test_nan_logits_in_the_per_modality_terms(device):
@@ -235,6 +237,14 @@ def test_nan_logits_in_the_per_modality_terms(device):
         did_terms(z, y, m)
     with _raises("logits: expected finite values, found NaN or inf (first in row 5)"):
         did_loss(z, y, m, reduction="modality")
+
+
+def test_option_errors_come_before_finiteness(device):
+    # the options are checked first; finiteness of the logits is left to the loss itself
+    z, y, m = _small(device)
+    z[5, 2] = float("nan")
+    with _raises("epsilon: expected a label-smoothing weight in [0, 1), got 1.5"):
+        did_loss(z, y, m, epsilon=1.5)
 
 
 def test_labels_on_another_device(device):

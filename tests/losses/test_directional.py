@@ -8,6 +8,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from reference.errors import VireidError
 from reference.losses.directional import directional_triplet
 from reference.losses.mdl import ALL_DIRECTIONS
 from reference.losses.triplet import batch_hard_triplet
@@ -41,3 +42,18 @@ def test_same_value_as_batch_hard_triplet_with_masks(device, batch, direction, m
         x, y, metric=metric, soft_margin=soft, anchors=m == a, candidates=m == b
     )
     assert float(got) == pytest.approx(float(want), rel=1e-12, abs=1e-12)
+
+
+def test_missing_modality_message_names_the_term_and_every_present_modality(device):
+    # V has 2 rows, I only one, DV none: the message lists V and I and names the term
+    x = torch.zeros(3, 2, device=device)
+    y = torch.tensor([0, 1, 0], device=device)
+    m = torch.tensor([0, 0, 1], device=device)
+    with pytest.raises(VireidError) as info:
+        directional_triplet(x, y, m, (0, 2))
+    assert str(info.value) == (
+        "modality: direction V->DV needs rows of modality DV (2); the batch has V, I"
+    )
+    with pytest.raises(VireidError) as info:
+        directional_triplet(x, y, m, (0, 2), what="MDL direction V->DV")
+    assert str(info.value).startswith("modality: MDL direction V->DV needs rows of modality DV")

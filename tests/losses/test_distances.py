@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.losses.distances import (
     COSINE_EPS,
+    NEAR,
+    check_features,
     paired_distances,
     paired_distances_plain,
     paired_unchecked,
@@ -303,3 +305,36 @@ def test_paired_distances_fast_path_equals_the_plain_formula(device):
     (want * w).sum().backward()
     for a, b in zip(fast, plain, strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_near_threshold_is_the_spec_value():
+    # spec/losses/distances.md: entries with sq <= NEAR * (|a|^2 + |b|^2) are recomputed from
+    # differences, NEAR = 1/4 (where the expansion may have cancelled more than two bits)
+    assert NEAR == 0.25
+
+
+def test_one_element_features_are_checked_for_finiteness():
+    # a single NaN entry is refused like any other (only an empty tensor skips the check)
+    with pytest.raises(VireidError) as info:
+        check_features(torch.tensor([[float("nan")]]))
+    assert str(info.value) == "features: expected finite values, found NaN or inf (first in row 0)"
+    check_features(torch.zeros(0, 3))
+
+
+def test_cosine_distance_of_opposite_rows_is_at_most_2():
+    # 1 - a.b of unit rows can round to 2 + 2e-7 for opposite rows: the distance stays in [0, 2]
+    x = torch.randn(200, 7, generator=torch.Generator().manual_seed(0))
+    dist = pairwise_distances(x, -x, metric="cosine")
+    assert dist.max().item() == 2.0 and dist.min().item() >= 0.0
+
+
+def test_paired_gradient_is_zero_where_the_distance_is_zero():
+    # docstring/spec: the gradient is 0 where the distance is 0, also when the difference is
+    # not exactly 0 but its square underflows (1e-30 in float32)
+    x = torch.tensor([[1e-30, 0.0], [2.0, 1.0], [3.0, 4.0]], requires_grad=True)
+    y = torch.tensor([[0.0, 0.0], [2.0, 1.0], [0.0, 0.0]], requires_grad=True)
+    dist = paired_distances(x, y)
+    assert dist.tolist() == [0.0, 0.0, 5.0]
+    dist.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.6, 0.8]]))
+    assert torch.equal(y.grad, -x.grad)
