@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,6 +129,14 @@ def test_without_tensorboard_log_csv_alone_holds_the_values(synth_roots, tmp_pat
         assert float(log[-1][term]) == value, term
 
 
+def next_second() -> None:
+    """Sleep into the next wall-clock second. TensorBoard reads a folder's event files in name
+    order: the creation time in seconds, then a per-process file counter compared as text (so
+    ``.10`` sorts before ``.8``). A real resume or ``--force`` is a new process started later;
+    sessions made by one test process within one second would be read out of order."""
+    time.sleep(1.01 - time.time() % 1)
+
+
 def test_tensorboard_after_a_resume_or_force_shows_one_run(tmp_path):
     pytest.importorskip("tensorboard")
     log = RunLog(tmp_path, enabled=True, resume_step=None)
@@ -135,11 +144,13 @@ def test_tensorboard_after_a_resume_or_force_shows_one_run(tmp_path):
         log.step({"epoch": 1, "step": step, "total": float(step)})
     log.evaluation(1, 3, "val", {"r1": 0.5, "mAP": 0.25, "mINP": 0.125})
     log.close()
+    next_second()
     log = RunLog(tmp_path, enabled=True, resume_step=2)  # the checkpoint was after step 2
     log.step({"epoch": 1, "step": 3, "total": 9.0})
     log.close()
     scalars = read_scalars(tmp_path / "tensorboard")
     assert scalars == {"total": {1: 1.0, 2: 2.0, 3: 9.0}}  # val/* of step 3 was past it too
+    next_second()
     log = RunLog(tmp_path, enabled=True, resume_step=None)  # --force: a new run
     log.step({"epoch": 1, "step": 1, "total": 5.0})
     log.close()
