@@ -384,6 +384,19 @@ def test_line_map_of_the_unmutated_tests(fixture_layout: Layout) -> None:
     ]
 
 
+def test_line_map_of_a_module_imported_only_inside_a_test(fixture_layout: Layout) -> None:
+    # as cli.py imports an area's commands when a command runs: no line of the module runs
+    # outside a test, and that is not the recording failing
+    pytest.importorskip("coverage", reason="test selection records lines with coverage")
+    (fixture_layout.src / "area" / "lazy.py").write_text("def triple(x):\n    return x * 3\n")
+    (fixture_layout.tests / "area" / "test_lazy.py").write_text(
+        "def test_triple():\n    from pkg.area.lazy import triple\n\n    assert triple(2) == 6\n"
+    )
+    lines = Runner(fixture_layout, progress=False).line_map("area/lazy.py")
+    assert not lines.outside
+    assert lines.covering((2,)) == ["tests/area/test_lazy.py::test_triple"]
+
+
 def test_selected_runs(fixture_layout: Layout) -> None:
     pytest.importorskip("coverage", reason="test selection records lines with coverage")
     changes = _by_change(mutation.select(fixture_layout, ["area"], ["tiny"], None))
