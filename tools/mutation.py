@@ -1053,6 +1053,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    # gradcheck imports sympy at its first call (about 5 s): here once, not in every child
+    one = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: t * 2.0, (one,), fast_mode=True)
     for name in ("scipy", "scipy.io", "scipy.optimize", "pandas", "sybil"):
         try:
             __import__(name)
