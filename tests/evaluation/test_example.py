@@ -9,6 +9,7 @@ import pytest
 
 from reference.errors import VireidError
 from reference.evaluation.example import (
+    llcm_example,
     regdb_example,
     sysu_example,
     sysu_example_counts,
@@ -104,3 +105,8 @@ def test_default_examples_are_pinned_data_sets():
         [17987.764085401705, 20896.127584507645]
     )
     assert [s.pids[:3].tolist() for s in sets] == [[1, 1, 1], [0, 0, 0]]
+    llcm = llcm_example(0)  # 351 identities, folders of 1 to 8 images per modality and camera
+    assert llcm.features.shape == (17438, 64) and np.unique(llcm.pids).size == 351
+    assert [int((llcm.modalities == m).sum()) for m in (0, 1)] == [9055, 8383]
+    assert (int(llcm.frames.min()), int(llcm.frames.max())) == (0, 7)
+    assert float(llcm.features.astype(np.float64).sum()) == pytest.approx(-92441.66097239703)
