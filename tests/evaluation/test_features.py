@@ -269,3 +269,22 @@ def test_a_zip_whose_members_are_not_arrays(tmp_path):
         load_features(path, "sysu")
     # NumPy hands back members that are not .npy files as raw bytes: still a named field error
     assert str(info.value) == f"{path}: field 'features': expected a float array, got dtype |S7"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "camids", "frames"),
+    [("regdb", [1, 2, 1, 2], None), ("sysu", [1, 3, 4, 6], [0, 0, 0, 0])],
+)
+def test_a_modalities_field_must_agree_with_the_cameras(dataset, camids, frames):
+    # RegDB: camera 1 visible, 2 thermal; SYSU-MM01: cameras 3 and 6 infrared
+    camids = np.array(camids)
+    kwargs = {"frames": None if frames is None else np.array(frames), "dataset": dataset}
+    x, pids = np.zeros((4, 2), np.float32), np.array([1, 1, 2, 2])
+    right = np.array([0, 1, 0, 1])  # the modality each camera implies
+    fs = FeatureSet.create(x, pids, camids, modalities=right, **kwargs)
+    assert fs.modalities.tolist() == right.tolist()
+    with pytest.raises(VireidError) as info:
+        FeatureSet.create(x, pids, camids, modalities=1 - right, **kwargs)
+    assert str(info.value) == (
+        f"features: field 'modalities': row 0 has modality 1 but camera 1 is visible in {dataset}"
+    )
