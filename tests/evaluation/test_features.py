@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 
 import numpy as np
@@ -72,6 +73,16 @@ def test_arrays_are_read_only_and_subset_keeps_rows():
     assert sub.pids.tolist() == [10, 6] and sub.camids.tolist() == [6, 3]
     assert sub.frames.tolist() == [0, 0]
     np.testing.assert_array_equal(sub.features, fs.features[[3, 1]])
+
+
+def test_a_feature_set_is_frozen_and_compared_by_identity():
+    fs = FeatureSet.create(**_sysu_arrays(), dataset="sysu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fs.pids = fs.pids[:1]  # type: ignore[misc]
+    # arrays have no single truth value: a set is itself, and hashable as an object
+    same_rows = fs.subset(np.arange(len(fs)))
+    assert fs == fs and fs != same_rows
+    assert len({fs, same_rows, fs}) == 2
 
 
 def test_extra_keys_are_ignored_and_compressed_archives_are_read(tmp_path):
