@@ -140,6 +140,10 @@ def test_nan_and_inf_name_the_first_bad_row():
             "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (4,)",
         ),
         (
+            {"features": np.zeros((0, 3))},
+            "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (0, 3)",
+        ),
+        (
             {"features": np.zeros((4, 0))},
             "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (4, 0)",
         ),
@@ -155,6 +159,14 @@ def test_nan_and_inf_name_the_first_bad_row():
         (
             {"pids": np.array([6, -1, 10, 10])},
             "x.npz: field 'pids': expected identities >= 0, got -1 at row 1",
+        ),
+        (
+            {"pids": np.array([0, 0, -3, 10])},  # identity 0 is valid: the first negative
+            "x.npz: field 'pids': expected identities >= 0, got -3 at row 2",
+        ),
+        (
+            {"pids": np.array([6, 6, 2**63, 10], dtype=np.uint64)},
+            "x.npz: field 'pids': values exceed the int64 range",
         ),
         (
             {"camids": np.array([[1, 3, 3, 6]])},
@@ -178,6 +190,14 @@ def test_nan_and_inf_name_the_first_bad_row():
 )
 def test_bad_fields_are_named(changes, message):
     assert _create_error(**changes) == message
+
+
+def test_edge_values_that_are_accepted():
+    one = FeatureSet.create(**_sysu_arrays(n=1), dataset="sysu")  # a single image
+    assert len(one) == 1 and one.dim == 3
+    big = np.array([6, 6, 2**63 - 1, 10], dtype=np.uint64)  # the largest int64, as uint64
+    fs = FeatureSet.create(**{**_sysu_arrays(), "pids": big}, dataset="sysu")
+    assert fs.pids.dtype == np.int64 and int(fs.pids[2]) == 2**63 - 1
 
 
 def test_duplicated_image_names_camera_identity_frame_and_rows():
