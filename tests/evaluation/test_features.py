@@ -192,6 +192,15 @@ def test_bad_fields_are_named(changes, message):
     assert _create_error(**changes) == message
 
 
+def test_an_unknown_modality_is_named():
+    mods = np.array([0, 1, 2, 0])
+    message = _create_error(dataset="llcm", camids=np.array([1, 2, 4, 5]), modalities=mods)
+    assert message == (
+        "x.npz: field 'modalities': unknown modality 2 at row 2; expected 0 (visible) or 1 "
+        "(infrared)"
+    )
+
+
 def test_edge_values_that_are_accepted():
     one = FeatureSet.create(**_sysu_arrays(n=1), dataset="sysu")  # a single image
     assert len(one) == 1 and one.dim == 3
