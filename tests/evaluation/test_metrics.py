@@ -18,6 +18,7 @@ from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.metrics import (
     RankMetrics,
+    chunk_rows,
     exclusion_mask,
     rank_metrics,
     rank_metrics_from_features,
@@ -932,3 +933,13 @@ def test_read_only_id_arrays_are_taken_without_a_warning():
         warnings.simplefilter("error")
         got = rank_metrics(torch.tensor([[0.1, 0.2], [0.3, 0.1]]), ids, ids, [3, 3], [1, 1])
     assert got.mAP == 1.0
+
+
+def test_default_chunk_is_the_specs():
+    # spec "Memory": c = max(32, 2**22 // n_gallery) rows, capped at n_query; an explicit size wins
+    assert chunk_rows(None, 10**6, 1024) == 4096
+    assert chunk_rows(None, 10**6, 100_000) == 41  # the spec's 100,000 x 100,000 figure
+    assert chunk_rows(None, 10**6, 10**6) == 32
+    assert chunk_rows(None, 10, 1024) == 10
+    assert chunk_rows(None, 5, 0) == 5
+    assert chunk_rows(7, 100, 5) == 7 and chunk_rows(7, 3, 5) == 3
