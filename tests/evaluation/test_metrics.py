@@ -566,6 +566,11 @@ def test_float64_distances_one_ulp_apart_are_ranked_by_distance(device):
     got = rank_metrics(distmat, **args)
     np.testing.assert_array_equal(got.cmc, [0.5, 0.5, 1.0])
     assert got.mAP == pytest.approx((1.0 + 1.0 / 3.0) / 2, rel=0, abs=TOL)
+    # a chunk in which a single row needs the exact keys
+    one_row = {**args, "q_pids": args["q_pids"][:1], "q_camids": args["q_camids"][:1]}
+    np.testing.assert_array_equal(rank_metrics(distmat[:1], **one_row).cmc, [1.0, 1.0, 1.0])
+    two = rank_metrics(distmat, **args, chunk_size=1)
+    np.testing.assert_array_equal(two.cmc, [0.5, 0.5, 1.0])
 
 
 def test_large_gallery_with_ties_and_near_ties_matches_oracle(device):
