@@ -13,8 +13,9 @@ Run: ``nox -s bench`` (or ``pytest tests/bench/bench_training.py -o python_files
   and the same losses, ``zero_grad``, forward, ``compute_losses``, backward, ``optimizer.step()``
   on one fixed batch that the pipeline made before timing: no data work, no bookkeeping. The
   losses are in the bare step because they are the method, not the engine's overhead.
-- Five rounds (CPU) are interleaved (bare, short run, long run, in rotating order) and the minimum of each
-  is kept, so a load spike on a shared machine hits all three alike. ``ratio_engine_to_bare``
+- Five rounds (CPU; three on a GPU) are interleaved (bare, short run, long run, in rotating
+  order) and the minimum of each is kept, so a load spike on a shared machine hits all three
+  alike. ``ratio_engine_to_bare``
   is the figure the target reads (at most 1.10).
 
 CPU part: Method A at 64 x 32 (2 coarse and 4 fine stripes: the 4-row map), batches of 2
