@@ -6,6 +6,7 @@ disagreement is the fast code's error, not rounding. The fast code runs on the `
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -948,3 +949,11 @@ def test_default_chunk_is_the_specs():
     assert chunk_rows(None, 10, 1024) == 10
     assert chunk_rows(None, 5, 0) == 5
     assert chunk_rows(7, 100, 5) == 7 and chunk_rows(7, 3, 5) == 3
+
+
+def test_per_query_values_are_frozen():
+    got = rank_metrics(
+        np.array([[0.1, 0.2]]), np.array([1]), np.array([1, 2]), np.array([3]), np.array([1, 1])
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.queries.ap = got.queries.ap * 0  # type: ignore[misc]
