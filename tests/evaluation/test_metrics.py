@@ -957,3 +957,5 @@ def test_per_query_values_are_frozen():
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         got.queries.ap = got.queries.ap * 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.mAP = 1.0  # type: ignore[misc]  # the figures too
