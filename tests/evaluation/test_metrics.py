@@ -949,6 +949,8 @@ def test_default_chunk_is_the_specs():
     assert chunk_rows(None, 10, 1024) == 10
     assert chunk_rows(None, 5, 0) == 5
     assert chunk_rows(7, 100, 5) == 7 and chunk_rows(7, 3, 5) == 3
+    assert chunk_rows(None, 10**7, 1) == 2**22  # a gallery of one image
+    assert chunk_rows(1, 10, 5) == 1 and chunk_rows(None, 1, 5) == 1
 
 
 def test_per_query_values_are_frozen():
