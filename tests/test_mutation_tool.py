@@ -475,6 +475,7 @@ import json
 from tools import mutation
 from tools.mutation import Runner
 from tests.test_mutation_tool import _OwnTestsOnly, _verdicts
+mutation.preload()
 layout = _OwnTestsOnly()
 mutants = mutation.select(layout, ["losses"], ["mml"], None)
 selected = Runner(layout, progress=False).run(mutants, {})

@@ -991,6 +991,23 @@ def report(results: list[Result], seconds: float, stale: list[str]) -> tuple[str
     return "\n".join(lines), bool(survivors)
 
 
+def preload() -> None:
+    """Import the heavy stack once, in the parent: every forked child shares it (torch at one
+    thread; gradcheck's first call imports sympy, about 5 s, that no child should pay)."""
+    import hypothesis  # noqa: F401
+    import numpy  # noqa: F401
+    import torch
+
+    torch.set_num_threads(1)
+    one = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: t * 2.0, (one,), fast_mode=True)
+    for name in ("scipy", "scipy.io", "scipy.optimize", "pandas", "sybil"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--area", action="append", choices=AREAS, help="default: all areas")
@@ -1046,18 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("error: test selection needs coverage (pip install coverage); or --no-select")
             return 2
-    # Import the heavy stack once; every forked child shares it.
-    import hypothesis  # noqa: F401
-    import numpy  # noqa: F401
-    import pytest  # noqa: F401
-    import torch
-
-    torch.set_num_threads(1)
-    for name in ("scipy", "scipy.io", "scipy.optimize", "pandas", "sybil"):
-        try:
-            __import__(name)
-        except ImportError:
-            pass
+    preload()
     runner = Runner(
         layout=layout,
         timeout_factor=args.timeout_factor,

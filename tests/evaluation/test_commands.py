@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from reference.cli import main
+from reference.errors import VireidError
+from reference.evaluation.commands import evaluate
 from reference.evaluation.example import regdb_example, sysu_example
 from reference.evaluation.features import FeatureSet, save_features
 
@@ -210,3 +213,24 @@ def test_sysu_and_regdb_record_rerank(tmp_path, sysu_file, regdb_files, capsys):
     assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["rerank"]["lambda"] == 0.3
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "options", "message"),
+    [
+        ("sysu", {"mode": "all", "shots": 1, "sampling": "agw", "split": None, "trials": 1},
+         "--features: expected a features file (or --example)"),
+        ("llcm", {"direction": "i2v", "trials": 1},
+         "--features: expected a features file (or --example)"),
+        ("regdb", {"direction": "v2t"},
+         "--features: expected one features file per trial (or --example)"),
+    ],
+)  # fmt: skip
+def test_evaluate_called_without_features_or_example(protocol, options, message, capsys):
+    # argparse requires one of the two; a caller of the command function gets the same rule
+    with pytest.raises(VireidError, match=re.escape(message)):
+        evaluate(
+            protocol, features=None, example=False, metric="euclidean", json_out=None,
+            force=False, **options,
+        )  # fmt: skip
+    assert capsys.readouterr().out == ""

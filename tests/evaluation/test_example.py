@@ -9,6 +9,7 @@ import pytest
 
 from reference.errors import VireidError
 from reference.evaluation.example import (
+    llcm_example,
     regdb_example,
     sysu_example,
     sysu_example_counts,
@@ -75,14 +76,18 @@ def test_example_from_the_official_split_has_its_folder_sizes():
     for pid in split.test_ids:
         for cam in range(1, 7):
             assert folders.count(cam, pid) == split.count(cam, pid)
+    # seed 0 by default, as the example of the agw draw
+    counts = {(c, p): split.count(c, p) for p in split.test_ids for c in range(1, 7)}
+    np.testing.assert_array_equal(fs.features, sysu_example(0, counts=counts, dim=2).features)
 
 
 def test_default_examples_are_pinned_data_sets():
     # The example files are fixed data sets (seeded, "folder sizes drawn per camera", 64-d,
     # noise and gaps as in the module docstring): seed 0 must give these very files on every
-    # version, so figures printed from `--example` stay reproducible. Per camera: (folders,
-    # images, smallest, largest folder).
-    counts = sysu_example_counts(0)
+    # version, so figures printed from `--example` stay reproducible (the defaults are seed 0:
+    # called without arguments, as the commands do). Per camera: (folders, images, smallest,
+    # largest folder).
+    counts = sysu_example_counts()
     per_camera = {}
     for cam in range(1, 7):
         sizes = [n for (c, _), n in counts.items() if c == cam]
@@ -95,7 +100,7 @@ def test_default_examples_are_pinned_data_sets():
         5: (95, 1906, 19, 21),
         6: (96, 1920, 20, 20),
     }
-    fs = sysu_example(0)
+    fs = sysu_example()
     assert fs.features.shape == (10050, 64)
     assert float(fs.features.astype(np.float64).sum()) == pytest.approx(17400.29636899443)
     assert float(np.abs(fs.features).astype(np.float64).sum()) == pytest.approx(909265.0914044273)
@@ -104,3 +109,8 @@ def test_default_examples_are_pinned_data_sets():
         [17987.764085401705, 20896.127584507645]
     )
     assert [s.pids[:3].tolist() for s in sets] == [[1, 1, 1], [0, 0, 0]]
+    llcm = llcm_example()  # 351 identities, folders of 1 to 8 images per modality and camera
+    assert llcm.features.shape == (17438, 64) and np.unique(llcm.pids).size == 351
+    assert [int((llcm.modalities == m).sum()) for m in (0, 1)] == [9055, 8383]
+    assert (int(llcm.frames.min()), int(llcm.frames.max())) == (0, 7)
+    assert float(llcm.features.astype(np.float64).sum()) == pytest.approx(-92441.66097239703)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 
 import numpy as np
@@ -74,6 +75,16 @@ def test_arrays_are_read_only_and_subset_keeps_rows():
     np.testing.assert_array_equal(sub.features, fs.features[[3, 1]])
 
 
+def test_a_feature_set_is_frozen_and_compared_by_identity():
+    fs = FeatureSet.create(**_sysu_arrays(), dataset="sysu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fs.pids = fs.pids[:1]  # type: ignore[misc]
+    # arrays have no single truth value: a set is itself, and hashable as an object
+    same_rows = fs.subset(np.arange(len(fs)))
+    assert fs == fs and fs != same_rows
+    assert len({fs, same_rows, fs}) == 2
+
+
 def test_extra_keys_are_ignored_and_compressed_archives_are_read(tmp_path):
     path = tmp_path / "c.npz"
     np.savez_compressed(path, **_sysu_arrays(), paths=np.array(["a", "b", "c", "d"]))
@@ -129,6 +140,10 @@ def test_nan_and_inf_name_the_first_bad_row():
             "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (4,)",
         ),
         (
+            {"features": np.zeros((0, 3))},
+            "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (0, 3)",
+        ),
+        (
             {"features": np.zeros((4, 0))},
             "x.npz: field 'features': expected shape (n, d) with n >= 1 and d >= 1, got (4, 0)",
         ),
@@ -144,6 +159,14 @@ def test_nan_and_inf_name_the_first_bad_row():
         (
             {"pids": np.array([6, -1, 10, 10])},
             "x.npz: field 'pids': expected identities >= 0, got -1 at row 1",
+        ),
+        (
+            {"pids": np.array([0, 0, -3, 10])},  # identity 0 is valid: the first negative
+            "x.npz: field 'pids': expected identities >= 0, got -3 at row 2",
+        ),
+        (
+            {"pids": np.array([6, 6, 2**63, 10], dtype=np.uint64)},
+            "x.npz: field 'pids': values exceed the int64 range",
         ),
         (
             {"camids": np.array([[1, 3, 3, 6]])},
@@ -167,6 +190,23 @@ def test_nan_and_inf_name_the_first_bad_row():
 )
 def test_bad_fields_are_named(changes, message):
     assert _create_error(**changes) == message
+
+
+def test_an_unknown_modality_is_named():
+    mods = np.array([0, 1, 2, 0])
+    message = _create_error(dataset="llcm", camids=np.array([1, 2, 4, 5]), modalities=mods)
+    assert message == (
+        "x.npz: field 'modalities': unknown modality 2 at row 2; expected 0 (visible) or 1 "
+        "(infrared)"
+    )
+
+
+def test_edge_values_that_are_accepted():
+    one = FeatureSet.create(**_sysu_arrays(n=1), dataset="sysu")  # a single image
+    assert len(one) == 1 and one.dim == 3
+    big = np.array([6, 6, 2**63 - 1, 10], dtype=np.uint64)  # the largest int64, as uint64
+    fs = FeatureSet.create(**{**_sysu_arrays(), "pids": big}, dataset="sysu")
+    assert fs.pids.dtype == np.int64 and int(fs.pids[2]) == 2**63 - 1
 
 
 def test_duplicated_image_names_camera_identity_frame_and_rows():
@@ -269,3 +309,22 @@ def test_a_zip_whose_members_are_not_arrays(tmp_path):
         load_features(path, "sysu")
     # NumPy hands back members that are not .npy files as raw bytes: still a named field error
     assert str(info.value) == f"{path}: field 'features': expected a float array, got dtype |S7"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "camids", "frames"),
+    [("regdb", [1, 2, 1, 2], None), ("sysu", [1, 3, 4, 6], [0, 0, 0, 0])],
+)
+def test_a_modalities_field_must_agree_with_the_cameras(dataset, camids, frames):
+    # RegDB: camera 1 visible, 2 thermal; SYSU-MM01: cameras 3 and 6 infrared
+    camids = np.array(camids)
+    kwargs = {"frames": None if frames is None else np.array(frames), "dataset": dataset}
+    x, pids = np.zeros((4, 2), np.float32), np.array([1, 1, 2, 2])
+    right = np.array([0, 1, 0, 1])  # the modality each camera implies
+    fs = FeatureSet.create(x, pids, camids, modalities=right, **kwargs)
+    assert fs.modalities.tolist() == right.tolist()
+    with pytest.raises(VireidError) as info:
+        FeatureSet.create(x, pids, camids, modalities=1 - right, **kwargs)
+    assert str(info.value) == (
+        f"features: field 'modalities': row 0 has modality 1 but camera 1 is visible in {dataset}"
+    )

@@ -8,6 +8,7 @@ loop oracle of ``test_metrics.py`` with the same-identity same-camera rule.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -103,6 +104,14 @@ def test_draw_and_order_are_the_public_procedures(seed, n_ids, trial):
         got = as_names(fs, tree, gallery_rows(folders, modality, trial))
         assert got == public_draw(ids, tree, names, trial)
         assert as_names(fs, tree, query_rows(folders, modality)) == public_queries(ids, tree, names)
+
+
+def test_folders_are_frozen():
+    # the folder index is shared by every trial's draw: none may change it
+    folders = folders_of(tree_and_features(0, 3)[2])
+    field = dataclasses.fields(folders)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(folders, field, None)
 
 
 def test_the_draw_leaves_the_global_generator_alone():

@@ -89,3 +89,24 @@ def test_keys_order_like_the_floats():
     assert keys[0, 1] == keys[0, 2]  # -0.0 and +0.0 are equal
     long = order_keys(values, torch.arange(6), 3)
     assert torch.equal(torch.argsort(long), torch.tensor([[0, 5, 1, 2, 3, 4]]))
+
+
+def test_ties_before_and_identity_rank_of_keys_by_hand():
+    # gallery: items 0..4 of identities [7, 8, 8, 9, 7]; one row of keys, the lead at item 2
+    gp, gc = torch.tensor([7, 8, 8, 9, 7]), torch.tensor([1, 1, 2, 4, 5])
+    scorer = QueryScorer(gp, gc, "none", "identity")
+    keys = torch.tensor([[5, 3, 3, 3, 1]], dtype=torch.int32)
+    # items 1 and 3 share item 2's key; only item 1 has the smaller gallery index
+    assert scorer.ties_before(keys, torch.tensor([3], dtype=torch.int32), torch.tensor([2])) == 1
+    lead_key, lead_item = torch.tensor([[3]], dtype=torch.int32), torch.tensor([[2]])
+    # identity 7 is first below (item 4, key 1); identity 9 ties at key 3 but comes after
+    # item 2; identity 8 is the query's own: rank 2
+    rank = scorer.identity_rank_of_keys(keys, lead_key, lead_item, torch.tensor([True]))
+    assert rank.tolist() == [2]
+    # the lead at item 3 (identity 9): identity 7 below, identity 8 tied at key 3 with a
+    # smaller index (items 1, 2): rank 3
+    rank = scorer.identity_rank_of_keys(keys, lead_key, torch.tensor([[3]]), torch.tensor([True]))
+    assert rank.tolist() == [3]
+    # a row whose lead is not kept is not counted one by one
+    rank = scorer.identity_rank_of_keys(keys, lead_key, torch.tensor([[3]]), torch.tensor([False]))
+    assert rank.tolist() == [2]

@@ -102,6 +102,20 @@ def test_subsets_and_modalities_present(device, batch, tags):
     assert float(present) == pytest.approx(float(got), rel=1e-12, abs=1e-12)
 
 
+def test_a_modality_with_one_row_is_present_not_dropped(device):
+    # modalities=None takes every modality with a row: a lone DI row is reported, not skipped
+    y = torch.tensor([0, 0, 1, 1] * 3 + [0], device=device)
+    m = torch.tensor([0] * 4 + [1] * 4 + [2] * 4 + [3], device=device)
+    x = torch.randn(13, 4, dtype=torch.float64, device=device)
+    message = (
+        "labels: MML modality DI: identity 0 has 1 row(s) of modality DI but no other row of "
+        "modality DI to be its positive"
+    )
+    with pytest.raises(VireidError, match=re.escape(message)):
+        mml_terms(x, y, m, modalities=None)
+    assert list(mml_terms(x, y, m, modalities=(0, 1, 2))) == ["V", "I", "DV"]
+
+
 @given(batches)
 def test_float32_within_tolerance_of_float64_oracle(device, batch):
     x, y, m = _on(batch, device)

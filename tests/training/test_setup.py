@@ -52,3 +52,28 @@ def test_two_learning_rates_nesterov_and_the_schedule():
         optimizer.step()  # no gradients: nothing moves, but the order is the loop's
         scheduler.step()
     assert rates == pytest.approx([0.005, 0.05, 0.01, 0.1, 0.01, 0.1, 0.001, 0.01])
+
+
+def test_compile_on_the_cpu_without_a_cxx_compiler_is_refused_up_front(monkeypatch):
+    from reference.training import setup
+
+    found = {"g++": None, "c++": None, "clang++": None, "/opt/cc/bin/my-cxx": "/opt/cc/bin/my-cxx"}
+    monkeypatch.setattr(setup.shutil, "which", lambda name: found.get(name))
+    monkeypatch.delenv("CXX", raising=False)
+    message = (
+        "run.compile: torch.compile's default backend (inductor) needs a C++ compiler on the "
+        "CPU ($CXX or one of g++, c++, clang++ on PATH) and none was found; install one or set "
+        "run.compile=false"
+    )
+    with pytest.raises(VireidError) as caught:
+        build_for_training(config("run.compile=true"), torch.device("cpu"), Processes())
+    assert str(caught.value) == message
+    monkeypatch.setenv("CXX", "missing-cxx")  # a $CXX that is not there does not count
+    with pytest.raises(VireidError, match=r"^run\.compile: "):
+        setup.check_compiler(torch.device("cpu"))
+    monkeypatch.setenv("CXX", "/opt/cc/bin/my-cxx")
+    setup.check_compiler(torch.device("cpu"))
+    monkeypatch.delenv("CXX")
+    setup.check_compiler(torch.device("cuda"))  # checked on the CPU only (the CPU kernels)
+    found["clang++"] = "/usr/bin/clang++"
+    setup.check_compiler(torch.device("cpu"))

@@ -33,10 +33,12 @@ from reference.evaluation.features import FeatureSet
 from reference.evaluation.sysu import ALL_CAMERAS, IR_CAMERAS, OfficialSplit
 
 SYSU_TEST_IDS = SYSU_IDS["test"]
+#: probability that an identity has folders indoors: cameras 1 and 2 see the same people
+SYSU_INDOOR_P = 0.58
 #: per camera: (probability that an identity has a folder there, smallest, largest size)
 SYSU_FOLDERS: dict[int, tuple[float, int, int]] = {
-    1: (0.58, 10, 40),
-    2: (0.58, 14, 42),
+    1: (SYSU_INDOOR_P, 10, 40),
+    2: (SYSU_INDOOR_P, 14, 42),
     3: (0.97, 19, 21),
     4: (0.98, 19, 22),
     5: (0.99, 19, 21),
@@ -72,7 +74,7 @@ def sysu_example_counts(seed: int = 0, n_ids: int = SYSU_TEST_IDS) -> dict[tuple
     """Folder sizes ``{(cam, pid): n}`` for ``n_ids`` identities numbered 1..n_ids."""
     rng = np.random.default_rng(seed)
     counts: dict[tuple[int, int], int] = {}
-    indoor = rng.random(n_ids) < SYSU_FOLDERS[1][0]  # cameras 1 and 2 see the same people
+    indoor = rng.random(n_ids) < SYSU_INDOOR_P  # one draw for cameras 1 and 2
     for cam in ALL_CAMERAS:
         prob, low, high = SYSU_FOLDERS[cam]
         present = indoor if cam in (1, 2) else rng.random(n_ids) < prob

@@ -28,12 +28,12 @@ from reference.evaluation.metrics import (
     rank_metrics,
 )
 from reference.evaluation.ranking import (
-    INT64_MAX,
     SENTINEL32,
     SYSU_QUERY_CAMERA,
     ChunkValues,
     QueryScorer,
     float32_keys,
+    sort_ranks,
     sort_rows,
 )
 
@@ -221,17 +221,12 @@ class PooledScorer:
             shared = kept & (at + 1 < n_pool) & (after == pos_keys)
             if bool(shared.any()):
                 r, a = shared.nonzero(as_tuple=True)
-                j = item[r, a]
-                row_keys = keys[r][:, cols]
-                same = (row_keys == pos_keys[r, a][:, None]) & (scorer.index[None] < j[:, None])
-                ranks[r, a] += same.sum(dim=1)
-            ranks = torch.where(kept, ranks, INT64_MAX)
-            order = torch.sort(ranks, dim=1)
-            ranks, kept_sorted = order.values, kept.gather(1, order.indices)
+                ranks[r, a] += scorer.ties_before(keys[r][:, cols], pos_keys[r, a], item[r, a])
+            ranks, kept_sorted, order = sort_ranks(ranks, kept)
             if self.kind == "standard":
                 first_rank = ranks[:, 0]
             else:
-                lead = order.indices[:, :1]
+                lead = order[:, :1]
                 first_rank = self._identity_rank(
                     keys, head_labels, (head_members[word] >> shift) & 1, cols, scorer,
                     pos_keys.gather(1, lead), item.gather(1, lead), at.gather(1, lead)[:, 0],
@@ -260,20 +255,7 @@ class PooledScorer:
         rows = deep.nonzero()[:, 0]
         if rows.numel():
             # the gallery's keys of these rows, and fast_chunk's count
-            row_keys = keys[rows][:, cols]
-            n = rows.numel()
-            first = torch.full(
-                (n, scorer.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=keys.device
+            first_rank[rows] = scorer.identity_rank_of_keys(
+                keys[rows][:, cols], lead_key[rows], lead_item[rows], valid[rows]
             )
-            first.scatter_reduce_(1, scorer.g_labels.expand(n, -1), row_keys, reduce="amin")
-            lk, li = lead_key[rows], lead_item[rows]
-            counted = (first < lk).sum(dim=1) + 1
-            level = (first == lk).sum(dim=1) > 1
-            for k in level.nonzero()[:, 0].tolist():
-                at = (row_keys[k] == lk[k, 0]) & (scorer.index < li[k, 0])
-                others = scorer.g_labels[at]
-                others = others[first[k, others] == lk[k, 0]]
-                own = scorer.g_labels[li[k, 0]]
-                counted[k] += int(torch.unique(others[others != own]).numel())
-            first_rank[rows] = counted
         return first_rank

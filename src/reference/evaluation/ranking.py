@@ -187,7 +187,6 @@ class QueryScorer:
         happen are rare and counted one by one). Test:
         ``tests/evaluation/test_ranking.py::test_fast_chunk_equals_reference_chunk``.
         """
-        c = dist.shape[0]
         keys = float32_keys(dist)
         present, item = self.positives(q_pids)
         if self.rule == "sysu":
@@ -203,31 +202,62 @@ class QueryScorer:
         shared = kept & (torch.searchsorted(sorted_keys, pos_keys, right=True) - below > 1)
         if bool(shared.any()):
             r, a = shared.nonzero(as_tuple=True)
-            j = item[r, a]
-            same = (keys[r] == pos_keys[r, a][:, None]) & (self.index[None] < j[:, None])
-            ranks[r, a] += same.sum(dim=1)
-        ranks = torch.where(kept, ranks, INT64_MAX)
-        order = torch.sort(ranks, dim=1)
-        ranks, kept = order.values, kept.gather(1, order.indices)
+            ranks[r, a] += self.ties_before(keys[r], pos_keys[r, a], item[r, a])
+        ranks, kept, order = sort_ranks(ranks, kept)
         if self.kind == "standard":
             first_rank = ranks[:, 0]
         else:
-            lead = order.indices[:, :1]  # the first positive: its key and gallery item
-            lead_key, lead_item = pos_keys.gather(1, lead), item.gather(1, lead)
-            first = torch.full(
-                (c, self.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=dist.device
+            lead = order[:, :1]  # the first positive: its key and gallery item
+            first_rank = self.identity_rank_of_keys(
+                keys, pos_keys.gather(1, lead), item.gather(1, lead), kept[:, 0]
             )
-            first.scatter_reduce_(1, self.g_labels.expand(c, -1), keys, reduce="amin")
-            first_rank = (first < lead_key).sum(dim=1) + 1
-            level = ((first == lead_key).sum(dim=1) > 1) & kept[:, 0]
-            for i in level.nonzero()[:, 0].tolist():
-                # identities (other than its own) with a kept item at the lead's key, earlier
-                at = (keys[i] == lead_key[i, 0]) & (self.index < lead_item[i, 0])
-                others = self.g_labels[at]
-                others = others[first[i, others] == lead_key[i, 0]]  # not counted yet
-                own = self.g_labels[lead_item[i, 0]]
-                first_rank[i] += int(torch.unique(others[others != own]).numel())
         return (*self.values(ranks, kept, first_rank), q_pids)
+
+    def ties_before(
+        self, row_keys: torch.Tensor, key: torch.Tensor, item: torch.Tensor
+    ) -> torch.Tensor:
+        """Per row, the gallery items whose int32 key equals ``key`` and whose gallery index is
+        below ``item``: what the tie rule adds to the rank of a positive whose key is shared.
+        ``row_keys`` ``(n, gallery)`` are the rows' keys in this scorer's gallery order."""
+        same = (row_keys == key[:, None]) & (self.index[None] < item[:, None])
+        return same.sum(dim=1)
+
+    def identity_rank_of_keys(
+        self,
+        row_keys: torch.Tensor,
+        lead_key: torch.Tensor,
+        lead_item: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """1 + the identities ranked before the first positive (``lead_key`` / ``lead_item``,
+        shape ``(n, 1)``), from the rows' int32 keys in this scorer's gallery order: those whose
+        smallest kept key is below the lead's, plus those with a kept item at the lead's key and
+        a smaller gallery index (rows where that can happen are rare and counted one by one;
+        only ``valid`` rows, whose lead is kept)."""
+        n = row_keys.shape[0]
+        first = torch.full(
+            (n, self.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=row_keys.device
+        )
+        first.scatter_reduce_(1, self.g_labels.expand(n, -1), row_keys, reduce="amin")
+        first_rank = (first < lead_key).sum(dim=1) + 1
+        level = ((first == lead_key).sum(dim=1) > 1) & valid
+        for i in level.nonzero()[:, 0].tolist():
+            # identities (other than its own) with a kept item at the lead's key, earlier
+            at = (row_keys[i] == lead_key[i, 0]) & (self.index < lead_item[i, 0])
+            others = self.g_labels[at]
+            others = others[first[i, others] == lead_key[i, 0]]  # not counted yet
+            own = self.g_labels[lead_item[i, 0]]
+            first_rank[i] += int(torch.unique(others[others != own]).numel())
+        return first_rank
+
+
+def sort_ranks(
+    ranks: torch.Tensor, kept: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's positives by rank, the kept ones first (a dropped one at ``INT64_MAX``):
+    ``(ranks, kept, order)``, ``order`` the positive slots in that order."""
+    order = torch.sort(torch.where(kept, ranks, INT64_MAX), dim=1)
+    return order.values, kept.gather(1, order.indices), order.indices
 
 
 def float32_keys(dist: torch.Tensor) -> torch.Tensor:

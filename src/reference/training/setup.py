@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,6 +63,26 @@ def determinism(config: TrainConfig, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
 
 
+#: the C++ compilers torch.compile's default backend (inductor) looks for on the CPU
+CXX_NAMES = ("g++", "c++", "clang++")
+
+
+def check_compiler(device: torch.device) -> None:
+    """``run.compile`` on the CPU needs a C++ compiler for inductor's kernels (``$CXX`` or one
+    of ``CXX_NAMES`` on PATH): say so before the run starts, not with a trace at the first step
+    (on a GPU torch's own checks apply)."""
+    if device.type != "cpu":
+        return
+    cxx = os.environ.get("CXX")
+    if (cxx and shutil.which(cxx)) or any(shutil.which(name) for name in CXX_NAMES):
+        return
+    raise VireidError(
+        "run.compile: torch.compile's default backend (inductor) needs a C++ compiler on the "
+        f"CPU ($CXX or one of {', '.join(CXX_NAMES)} on PATH) and none was found; install one "
+        "or set run.compile=false"
+    )
+
+
 def build_for_training(config: TrainConfig, device: torch.device, procs: Processes):
     """``(network, model, optimizer, scheduler, scaler)``: ``network`` is the plain
     ``ReidNetwork`` (state dicts, evaluation), ``model`` what the loop calls (DDP / compiled)."""
@@ -77,6 +98,7 @@ def build_for_training(config: TrainConfig, device: torch.device, procs: Process
             network, device_ids=[device.index] if device.type == "cuda" else None
         )
     if config.run.compile:
+        check_compiler(device)
         model = torch.compile(model)
     groups = network.parameter_groups()
     optim = config.optim
