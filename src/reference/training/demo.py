@@ -38,6 +38,7 @@ from reference.training.engine import RUN_FILES, train
 from reference.training.extract import ExtractConfig, embed_all, resolve_device
 
 METHODS = ("baseline", "method_a", "method_b")
+NAMES = {"baseline": "baseline", "method_a": "Method A", "method_b": "Method B"}
 #: the files the demo adds to each run folder
 DEMO_FILES = ("features-untrained.npz", "features.npz", "scores.json", "ranks.png")
 
@@ -60,6 +61,8 @@ class DemoConfig:
     warmup_epochs: int = 2
     milestones: tuple[int, ...] = (7,)
     pad: int = 2  # pad-and-crop offset, scaled from 10 at 288 x 144
+    # the methods whose residual blocks start as their shortcuts (model.zero_init_residual)
+    zero_init_residual: tuple[str, ...] = ("method_a",)
     coarse_stripes: int = 2  # Method A: stripe counts that divide the 4-row map of 64 x 32
     fine_stripes: int = 4
     trials: int = 10
@@ -74,6 +77,10 @@ class DemoConfig:
                 raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
         object.__setattr__(self, "image_size", tuple(self.image_size))
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "zero_init_residual", tuple(self.zero_init_residual))
+        unknown = [kind for kind in self.zero_init_residual if kind not in METHODS]
+        if unknown:
+            raise VireidError(f"zero_init_residual: expected some of {METHODS}, got {unknown[0]!r}")
 
     def head_lr(self, kind: str) -> float:
         """The head's learning rate of ``kind``: ``lr_head`` for Method A, whose heads reduce
@@ -108,6 +115,8 @@ class DemoConfig:
             f"run.log_every={self.steps_per_epoch}",
             f'run.device="{self.device}"',
         ]
+        if kind in self.zero_init_residual:
+            sets.append("model.zero_init_residual=true")
         if kind == "method_a":
             sets += [
                 f"model.coarse_stripes={self.coarse_stripes}",
@@ -129,7 +138,12 @@ class DemoConfig:
             f"{self.warmup_epochs} epoch(s), x0.1 at epoch(s) "
             f"{', '.join(map(str, self.milestones))}, random initialisation (no ImageNet "
             f"weights); Method A with {self.coarse_stripes} coarse and {self.fine_stripes} "
-            "fine stripes",
+            "fine stripes"
+            + (
+                f"; each residual block starting as its shortcut: {', '.join(names)}"
+                if (names := [NAMES[k] for k in METHODS if k in self.zero_init_residual])
+                else ""
+            ),
         ]
 
 
