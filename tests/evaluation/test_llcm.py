@@ -247,3 +247,34 @@ def test_an_llcm_file_needs_modalities():
         "x.npz: missing field 'modalities' (required for llcm: 0 = visible, 1 = infrared per "
         "image; its cameras carry both modalities)"
     )
+
+
+def test_a_modality_without_images_and_a_gallery_of_one():
+    # two identities, visible images of identity 1 only at camera 1 (one image) and infrared
+    # images of both: i2v has a gallery of one image, v2i has queries; no visible -> no gallery
+    arrays = dict(
+        features=np.arange(10, dtype=np.float64).reshape(5, 2),
+        pids=np.array([1, 1, 2, 2, 1]),
+        camids=np.array([1, 2, 1, 2, 1]),
+        frames=np.array([0, 0, 0, 0, 0]),
+        modalities=np.array([1, 1, 1, 1, 0]),
+    )
+    fs = FeatureSet.create(**arrays, dataset="llcm")
+    one = evaluate_llcm(fs, direction="i2v", trials=1)
+    trial = one.trials[0]
+    assert trial.num_gallery == 1 and trial.metrics.num_query == 4
+    # only identity 1's camera-2 image has a match (its camera-1 image shares the camera)
+    assert trial.metrics.queries.valid.tolist() == [False, True, False, False]
+    infrared_only = FeatureSet.create(
+        **{k: v[:4] for k, v in arrays.items()}, dataset="llcm"
+    )  # fmt: skip
+    with pytest.raises(VireidError) as info:
+        evaluate_llcm(infrared_only, direction="i2v", source="f.npz")
+    assert str(info.value) == "f.npz: empty gallery: the features hold no visible image"
+    with pytest.raises(VireidError) as info:
+        evaluate_llcm(infrared_only, direction="v2i", source="f.npz")
+    assert str(info.value) == "f.npz: no query: the features hold no visible image"
+
+
+def test_ten_trials_by_default():
+    assert evaluate_llcm(llcm_example(0, n_ids=4, dim=4)).settings["trials"] == 10

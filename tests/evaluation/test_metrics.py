@@ -6,6 +6,7 @@ disagreement is the fast code's error, not rounding. The fast code runs on the `
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +19,7 @@ from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.metrics import (
     RankMetrics,
+    chunk_rows,
     exclusion_mask,
     rank_metrics,
     rank_metrics_from_features,
@@ -565,6 +567,11 @@ def test_float64_distances_one_ulp_apart_are_ranked_by_distance(device):
     got = rank_metrics(distmat, **args)
     np.testing.assert_array_equal(got.cmc, [0.5, 0.5, 1.0])
     assert got.mAP == pytest.approx((1.0 + 1.0 / 3.0) / 2, rel=0, abs=TOL)
+    # a chunk in which a single row needs the exact keys
+    one_row = {**args, "q_pids": args["q_pids"][:1], "q_camids": args["q_camids"][:1]}
+    np.testing.assert_array_equal(rank_metrics(distmat[:1], **one_row).cmc, [1.0, 1.0, 1.0])
+    two = rank_metrics(distmat, **args, chunk_size=1)
+    np.testing.assert_array_equal(two.cmc, [0.5, 0.5, 1.0])
 
 
 def test_large_gallery_with_ties_and_near_ties_matches_oracle(device):
@@ -932,3 +939,23 @@ def test_read_only_id_arrays_are_taken_without_a_warning():
         warnings.simplefilter("error")
         got = rank_metrics(torch.tensor([[0.1, 0.2], [0.3, 0.1]]), ids, ids, [3, 3], [1, 1])
     assert got.mAP == 1.0
+
+
+def test_default_chunk_is_the_specs():
+    # spec "Memory": c = max(32, 2**22 // n_gallery) rows, capped at n_query; an explicit size wins
+    assert chunk_rows(None, 10**6, 1024) == 4096
+    assert chunk_rows(None, 10**6, 100_000) == 41  # the spec's 100,000 x 100,000 figure
+    assert chunk_rows(None, 10**6, 10**6) == 32
+    assert chunk_rows(None, 10, 1024) == 10
+    assert chunk_rows(None, 5, 0) == 5
+    assert chunk_rows(7, 100, 5) == 7 and chunk_rows(7, 3, 5) == 3
+
+
+def test_per_query_values_are_frozen():
+    got = rank_metrics(
+        np.array([[0.1, 0.2]]), np.array([1]), np.array([1, 2]), np.array([3]), np.array([1, 1])
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.queries.ap = got.queries.ap * 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.mAP = 1.0  # type: ignore[misc]  # the figures too

@@ -89,6 +89,10 @@ def test_keys_order_like_the_floats():
     assert keys[0, 1] == keys[0, 2]  # -0.0 and +0.0 are equal
     long = order_keys(values, torch.arange(6), 3)
     assert torch.equal(torch.argsort(long), torch.tensor([[0, 5, 1, 2, 3, 4]]))
+    # float64: negative distances reflected, -0.0 equal to +0.0 (ties by gallery index)
+    wide = torch.tensor([[-2.0, -0.0, 0.0, 1e-300, 3.5, -1e-300, -3.0, 0.5]], dtype=torch.float64)
+    keys64 = order_keys(wide, torch.arange(8), 3)
+    assert torch.equal(torch.argsort(keys64), torch.tensor([[6, 0, 5, 1, 2, 3, 7, 4]]))
 
 
 def test_ties_before_and_identity_rank_of_keys_by_hand():

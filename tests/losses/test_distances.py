@@ -338,3 +338,21 @@ def test_paired_gradient_is_zero_where_the_distance_is_zero():
     dist.sum().backward()
     assert torch.equal(x.grad, torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.6, 0.8]]))
     assert torch.equal(y.grad, -x.grad)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_exact_path_in_several_chunks_equals_one_chunk(device, monkeypatch, cross):
+    # near-duplicate rows send many pairs down the exact path; a chunk of 3 pairs splits them
+    from reference.losses import distances
+
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    x = base.repeat(3, 1) + 1e-9 * torch.randn(12, 8, generator=gen, dtype=torch.float64)
+    x = x.to(device)
+    y = x.flip(0) if cross else None
+    whole = pairwise_distances(x, y)
+    monkeypatch.setattr(distances, "_CHUNK_ELEMENTS", 3 * x.shape[1])
+    chunked = pairwise_distances(x, y)
+    assert torch.equal(chunked, whole)
+    near = (whole < 1e-6).sum()
+    assert near > 3 * 4  # the exact path really ran in several chunks

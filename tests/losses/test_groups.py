@@ -3,6 +3,7 @@ spec/losses/center_alignment.md): checked against loops over the rows, in float6
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -93,3 +94,12 @@ def test_group_means_fast_path_equals_the_plain_formula(device):
     (got * weights).sum().backward()
     (want * weights).sum().backward()
     torch.testing.assert_close(fast.grad, plain.grad, rtol=1e-15, atol=1e-15)
+
+
+def test_row_groups_are_frozen(device):
+    labels = torch.tensor([0, 0, 1, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1], device=device)
+    groups = group_rows(labels, modality, (0, 1))
+    field = dataclasses.fields(groups)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(groups, field, None)
