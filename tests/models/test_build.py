@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from torchvision.models import resnet50
+from torchvision.models.resnet import Bottleneck
 
 from reference.errors import VireidError
 from reference.models.build import KIND_DEFAULTS, ModelConfig, build_model, predecessor_config
@@ -62,6 +63,10 @@ def test_predecessor_preset():
         ({"gem_p": 0.5}, "model.gem_p: expected a finite number >= 1, got 0.5"),
         ({"gem_p": float("inf")}, "model.gem_p: expected a finite number >= 1, got inf"),
         ({"bn_neck": 1}, "model.bn_neck: expected true or false, got 1"),
+        (
+            {"zero_init_residual": "yes"},
+            "model.zero_init_residual: expected true or false, got 'yes'",
+        ),
         ({"fine_stripes": -1}, "model.fine_stripes: expected an integer >= 0, got -1"),
         ({"coarse_stripes": True}, "model.coarse_stripes: expected an integer >= 0, got True"),
         ({"reduction_dim": 0}, "model.reduction_dim: expected an integer >= 1, got 0"),
@@ -189,3 +194,63 @@ def test_loads_and_dumps_through_the_generic_config_loader():
     with pytest.raises(VireidError) as info:
         ModelConfig.from_dict({"kind": "method_a", "num_classes": 3, "gem_p": 0.5})
     assert str(info.value) == "model.gem_p: expected a finite number >= 1, got 0.5"
+
+
+def last_bn_scales(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``bn3.weight`` of every residual block of ``model``, by name."""
+    return {
+        f"{name}.bn3.weight": block.bn3.weight
+        for name, block in model.named_modules()
+        if isinstance(block, Bottleneck)
+    }
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(kind="baseline", num_classes=3),
+        ModelConfig(kind="method_b", num_classes=3, derived_routing="own", share_from=3),
+    ],
+    ids=["two_streams", "four_streams"],
+)
+def test_zero_init_residual_zeroes_exactly_the_last_bn_scales(config):
+    default = build_model(config)
+    zeroed = build_model(dataclasses.replace(config, zero_init_residual=True))
+    a, b = default.state_dict(), zeroed.state_dict()
+    changed = sorted(k for k in a if not torch.equal(a[k], b[k]))
+    scales = last_bn_scales(zeroed)
+    # ResNet-50 has 3 + 4 + 6 + 3 blocks; each stream has its own copy of its specific stages
+    specific = sum((3, 4, 6, 3)[: config.share_from - 1])
+    assert len(scales) == 16 + (config.num_streams - 1) * specific
+    assert changed == sorted(scales)  # nothing else moves: the switch draws no random numbers
+    assert all(not bool(w.any()) for w in scales.values())
+    # a residual block then starts as its shortcut: an identity block returns its (>= 0) input
+    block = zeroed.backbone.shared["layer3"][1].train()
+    x = torch.rand(2, 1024, 4, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(block(x), x)
+
+
+def test_zero_init_residual_is_off_by_default():
+    config = ModelConfig(kind="method_a", num_classes=3)
+    assert config.zero_init_residual is False
+    # torchvision's default initialisation: every BatchNorm scale starts at 1
+    assert all(bool((w == 1).all()) for w in last_bn_scales(build_model(config)).values())
+
+
+def test_pretrained_weights_overwrite_zero_init_residual(tmp_path):
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(5)
+        state = resnet50(weights=None).state_dict()
+    gen = torch.Generator().manual_seed(6)
+    for key in state:
+        if key.endswith("bn3.weight"):
+            state[key] = torch.rand(state[key].shape, generator=gen) + 0.5
+    torch.save(state, tmp_path / "r50.pth")
+    config = ModelConfig(kind="baseline", num_classes=3, pretrained=tmp_path / "r50.pth")
+    loaded = build_model(config).state_dict()
+    zeroed = build_model(dataclasses.replace(config, zero_init_residual=True)).state_dict()
+    assert all(torch.equal(loaded[k], zeroed[k]) for k in loaded)  # the same network
+    assert torch.equal(zeroed["backbone.shared.layer4.2.bn3.weight"], state["layer4.2.bn3.weight"])
+    assert torch.equal(
+        zeroed["backbone.specific.1.layer1.0.bn3.weight"], state["layer1.0.bn3.weight"]
+    )

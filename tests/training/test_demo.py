@@ -23,7 +23,8 @@ TINY = DemoConfig(
     k=2,
     lr_backbone=0.01,  # two steps of a random ResNet-50 at lr 0.1 can already diverge
     lr_head=0.01,
-    lr_head_wide=0.01,
+    lr_head_baseline=0.01,
+    lr_head_method_b=0.01,
     coarse_stripes=1,
     fine_stripes=2,
     trials=2,
@@ -63,6 +64,14 @@ def test_demo_trains_extracts_and_scores_every_method(demo_run):
         assert m.trained.settings["sampling"] == "agw" and len(m.trained.trials) == TINY.trials
     method_a = json.loads((folder / "out" / "method_a" / "config.json").read_text())["model"]
     assert (method_a["coarse_stripes"], method_a["fine_stripes"]) == (1, 2)
+    # Method A's residual blocks start as their shortcuts; the others' as torchvision's default
+    zeroed = {
+        kind: json.loads((folder / "out" / kind / "config.json").read_text())["model"][
+            "zero_init_residual"
+        ]
+        for kind in METHODS
+    }
+    assert zeroed == {"baseline": False, "method_a": True, "method_b": False}
     # SynthVI is written once and then read from the cache
     assert result.synth_s > 0 and synthvi_root(folder / "cache", TINY) == (result.root, 0.0)
 
@@ -104,3 +113,9 @@ def test_bad_demo_config():
     with pytest.raises(VireidError) as exc:
         DemoConfig(epochs=0)
     assert str(exc.value) == "epochs: expected an integer >= 1, got 0"
+    with pytest.raises(VireidError) as exc:
+        DemoConfig(zero_init_residual=("method_a", "method_c"))
+    assert str(exc.value) == (
+        "zero_init_residual: expected some of ('baseline', 'method_a', 'method_b'), got 'method_c'"
+    )
+    assert DemoConfig(zero_init_residual=["baseline"]).zero_init_residual == ("baseline",)

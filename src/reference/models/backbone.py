@@ -9,6 +9,10 @@ batch goes through the shared stages at once; rows come out in input order.
 
 ``last_stride = 1`` sets the stride of layer4's first block to 1 (its 3x3 conv and the
 downsample 1x1 conv), so a 288x144 image gives an 18x9 map instead of 9x5 [predecessor].
+
+``zero_init_residual = True`` starts the last BatchNorm scale of every residual block at 0
+(torchvision's ``zero_init_residual``): a randomly initialised network then starts as its
+shortcuts, a shallow network [reconstruction]; loaded weights overwrite it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 OUT_CHANNELS = 2048
 
 
-def resnet50_stages(last_stride: int = 1) -> OrderedDict[str, nn.Module]:
-    """A fresh torchvision ResNet-50 (``weights=None``) cut into the five named stages."""
+def resnet50_stages(
+    last_stride: int = 1, zero_init_residual: bool = False
+) -> OrderedDict[str, nn.Module]:
+    """A fresh torchvision ResNet-50 (``weights=None``) cut into the five named stages.
+
+    ``zero_init_residual``: the last BatchNorm's scale (``bn3.weight``) of every residual block
+    starts at 0, so each block starts as its shortcut (torchvision's switch of that name; it
+    draws no random numbers, so every other parameter is the same as without it)."""
     if last_stride not in (1, 2):
         raise VireidError(f"last_stride: expected 1 or 2, got {last_stride!r}")
-    net = resnet50(weights=None)
+    net = resnet50(weights=None, zero_init_residual=zero_init_residual)
     if last_stride == 1:
         # torchvision puts layer4's stride on the 3x3 conv2 (v1.5) and on the downsample conv
         net.layer4[0].conv2.stride = (1, 1)
@@ -57,14 +67,23 @@ class MultiStreamResNet50(nn.Module):
     ``forward(images (B, 3, H, W), streams (B,) int64 in 0..num_streams-1) -> (B, 2048, h, w)``.
     """
 
-    def __init__(self, share_from: int = 2, last_stride: int = 1, num_streams: int = 2) -> None:
+    def __init__(
+        self,
+        share_from: int = 2,
+        last_stride: int = 1,
+        num_streams: int = 2,
+        zero_init_residual: bool = False,
+    ) -> None:
         super().__init__()
         check_integer(share_from, "share_from", low=0, high=5)
         check_integer(num_streams, "num_streams", low=1, numpy=False)
         self.share_from = share_from
         self.last_stride = last_stride
         self.num_streams = num_streams
-        copies = [resnet50_stages(last_stride) for _ in range(num_streams if share_from else 1)]
+        copies = [
+            resnet50_stages(last_stride, zero_init_residual)
+            for _ in range(num_streams if share_from else 1)
+        ]
         self.specific = nn.ModuleList(
             nn.ModuleDict({name: copy[name] for name in STAGES[:share_from]}) for copy in copies
         )

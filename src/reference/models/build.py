@@ -65,6 +65,7 @@ class ModelConfig:
     derived_routing: Literal["base", "cross", "own"] | None = None
     pretrained: Path | None = None
     init_seed: int = 0
+    zero_init_residual: bool = False
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         check_integer(getattr(self, name), f"model.{name}", low=low, high=high, numpy=False)
@@ -82,7 +83,13 @@ class ModelConfig:
         self._check_int("share_from", 0, 5)
         check_choice(self.last_stride, "model.last_stride", (1, 2), expected="1 or 2")
         check_gem_p(self.gem_p, field="model.gem_p")
-        for name in ("global_branch", "reduce_global", "bn_neck", "embedding_neck"):
+        for name in (
+            "global_branch",
+            "reduce_global",
+            "bn_neck",
+            "embedding_neck",
+            "zero_init_residual",
+        ):
             check_bool(getattr(self, name), f"model.{name}", expected="true or false")
         self._check_int("coarse_stripes", 0)
         self._check_int("fine_stripes", 0)
@@ -178,8 +185,10 @@ def predecessor_config(num_classes: int, **changes: Any) -> ModelConfig:
 
 
 def build_model(config: ModelConfig) -> ReidNetwork:
-    """The network ``config`` describes, initialised from ``config.init_seed`` and, when
-    ``config.pretrained`` is set, with the backbone loaded from that local file."""
+    """The network ``config`` describes, initialised from ``config.init_seed`` (with the residual
+    blocks' last BatchNorm scales at 0 when ``config.zero_init_residual``) and, when
+    ``config.pretrained`` is set, with the backbone loaded from that local file (which overwrites
+    every backbone parameter, those scales included)."""
     if not isinstance(config, ModelConfig):
         raise VireidError(f"config: expected a ModelConfig, got {type(config).__name__}")
     with torch.random.fork_rng(devices=[]):
@@ -188,6 +197,7 @@ def build_model(config: ModelConfig) -> ReidNetwork:
             share_from=config.share_from,
             last_stride=config.last_stride,
             num_streams=config.num_streams,
+            zero_init_residual=config.zero_init_residual,
         )
         head = MultiGranularityHead(
             num_classes=config.num_classes,

@@ -38,6 +38,7 @@ from reference.training.engine import RUN_FILES, train
 from reference.training.extract import ExtractConfig, embed_all, resolve_device
 
 METHODS = ("baseline", "method_a", "method_b")
+NAMES = {"baseline": "baseline", "method_a": "Method A", "method_b": "Method B"}
 #: the files the demo adds to each run folder
 DEMO_FILES = ("features-untrained.npz", "features.npz", "scores.json", "ranks.png")
 
@@ -54,11 +55,14 @@ class DemoConfig:
     p: int = 4  # identities per batch
     k: int = 4  # images per identity and modality
     lr_backbone: float = 0.1  # random weights: the from-scratch rate, not the fine-tuning 0.01
-    lr_head: float = 0.1  # the heads on 256-d reduced features (Method A) [predecessor]
-    lr_head_wide: float = 0.0125  # heads on the 2048-d map (baseline, Method B): 0.1 x 256/2048
+    lr_head: float = 0.1  # Method A's heads: 256-d reductions and their classifiers [predecessor]
+    lr_head_baseline: float = 0.00125  # the baseline's 2048-d classifier: barely moves (spec)
+    lr_head_method_b: float = 0.0125  # Method B's 2048-d classifier: 0.1 x 256 / 2048
     warmup_epochs: int = 2
     milestones: tuple[int, ...] = (7,)
     pad: int = 2  # pad-and-crop offset, scaled from 10 at 288 x 144
+    # the methods whose residual blocks start as their shortcuts (model.zero_init_residual)
+    zero_init_residual: tuple[str, ...] = ("method_a",)
     coarse_stripes: int = 2  # Method A: stripe counts that divide the 4-row map of 64 x 32
     fine_stripes: int = 4
     trials: int = 10
@@ -73,13 +77,25 @@ class DemoConfig:
                 raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
         object.__setattr__(self, "image_size", tuple(self.image_size))
         object.__setattr__(self, "milestones", tuple(self.milestones))
+        object.__setattr__(self, "zero_init_residual", tuple(self.zero_init_residual))
+        unknown = [kind for kind in self.zero_init_residual if kind not in METHODS]
+        if unknown:
+            raise VireidError(f"zero_init_residual: expected some of {METHODS}, got {unknown[0]!r}")
 
     def head_lr(self, kind: str) -> float:
-        """The head's learning rate of ``kind``: ``lr_head`` for Method A, whose classifiers read
-        256-d reduced features; ``lr_head_wide`` for the baseline and Method B, whose global
-        branch classifies the 2048-d pooled map itself (a classifier step moves the logits in
-        proportion to the feature width)."""
-        return self.lr_head if kind == "method_a" else self.lr_head_wide
+        """The head's learning rate of ``kind``: ``lr_head`` for Method A, whose heads reduce
+        the map to 256-d features and classify those; ``lr_head_baseline`` and
+        ``lr_head_method_b`` for the two methods whose global branch classifies the 2048-d
+        pooled map itself (a classifier step moves the logits in proportion to the feature
+        width; ``spec/training/demo.md`` gives the measurements behind each value)."""
+        rates = {
+            "method_a": self.lr_head,
+            "baseline": self.lr_head_baseline,
+            "method_b": self.lr_head_method_b,
+        }
+        if kind not in rates:
+            raise VireidError(f"method: expected one of {METHODS}, got {kind!r}")
+        return rates[kind]
 
     def overrides(self, kind: str) -> list[str]:
         """The ``--set`` overrides that turn preset ``<kind>-sysu`` into the demo's run."""
@@ -99,6 +115,8 @@ class DemoConfig:
             f"run.log_every={self.steps_per_epoch}",
             f'run.device="{self.device}"',
         ]
+        if kind in self.zero_init_residual:
+            sets.append("model.zero_init_residual=true")
         if kind == "method_a":
             sets += [
                 f"model.coarse_stripes={self.coarse_stripes}",
@@ -115,12 +133,17 @@ class DemoConfig:
             f"on, {test_ids} to test; {h}x{w} images",
             f"reduced configuration: {self.epochs} epochs x {self.steps_per_epoch} steps, "
             f"batches of {self.p} identities x {self.k} images x 2 modalities (Method B: x 4), "
-            f"lr {self.lr_backbone:g} backbone, {self.lr_head:g} head (Method A) / "
-            f"{self.lr_head_wide:g} (2048-d heads: baseline, Method B), warm-up "
+            f"lr {self.lr_backbone:g} backbone; head {self.lr_head:g} (Method A), "
+            f"{self.lr_head_baseline:g} (baseline), {self.lr_head_method_b:g} (Method B); warm-up "
             f"{self.warmup_epochs} epoch(s), x0.1 at epoch(s) "
             f"{', '.join(map(str, self.milestones))}, random initialisation (no ImageNet "
             f"weights); Method A with {self.coarse_stripes} coarse and {self.fine_stripes} "
-            "fine stripes",
+            "fine stripes"
+            + (
+                f"; each residual block starting as its shortcut: {', '.join(names)}"
+                if (names := [NAMES[k] for k in METHODS if k in self.zero_init_residual])
+                else ""
+            ),
         ]
 
 
