@@ -155,3 +155,24 @@ def test_rank_metrics_pooled_bad_galleries():
     for bad in ([np.array([0, 6])], [np.array([], dtype=np.int64)], [np.array([[0, 1]])]):
         with pytest.raises(VireidError, match=r"^galleries\[0\]: expected a non-empty 1-D array"):
             rank_metrics_pooled(dist, ids[0], ids[1], cams[0], cams[1], bad)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_pooled_path_in_chunks_and_float64_near_ties(device, chunk_size):
+    # ten galleries of the whole pool (the pooled path applies to float32), 10 queries in
+    # chunks of 3; float64 distances one ulp apart must keep their order (float32 would merge)
+    gen = np.random.default_rng(7)
+    n_query, n_pool = 10, 12
+    base = gen.integers(1, 4, (n_query, n_pool)).astype(np.float64)
+    ulp = np.where(gen.random((n_query, n_pool)) < 0.5, np.nextafter(base, 5.0), base)
+    qp, gp = gen.integers(0, 4, n_query), np.arange(n_pool) % 4
+    qc, gc = np.full(n_query, 3), np.tile([1, 2, 4, 5], 3)
+    galleries = [gen.permutation(n_pool) for _ in range(10)]
+    assert PooledScorer.applies(n_pool, [torch.from_numpy(g) for g in galleries])
+    for dist in (ulp.astype(np.float32), ulp):
+        d = torch.from_numpy(dist).to(device)
+        got = rank_metrics_pooled(d, qp, gp, qc, gc, galleries, chunk_size=chunk_size)
+        for metrics, cols in zip(got, galleries, strict=True):
+            want = rank_metrics(d[:, torch.from_numpy(cols).to(device)], qp, gp[cols], qc, gc[cols])
+            assert np.array_equal(metrics.cmc, want.cmc) and metrics.mAP == want.mAP
+            assert metrics.num_query == n_query

@@ -103,3 +103,13 @@ def test_row_groups_are_frozen(device):
     field = dataclasses.fields(groups)[0].name
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(groups, field, None)
+
+
+def test_centers_default_to_the_visible_and_infrared_modalities(device):
+    labels = torch.tensor([0, 0, 1, 1, 0, 1], device=device)
+    modality = torch.tensor([0, 1, 0, 1, 2, 3], device=device)  # derivatives left out
+    x = torch.arange(12.0, device=device).reshape(6, 2)
+    default, ids = identity_modality_centers(x, labels, modality)
+    explicit, _ = identity_modality_centers(x, labels, modality, (0, 1))
+    assert torch.equal(default, explicit) and ids.tolist() == [0, 1]
+    assert default[0, 0].tolist() == [0.0, 1.0] and default[1, 1].tolist() == [6.0, 7.0]
