@@ -313,3 +313,8 @@ def test_second_derivatives(float64_vi_batch, margin):
     assert torch.autograd.gradgradcheck(
         lambda f: hetero_center_triplet(f, labels, modality, margin=margin), (x,)
     )
+
+
+def test_module_defaults_are_the_functions():
+    # margin 0.3 [predecessor] and the visible/infrared pair, as hetero_center_triplet's defaults
+    assert repr(HeteroCenterTriplet()) == "HeteroCenterTriplet(margin=0.3, modalities=(0, 1))"

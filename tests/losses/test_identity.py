@@ -233,3 +233,7 @@ def test_labels_are_checked_before_the_finiteness_of_the_logits(device):
     assert str(info.value) == (
         "labels: expected class indices in 0..1 (logits have 2 columns), got [2]"
     )
+
+
+def test_module_default_is_no_label_smoothing():
+    assert repr(IdentityLoss()) == "IdentityLoss(epsilon=0.0)"
