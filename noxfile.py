@@ -30,7 +30,8 @@ def tests(session: nox.Session) -> None:
     torch threads (``tests/plugin.py``). ``nox -s tests -- -n 0`` runs in one process.
     """
     _install(session, "test", "tensorboard")  # the TensorBoard logging tests run too
-    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
+    # the 25 slowest tests in every run's output: the suite's time is a target (issue 10)
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", "--durations=25", *session.posargs)
 
 
 @nox.session(python="3.10", default=False)
