@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.evaluation.metrics import rank_metrics
 from reference.evaluation.pooled import PooledScorer, rank_metrics_pooled, take_columns
-from reference.evaluation.ranking import QueryScorer
+from reference.evaluation.ranking import SENTINEL32, QueryScorer
 from tests.evaluation.test_ranking import KINDS, RULES, problem
 
 
@@ -84,9 +84,60 @@ def test_pooled_scorer_on_real_sized_float32_rows(device):
 
 def test_pooled_scorer_applies_only_where_it_pays_and_without_repeats():
     two = [torch.arange(10), torch.arange(10)]
-    assert PooledScorer.applies(10, two)
-    assert not PooledScorer.applies(11, two)  # the galleries hold less than twice the pool
-    assert not PooledScorer.applies(10, [torch.tensor([0, 0, 1, 2, 3]), *two])
+    assert PooledScorer.applies(10, two) is True
+    assert PooledScorer.applies(11, two) is False  # less than twice the pool
+    assert PooledScorer.applies(10, [torch.tensor([0, 0, 1, 2, 3]), *two]) is False
+
+
+def test_pooled_scorer_with_fields_in_two_words(device):
+    # 14 galleries of the whole pool of 24 (counts up to 24: fields of 5 bits, 12 to a word,
+    # so galleries 12 and 13 sit in a second word) and positives ranked deep (counts of 16 and
+    # more use a field's top bit)
+    gen = torch.Generator().manual_seed(3)
+    # query i's one positive is pool item i, at the distance of the (5 + i)-th nearest item
+    # of its row (a tie, resolved by gallery index)
+    dist = torch.rand(20, 24, generator=gen)
+    rows = torch.arange(20)
+    dist[rows, rows] = dist.sort(dim=1).values[rows, 4 + rows]
+    dist = dist.to(device)
+    qp, gp = torch.arange(20, device=device), torch.arange(24, device=device)
+    qc, gc = torch.zeros(20, dtype=torch.int64, device=device), torch.zeros_like(gp)
+    trials = [torch.randperm(24, generator=gen).to(device) for _ in range(14)]
+    for kind in KINDS:
+        pooled = PooledScorer(gp, gc, trials, "none", kind)
+        assert (pooled.field, pooled.per_word, pooled.members.shape[0]) == (5, 12, 2)
+        for cols, values in zip(trials, pooled.chunk(dist, qp, qc), strict=True):
+            expected = QueryScorer(gp[cols], gc[cols], "none", kind).fast_chunk(
+                dist[:, cols], qp, qc
+            )
+            valid = expected[0]
+            assert torch.equal(values[0], valid)
+            assert int(expected[1][valid].max()) >= 17
+            for a, b in zip(values[1:4], expected[1:4], strict=True):
+                assert torch.equal(a[valid], b[valid])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 2),
+    n_rows=st.integers(1, 6),
+    n_pool=st.integers(1, 40),
+    n_trials=st.integers(1, 14),
+)
+def test_sorted_counts_numpy_equals_torch(seed, n_rows, n_pool, n_trials):
+    # the two implementations of the pooled sort and membership counts, on the CPU: int32 keys
+    # with negatives, repeats and the excluded items' sentinel
+    gen = np.random.default_rng(seed)
+    _, _, gp, _, gc, trials = pool_problem(seed, 1, n_pool, n_trials, 0, False)
+    scorer = PooledScorer(gp, gc, trials, "none", "standard")
+    keys = torch.from_numpy(gen.integers(-3, 4, size=(n_rows, n_pool)).astype(np.int32))
+    keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
+    a, b = scorer.sorted_counts_numpy(keys), scorer.sorted_counts_torch(keys)
+    assert torch.equal(a[0], b[0])
+    assert torch.equal(a[1].to(torch.int64), b[1])
+    assert len(a[2]) == len(b[2]) == scorer.members.shape[0]
+    for x, y in zip(a[2], b[2], strict=True):
+        assert torch.equal(x, y)
 
 
 @settings(max_examples=40, deadline=None)

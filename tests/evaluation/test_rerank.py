@@ -7,6 +7,7 @@ code's error. The fast code runs on the ``device`` fixture.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -18,7 +19,12 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.rerank import RerankSettings, k_reciprocal_distance
+from reference.evaluation.rerank import (
+    RerankSettings,
+    k_reciprocal_distance,
+    pair_groups,
+    rows_per_chunk,
+)
 
 # ---------------------------------------------------------------------------------------------
 # the oracle
@@ -124,16 +130,75 @@ def test_matches_the_oracle_at_the_published_defaults(device):
     np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=0, atol=1e-12)
 
 
-def test_small_chunks_and_pair_budget_change_nothing(device, monkeypatch):
+@pytest.mark.parametrize(("chunk", "budget"), [(50, 7), (100, 60), (180, 1), (400, 10**6)])
+def test_small_chunks_and_pair_budget_change_nothing(device, monkeypatch, chunk, budget):
+    # N = 45 items, k1 = 6 (7 neighbours, M = 35), k2 = 3: chunks of 1 to 8 rows in the
+    # passes (the last one short), 1 to 3 in the expansion, pair groups of one row to all
     import reference.evaluation.rerank as rerank
 
     q, g = features(5, 15, 30, 4, 5)
     args = (torch.tensor(q, device=device), torch.tensor(g, device=device))
     whole = k_reciprocal_distance(*args, k1=6, k2=3)
-    monkeypatch.setattr(rerank, "CHUNK_ELEMENTS", 50)
-    monkeypatch.setattr(rerank, "PAIR_BUDGET", 7)
+    monkeypatch.setattr(rerank, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(rerank, "PAIR_BUDGET", budget)
     chunked = k_reciprocal_distance(*args, k1=6, k2=3)
     np.testing.assert_allclose(chunked.cpu().numpy(), whole.cpu().numpy(), rtol=0, atol=1e-14)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_q=st.integers(1, 6),
+    n_g=st.integers(1, 12),
+    k1=st.integers(1, 6),
+    k2=st.integers(1, 6),
+    lam=st.sampled_from([0.0, 0.3]),
+)
+def test_duplicates_and_ties_match_the_oracle(device, seed, n_q, n_g, k1, k2, lam):
+    # integer features on a tiny grid: many exact duplicates (distance 0, rows of o with equal
+    # values, items whose R(i, k1) is empty because k1 + 1 duplicates precede them) and many
+    # equal distances; small integers keep every distance exact, so ties are the same as the
+    # oracle's and the order by (o, j) is fully determined
+    gen = np.random.default_rng(seed)
+    q = gen.integers(0, 3, size=(n_q, 2)).astype(np.float64)
+    g = gen.integers(0, 3, size=(n_g, 2)).astype(np.float64)
+    expected = oracle(q, g, k1, k2, lam)
+    got = k_reciprocal_distance(
+        torch.tensor(q, device=device), torch.tensor(g, device=device), k1=k1, k2=k2, lambda_=lam
+    )
+    np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_rows_per_chunk():
+    assert rows_per_chunk(10, 100) == 10
+    assert rows_per_chunk(30, 100) == 3  # rounded down: 3 rows of 30 stay within 100
+    assert rows_per_chunk(101, 100) == 1  # never less than one row
+    assert rows_per_chunk(0, 100) == 100  # an empty row counts as one element
+
+
+def test_pair_groups_by_hand():
+    assert pair_groups([3, 3, 3], 6) == [0, 2, 3]
+    assert pair_groups([3, 3, 3], 5) == [0, 1, 2, 3]
+    assert pair_groups([3, 3, 3], 9) == [0, 3]
+    assert pair_groups([7, 1], 5) == [0, 1, 2]  # a row above the budget is a group alone
+    assert pair_groups([1, 7], 5) == [0, 1, 2]
+    assert pair_groups([0, 7, 0], 5) == [0, 2, 3]  # rows without pairs join the open group
+    assert pair_groups([0, 0], 5) == [0, 2]
+    assert pair_groups([], 5) == [0, 0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(per_row=st.lists(st.integers(0, 12), max_size=30), budget=st.integers(1, 20))
+def test_pair_groups_cover_rows_within_the_budget(per_row, budget):
+    bounds = pair_groups(per_row, budget)
+    assert bounds[0] == 0 and bounds[-1] == len(per_row)
+    assert per_row == [] or all(a < b for a, b in itertools.pairwise(bounds))
+    for a, b in itertools.pairwise(bounds):
+        pairs = per_row[a:b]
+        # within the budget, or one row with pairs (a row is never split)
+        assert sum(pairs) <= budget or sum(p > 0 for p in pairs) == 1
+        if b < len(per_row):  # greedy: the next group's first row did not fit
+            assert sum(pairs) > 0 and sum(pairs) + per_row[b] > budget
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +273,13 @@ def test_bad_features_are_named(device):
         k_reciprocal_distance(q, torch.zeros(2, 4, device=device))
     with pytest.raises(VireidError, match=r"^metric: unknown metric 'l1'"):
         k_reciprocal_distance(q, q, "l1")
+
+
+def test_settings_are_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RerankSettings().k1 = 5  # type: ignore[misc]
 
 
 def test_settings_record():

@@ -162,32 +162,42 @@ class PooledScorer:
             return False
         return all(torch.unique(c).numel() == c.numel() for c in trials)
 
-    def _sorted_counts(self, keys: torch.Tensor):
+    def sorted_counts(self, keys: torch.Tensor):
         """``(packed, column, counts)``: each row's ``key * 2**32 + column`` sorted, the pool
         column of each sorted slot, and per word the members among the first ``s`` slots
-        (``(c, n_pool + 1)``)."""
-        c, n_pool = keys.shape
+        (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a little-endian CPU, else
+        :meth:`sorted_counts_torch`: the same values (``tests/evaluation/test_pooled.py::
+        test_sorted_counts_numpy_equals_torch``)."""
         if keys.device.type == "cpu" and sys.byteorder == "little":
-            # the int64 word of an (int32 column, int32 key) pair is key * 2**32 + column: two
-            # strided writes pack it, and after the sort the columns are read in place; NumPy's
-            # passes are several times faster than torch's CPU kernels for these
-            pairs = np.empty((c, n_pool, 2), dtype=np.int32)
-            pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
-            pairs[:, :, 1] = keys.numpy()
-            packed = pairs.view(np.int64)[:, :, 0]
-            packed.sort(axis=1)
-            column = pairs[:, :, 0].astype(np.intp)
-            counts = []
-            for word in self.members.numpy():
-                total = np.empty((c, n_pool + 1), dtype=np.int64)
-                total[:, 0] = 0
-                np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
-                counts.append(torch.from_numpy(total))
-            return torch.from_numpy(packed), torch.from_numpy(column), counts
+            return self.sorted_counts_numpy(keys)
+        return self.sorted_counts_torch(keys)
+
+    def sorted_counts_torch(self, keys: torch.Tensor):
+        """:meth:`sorted_counts` with torch's kernels, on any device."""
         packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << 32)).values
         column = packed & 0xFFFFFFFF
         counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
         return packed, column, counts
+
+    def sorted_counts_numpy(self, keys: torch.Tensor):
+        """:meth:`sorted_counts` through NumPy (CPU, little-endian), several times faster than
+        torch's CPU kernels for these passes: the int64 word of an (int32 column, int32 key)
+        pair is ``key * 2**32 + column``, so two strided writes pack it, and after the sort the
+        columns are read in place."""
+        c, n_pool = keys.shape
+        pairs = np.empty((c, n_pool, 2), dtype=np.int32)
+        pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
+        pairs[:, :, 1] = keys.numpy()
+        packed = pairs.view(np.int64)[:, :, 0]
+        packed.sort(axis=1)
+        column = pairs[:, :, 0].astype(np.intp)
+        counts = []
+        for word in self.members.numpy():
+            total = np.empty((c, n_pool + 1), dtype=np.int64)
+            total[:, 0] = 0
+            np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
+            counts.append(torch.from_numpy(total))
+        return torch.from_numpy(packed), torch.from_numpy(column), counts
 
     def chunk(
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
@@ -200,7 +210,7 @@ class PooledScorer:
         elif self.rule == "same-id-same-camera":
             present, item = self.pool.positives(q_pids)
             keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
-        packed, column, counts = self._sorted_counts(keys)
+        packed, column, counts = self.sorted_counts(keys)
         n_pool = packed.shape[1]
         head = min(self.HEAD, n_pool)
         head_columns = column[:, :head].to(torch.int64)

@@ -101,7 +101,7 @@ def k_reciprocal_distance(
     items = torch.cat([q.to(dtype), g.to(dtype)])
     n_query, n = q.shape[0], items.shape[0]
     prepared = PreparedGallery.build(items, metric, dtype, items.shape[1])
-    rows = max(1, CHUNK_ELEMENTS // n)
+    rows = rows_per_chunk(n, CHUNK_ELEMENTS)
 
     def original(start: int, stop: int) -> torch.Tensor:
         d = prepared.distances(items[start:stop]).to(torch.float64).square_()
@@ -158,11 +158,32 @@ def k_reciprocal_distance(
     return out
 
 
+def rows_per_chunk(per_row: int, budget: int) -> int:
+    """Rows of a chunk whose rows hold ``per_row`` elements: ``budget // per_row``, at least 1."""
+    return max(1, budget // max(1, per_row))
+
+
+def pair_groups(per_row: list[int], budget: int) -> list[int]:
+    """Bounds ``[0, b_1, ..., len(per_row)]`` of consecutive groups of rows, greedily: a row
+    starts a new group when the current group already holds pairs and the row's ``per_row``
+    pairs would take it past ``budget``. A group therefore holds at most ``budget`` pairs, or
+    its pairs come from one row (a row is never split)."""
+    bounds = [0]
+    total = 0
+    for r, p in enumerate(per_row):
+        if total and total + p > budget:
+            bounds.append(r)
+            total = 0
+        total += p
+    bounds.append(len(per_row))
+    return bounds
+
+
 def _reciprocal(nn: torch.Tensor) -> torch.Tensor:
     """``(n, k)`` bool: ``i`` is among the first ``k`` neighbours of its neighbour ``nn[i, a]``."""
     n = nn.shape[0]
     out = torch.empty_like(nn, dtype=torch.bool)
-    step = max(1, CHUNK_ELEMENTS // max(1, nn.shape[1] ** 2))
+    step = rows_per_chunk(nn.shape[1] ** 2, CHUNK_ELEMENTS)
     for s in range(0, n, step):
         e = min(s + step, n)
         own = torch.arange(s, e, device=nn.device)[:, None, None]
@@ -176,7 +197,7 @@ def _expand(
     """Non-zero entries ``(row, column, value)`` of ``W``, sorted by row then column."""
     k2 = first.shape[1]
     rows_out, cols_out, vals_out = [], [], []
-    step = max(1, CHUNK_ELEMENTS // (k2 * v_index.shape[1]))
+    step = rows_per_chunk(k2 * v_index.shape[1], CHUNK_ELEMENTS)
     for s in range(0, n, step):
         e = min(s + step, n)
         cols = v_index[first[s:e]].flatten(1)  # (c, k2 * M)
@@ -213,15 +234,7 @@ def _shared_min(
     pairs = count[q_col]  # gallery partners of each query entry
     out = torch.zeros(n_query, n_gallery, dtype=torch.float64, device=device)
     per_row = torch.zeros(n_query, dtype=torch.int64, device=device).index_add_(0, q_row, pairs)
-    # groups of whole query rows with at most PAIR_BUDGET pairs (at least one row)
-    bounds = [0]
-    total = 0
-    for r, p in enumerate(per_row.tolist()):
-        if total and total + p > PAIR_BUDGET:
-            bounds.append(r)
-            total = 0
-        total += p
-    bounds.append(n_query)
+    bounds = pair_groups(per_row.tolist(), PAIR_BUDGET)
     entry_bounds = torch.searchsorted(q_row, torch.tensor(bounds, device=device)).tolist()
     for a, b in itertools.pairwise(entry_bounds):
         if a == b:
