@@ -177,3 +177,29 @@ def test_per_query_values_are_exposed_per_trial():
     assert np.isnan(first.ap[2]) and first.ap[0] == 1.0
     # hand-built metrics (e.g. from a stored document) carry none
     assert two_trials().queries() == (None, None)
+
+
+def test_scores_are_frozen():
+    import dataclasses
+
+    scores = two_trials()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        scores.title = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        scores.trials[0].num_gallery = 3  # type: ignore[misc]
+
+
+def test_a_rank_figure_needs_digits_after_the_r():
+    t = TrialScores(0, metrics(0.5, 0.4, 0.2), 3)
+    for name in ("Rx", "55"):
+        with pytest.raises(VireidError) as info:
+            t.figure(name)
+        assert str(info.value).startswith(f"figure: unknown figure {name!r}")
+
+
+def test_json_is_indented_by_two_and_refuses_nan():
+    text = two_trials().to_json()
+    assert text.splitlines()[:2] == ["{", '  "schema": "vireid.scores/1",']
+    broken = Scores("regdb", {}, (TrialScores(0, metrics(0.5, float("nan"), 0.2), 5),))
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        broken.to_json()

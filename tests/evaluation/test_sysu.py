@@ -287,6 +287,27 @@ def test_bad_split_files(tmp_path, variables, message):
     assert str(info.value) == f"{path}: {message}"
 
 
+def test_a_camera_cell_of_the_wrong_shape(tmp_path):
+    cells = _cells({})
+    cells[3, 0] = cells[3, 0].reshape(1, -1)  # camera 4: 1 x n_ids instead of n_ids x 1
+    path = _save_split(tmp_path / "rand_perm_cam.mat", cells)
+    with pytest.raises(VireidError) as info:
+        load_official_split(path)
+    assert str(info.value) == (
+        f"{path}: rand_perm_cam{{4}}: expected an n_ids x 1 cell array, got (1, 3) of object"
+    )
+
+
+def test_an_unreadable_test_id_file_beside_the_split(tmp_path):
+    path = _save_split(tmp_path / "rand_perm_cam.mat", _cells({}))
+    (tmp_path / "test_id.mat").write_bytes(b"not a mat file")
+    with pytest.raises(VireidError) as info:
+        load_official_split(path)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'test_id.mat'}: cannot read variable 'id' (test identities): "
+    )
+
+
 def test_unreadable_and_missing_split(tmp_path):
     missing = tmp_path / "none.mat"
     with pytest.raises(VireidError) as info:
@@ -472,6 +493,22 @@ def test_a_folder_with_a_missing_frame():
     )
 
 
+def test_missing_frames_are_listed_up_to_five():
+    fs = sysu_example(counts={(1, 6): 12, (3, 6): 2}, dim=2)
+    # the frame just below the highest one missing (its folder then ends at frame 4)
+    top = fs.subset(np.flatnonzero(~((fs.camids == 1) & (fs.frames == 3)) & (fs.frames < 5)))
+    with pytest.raises(VireidError) as info:
+        folders_of(top, source="f.npz")
+    assert "has 4 rows with frames up to 4; expected frames exactly 0..3 (missing frame(s) 3)" in (
+        str(info.value)
+    )
+    # six frames missing: the first five are named
+    many = fs.subset(np.flatnonzero(~((fs.camids == 1) & (fs.frames >= 1) & (fs.frames <= 6))))
+    with pytest.raises(VireidError) as info:
+        folders_of(many, source="f.npz")
+    assert "(missing frame(s) 1, 2, 3, 4, 5):" in str(info.value)
+
+
 def test_empty_gallery_and_no_query():
     outdoor_only = sysu_example(counts={(4, 6): 4, (3, 6): 2}, dim=2)
     with pytest.raises(VireidError) as info:
@@ -521,6 +558,37 @@ def test_a_regdb_file_is_not_a_sysu_file():
     with pytest.raises(VireidError) as info:
         evaluate_sysu(fs, source="r.npz")
     assert str(info.value) == "r.npz: expected a SYSU-MM01 features file (dataset 'sysu')"
+
+
+def test_a_regdb_file_with_frames_is_not_a_sysu_file():
+    fs = FeatureSet.create(
+        np.ones((2, 2)), np.array([1, 1]), np.array([1, 2]), frames=np.array([0, 0]),
+        dataset="regdb",
+    )  # fmt: skip
+    with pytest.raises(VireidError) as info:
+        folders_of(fs, source="r.npz")
+    assert str(info.value) == "r.npz: expected a SYSU-MM01 features file (dataset 'sysu')"
+
+
+def test_folders_and_official_split_are_frozen(tmp_path):
+    import dataclasses
+
+    folders = folders_of(sysu_example(counts={(1, 6): 2, (3, 6): 2}, dim=2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        folders.test_ids = ()  # type: ignore[misc]
+    split = load_official_split(
+        _save_split(tmp_path / "rand_perm_cam.mat", _cells({(1, 1): np.ones((10, 1), np.uint8)}))
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        split.test_ids = ()  # type: ignore[misc]
+
+
+def test_agw_draw_of_two_shots_takes_two_per_folder():
+    # agw_gallery draws min(shots, n) images per folder for any shots, not only 1 and 10
+    fs = sysu_example(counts={(1, 6): 4, (2, 6): 1, (4, 7): 3, (3, 6): 2}, dim=2)
+    rows = agw_gallery(folders_of(fs), mode="all", shots=2, trial=0)
+    cams = fs.camids[rows].tolist()
+    assert sorted(cams) == [1, 1, 2, 4, 4]
 
 
 def test_folders_of_groups_every_folder_in_frame_order():

@@ -104,3 +104,18 @@ def test_loads_and_dumps_through_the_generic_config_loader():
         LossSpec.from_dict(
             {"method": "x", "entries": [data["entries"][0], {**data["entries"][1], "weight": -1}]}
         )
+
+
+def test_entry_defaults_and_the_smallest_dict():
+    entry = LossEntry("did", "global")
+    assert (entry.weight, dict(entry.options), entry.name, entry.split) == (1.0, {}, None, False)
+    # 'loss' and 'on' alone make an entry
+    spec = LossSpec.from_dict({"method": "x", "entries": [{"loss": "tri", "on": "global"}]})
+    assert spec.entries == (LossEntry("tri", "global"),)
+
+
+def test_repeated_options_and_foreign_entries_are_refused():
+    with _raises("options: each option may appear once, got (('margin', 0.3), ('margin', 0.4))"):
+        LossEntry("tri", "global", options=(("margin", 0.3), ("margin", 0.4)))
+    with _raises("entries[1]: expected a LossEntry, got <class 'dict'>"):
+        LossSpec("x", (LossEntry("tri", "global"), {"loss": "tri", "on": "global"}))  # type: ignore[arg-type]

@@ -115,3 +115,15 @@ def test_method_a_weights_are_the_spec_table(device):
         assert w["hctri/fine"] == w["hctri/coarse"] == 1.0
         assert {w[f"hctri/{b}"] for b in stripes} == {lam}
         assert w["ca.pull/global"] == w["ca.push/global"] == 1.0
+
+
+def test_method_b_weights_and_margins_are_the_spec_table():
+    # spec/losses/loss_spec.md, method_b_losses: DID, MML and MDL on the global branch, each
+    # of weight 1, the two triplet-style losses with margin 0.3
+    for dataset in ("sysu", "regdb"):
+        got = [(e.loss, e.on, e.weight, dict(e.options)) for e in method_b_losses(dataset).entries]
+        assert got == [
+            ("did", "global", 1.0, {}),
+            ("mml", "global", 1.0, {"margin": 0.3}),
+            ("mdl", "global", 1.0, {"margin": 0.3}),
+        ]

@@ -3,6 +3,8 @@ option values a loss would reject refused when the entry is made."""
 
 from __future__ import annotations
 
+import pytest
+
 from reference.losses.loss_spec import LossEntry, LossSpec
 from reference.losses.registry import LOSSES
 from tests.losses.test_dispatch import (
@@ -59,3 +61,12 @@ def test_option_values_are_checked_when_the_entry_is_made():
         LossSpec("", (LossEntry("tri", "global"),))
     with _raises("dataset: expected 'sysu', 'regdb', 'llcm' or None, got 'market'"):
         LossSpec("x", (LossEntry("tri", "global"),), dataset="market")
+
+
+def test_registry_facts():
+    import dataclasses
+
+    # the losses whose `modalities` option is a selection (DID, MML); the others take a pair
+    assert {name for name, kind in LOSSES.items() if kind.selects_modalities} == {"did", "mml"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LOSSES["tri"].source = "logits"  # type: ignore[misc]
