@@ -78,3 +78,11 @@ def test_loss_of_terms_with_its_own_reductions(device):
     ):
         loss(x, y, reduction="mean")
     assert seen == []
+
+
+def test_loss_terms_are_frozen():
+    import dataclasses
+
+    terms = LossTerms(terms={"id": torch.tensor(1.0)}, weights={"id": 1.0})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        terms.weights = {}  # type: ignore[misc]
