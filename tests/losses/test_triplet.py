@@ -227,6 +227,9 @@ def test_module_matches_function(device):
         module(f, labels, anchors=anchors),
         batch_hard_triplet(f, labels, margin=0.5, metric="cosine", anchors=anchors),
     )
+    # the module's defaults are the function's (margin 0.3, hard margin, euclidean)
+    f = f * 0.05  # small distances: the margin decides the value
+    torch.testing.assert_close(BatchHardTriplet()(f, labels), batch_hard_triplet(f, labels))
 
 
 def _bad(device, **kw):
