@@ -169,6 +169,16 @@ def test_duplicates_and_ties_match_the_oracle(device, seed, n_q, n_g, k1, k2, la
     np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=0, atol=1e-12)
 
 
+def test_many_ties_at_the_published_defaults(device):
+    # 120 items on a 3 x 3 grid: rows of o with about 13 items at each distance, so the order
+    # of equal distances (by item index, a stable sort) decides the neighbour lists
+    gen = np.random.default_rng(4)
+    q = gen.integers(0, 3, size=(5, 2)).astype(np.float64)
+    g = gen.integers(0, 3, size=(115, 2)).astype(np.float64)
+    got = k_reciprocal_distance(torch.tensor(q, device=device), torch.tensor(g, device=device))
+    np.testing.assert_allclose(got.cpu().numpy(), oracle(q, g, 20, 6, 0.3), rtol=0, atol=1e-12)
+
+
 def test_rows_per_chunk():
     assert rows_per_chunk(10, 100) == 10
     assert rows_per_chunk(30, 100) == 3  # rounded down: 3 rows of 30 stay within 100
