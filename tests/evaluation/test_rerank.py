@@ -179,6 +179,22 @@ def test_many_ties_at_the_published_defaults(device):
     np.testing.assert_allclose(got.cpu().numpy(), oracle(q, g, 20, 6, 0.3), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(("k1", "k2"), [(1, 4), (2, 5), (1, 6)])
+def test_items_with_an_empty_reciprocal_set(device, k1, k2):
+    # seven copies of one point: the copies after the first k1 + 1 have no reciprocal
+    # neighbour (R(i, k1) and V[i] empty) yet sit among the first k2 neighbours of the others,
+    # so their zero rows of V enter W; the other points sit at several distances
+    gen = np.random.default_rng(k1 * 10 + k2)
+    copies = np.zeros((7, 2))
+    others = gen.integers(1, 4, size=(9, 2)).astype(np.float64)
+    q = np.concatenate([copies[:2], others[:2]])
+    g = np.concatenate([copies[2:], others[2:]])
+    got = k_reciprocal_distance(
+        torch.tensor(q, device=device), torch.tensor(g, device=device), k1=k1, k2=k2
+    )
+    np.testing.assert_allclose(got.cpu().numpy(), oracle(q, g, k1, k2, 0.3), rtol=0, atol=1e-12)
+
+
 def test_rows_per_chunk():
     assert rows_per_chunk(10, 100) == 10
     assert rows_per_chunk(30, 100) == 3  # rounded down: 3 rows of 30 stay within 100
