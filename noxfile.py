@@ -30,8 +30,15 @@ def tests(session: nox.Session) -> None:
     torch threads (``tests/plugin.py``). ``nox -s tests -- -n 0`` runs in one process.
     """
     _install(session, "test", "tensorboard")  # the TensorBoard logging tests run too
-    # the 25 slowest tests in every run's output: the suite's time is a target (issue 10)
-    session.run("pytest", "-n", "auto", "--dist", "loadfile", "--durations=25", *session.posargs)
+    # the 25 slowest tests in every run's output: the suite's time is a target (issue 10).
+    # Bytecode is written even where the caller's environment sets PYTHONDONTWRITEBYTECODE (as
+    # CI's does): the venv holds no .pyc after the install, and without them every Python
+    # process the suite starts (two workers, torchrun's three, the spawned and pytest
+    # subprocesses) compiled torch's modules again, about 13 s of CPU each on CI's cores.
+    session.run(
+        "pytest", "-n", "auto", "--dist", "loadfile", "--durations=25", *session.posargs,
+        env={"PYTHONDONTWRITEBYTECODE": ""},
+    )  # fmt: skip
 
 
 @nox.session(python="3.10", default=False)
