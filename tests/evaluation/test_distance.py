@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.evaluation.distance import as_float_matrix, first_non_finite, pairwise_distance
+from reference.evaluation.distance import (
+    PreparedGallery,
+    PreparedQueries,
+    as_float_matrix,
+    first_non_finite,
+    pairwise_distance,
+)
 
 
 def oracle(query: np.ndarray, gallery: np.ndarray, metric: str) -> list[list[float]]:
@@ -269,3 +275,36 @@ def test_as_float_matrix_keeps_floats_and_names_the_expected_shape():
         with pytest.raises(VireidError) as info:
             as_float_matrix(value, "x", "(a, b)", **kw)
         assert str(info.value) == message
+
+
+@given(
+    pair=feature_pairs(nonzero=True),
+    metric=st.sampled_from(["euclidean", "cosine"]),
+    q_dtype=st.sampled_from([torch.float64, torch.float32, torch.float16]),
+    g_dtype=st.sampled_from([torch.float64, torch.float32]),
+)
+def test_prepared_queries_equal_the_plain_call(device, pair, metric, q_dtype, g_dtype):
+    # the queries' side computed once, then met by two galleries: every value to the last bit,
+    # also where a gallery of a wider dtype makes the plain call compute in that dtype
+    query, gallery = pair
+    q = torch.tensor(query, device=device).to(q_dtype)
+    prepared = PreparedQueries.of(q, metric)
+    for g in (torch.tensor(gallery, device=device).to(g_dtype), torch.tensor(gallery[::-1].copy())):
+        got, expected = prepared.distances(g), pairwise_distance(q, g, metric)
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+def test_prepared_queries_are_checked_and_matched():
+    with pytest.raises(VireidError, match=r"^metric: unknown metric 'l1'"):
+        PreparedQueries.of(torch.ones(2, 3), "l1")
+    with pytest.raises(VireidError, match=r"^query_features: row 1 has zero norm"):
+        PreparedQueries.of(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), "cosine")
+    prepared = PreparedQueries.of(torch.ones(2, 3), "euclidean")
+    with pytest.raises(VireidError, match=r"^gallery_features: expected 3 columns"):
+        prepared.distances(torch.ones(2, 4))
+    cosine = PreparedGallery.build(torch.ones(2, 3), "cosine", torch.float32, 3)
+    with pytest.raises(VireidError) as info:
+        cosine.distances_to(prepared)
+    assert str(info.value) == (
+        "queries: prepared for euclidean in torch.float32, the gallery for cosine in torch.float32"
+    )

@@ -23,6 +23,8 @@ from reference.errors import VireidError
 __all__ = [
     "METRICS",
     "Metric",
+    "PreparedGallery",
+    "PreparedQueries",
     "as_feature_tensor",
     "as_float_matrix",
     "check_metric",
@@ -136,15 +138,68 @@ class PreparedGallery:
 
     def distances(self, query: torch.Tensor) -> torch.Tensor:
         """``(n_query, n_gallery)`` distances of checked queries to this gallery."""
-        q = query.to(self.gallery.dtype)
+        return self.distances_to(PreparedQueries.build(query, self.metric, self.gallery.dtype))
+
+    def distances_to(self, queries: PreparedQueries) -> torch.Tensor:
+        """:meth:`distances` of queries prepared once (:class:`PreparedQueries`) in this
+        gallery's metric and dtype."""
+        if queries.metric != self.metric or queries.rows.dtype != self.gallery.dtype:
+            raise VireidError(
+                f"queries: prepared for {queries.metric} in {queries.rows.dtype}, the gallery "
+                f"for {self.metric} in {self.gallery.dtype}"
+            )
         if self.metric == "cosine":
-            one = q.new_ones(1, 1)
-            return torch.addmm(one, _unit_rows(q, "query_features"), self.gallery.T, alpha=-1.0)
-        q_sq = (q * q).sum(dim=1, keepdim=True)
+            one = queries.rows.new_ones(1, 1)
+            return torch.addmm(one, queries.rows, self.gallery.T, alpha=-1.0)
         # |q|^2 + |g|^2 - 2 q.g in one fused product; rounding can dip below zero when q ~ g:
         # clamp before the root
-        sq = torch.addmm(q_sq + self.sq_norms, q, self.gallery.T, alpha=-2.0)
+        bias = queries.sq_norms + self.sq_norms
+        sq = torch.addmm(bias, queries.rows, self.gallery.T, alpha=-2.0)
         return sq.clamp_min_(0.0).sqrt_()
+
+
+class PreparedQueries:
+    """The query side of the distance: ``euclidean`` keeps the queries and their squared norms,
+    ``cosine`` the L2-normalised queries, in the dtype of the galleries they meet.
+
+    Built once for queries scored against several galleries (LLCM draws a gallery per trial for
+    the same queries): ``PreparedGallery.build(g, ...).distances_to(prepared)`` is then
+    ``pairwise_distance(queries, g, metric)`` to the last bit, the same operations in the same
+    order (``tests/evaluation/test_distance.py::test_prepared_queries_equal_the_plain_call``).
+    """
+
+    def __init__(
+        self, query: torch.Tensor, rows: torch.Tensor, sq_norms: torch.Tensor | None, metric: str
+    ):
+        self.query = query  # as given (checked), for a gallery of a wider dtype
+        self.rows = rows
+        self.sq_norms = sq_norms
+        self.metric = metric
+
+    @classmethod
+    def build(cls, query: torch.Tensor, metric: str, dtype: torch.dtype) -> PreparedQueries:
+        """From checked queries (``as_feature_tensor``), for galleries of ``dtype``."""
+        q = query.to(dtype)
+        if metric == "cosine":
+            return cls(query, _unit_rows(q, "query_features"), None, metric)
+        return cls(query, q, (q * q).sum(dim=1, keepdim=True), metric)
+
+    @classmethod
+    def of(cls, query: torch.Tensor | np.ndarray, metric: str) -> PreparedQueries:
+        """Checked queries prepared for galleries of their own dtype (the dtype rule's float32
+        for half-precision features)."""
+        check_metric(metric)
+        q = as_feature_tensor(query, "query_features")
+        return cls.build(q, metric, q.dtype)
+
+    def distances(self, gallery: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``pairwise_distance(queries, gallery, metric)`` with this preparation reused (it is
+        rebuilt only when ``gallery`` widens the dtype)."""
+        g = as_feature_tensor(gallery, "gallery_features", device=self.rows.device)
+        prepared = PreparedGallery.build(g, self.metric, self.rows.dtype, self.rows.shape[1])
+        if prepared.gallery.dtype != self.rows.dtype:
+            return prepared.distances(self.query)
+        return prepared.distances_to(self)
 
 
 def _unit_rows(x: torch.Tensor, field: str) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 
 from reference.datasets import LLCM_INFRARED_CAMERAS, LLCM_VISIBLE_CAMERAS
 from reference.errors import VireidError
-from reference.evaluation.distance import check_metric
+from reference.evaluation.distance import PreparedQueries, check_metric
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.rerank import RerankSettings
 from reference.evaluation.scores import Scores
@@ -138,6 +138,8 @@ def evaluate_llcm(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     qf = torch.from_numpy(fs.features[queries]).to(dev)
     query = labels_of(fs, queries, dev)
+    # the same queries meet every trial's gallery: their side of the distance is computed once
+    prepared = PreparedQueries.of(qf, metric) if rerank is None else None
     results = []
     for t in range(trials):
         rows = gallery_rows(folders, g_mod, t)
@@ -150,7 +152,8 @@ def evaluate_llcm(
         gf = torch.from_numpy(fs.features[rows]).to(dev)
         results.append(
             score_trial(
-                trial_distance(qf, gf, metric, rerank), query, labels_of(fs, rows, dev), trial=t,
+                trial_distance(qf, gf, metric, rerank, prepared), query, labels_of(fs, rows, dev),
+                trial=t,
                 rules=("same-id-same-camera", "identity", MAX_RANK), chunk_size=chunk_size,
                 where=f"{source}: LLCM",
             )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reference.errors import VireidError
-from reference.evaluation.distance import pairwise_distance
+from reference.evaluation.distance import PreparedQueries, pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import CMCKind, Exclusion, rank_metrics
 from reference.evaluation.rerank import RerankSettings, reranked_distance
@@ -37,11 +37,18 @@ def labels_of(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> Labels:
 
 
 def trial_distance(
-    query: torch.Tensor, gallery: torch.Tensor, metric: str, rerank: RerankSettings | None
+    query: torch.Tensor,
+    gallery: torch.Tensor,
+    metric: str,
+    rerank: RerankSettings | None,
+    prepared: PreparedQueries | None = None,
 ) -> torch.Tensor:
     """The ``(n_query, n_gallery)`` distances a trial ranks: plain, or re-ranked with ``rerank``
-    over the trial's own queries and gallery."""
+    over the trial's own queries and gallery. ``prepared``: ``query`` prepared once for every
+    trial (``PreparedQueries``), used by the plain distance; the same values to the last bit."""
     if rerank is None:
+        if prepared is not None:
+            return prepared.distances(gallery)
         return pairwise_distance(query, gallery, metric)
     return reranked_distance(query, gallery, metric, rerank)
 
