@@ -19,12 +19,7 @@ from hypothesis import strategies as st
 from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.rerank import (
-    RerankSettings,
-    k_reciprocal_distance,
-    pair_groups,
-    rows_per_chunk,
-)
+from reference.evaluation.rerank import RerankSettings, k_reciprocal_distance, pair_groups
 
 # ---------------------------------------------------------------------------------------------
 # the oracle
@@ -193,13 +188,6 @@ def test_items_with_an_empty_reciprocal_set(device, k1, k2):
         torch.tensor(q, device=device), torch.tensor(g, device=device), k1=k1, k2=k2
     )
     np.testing.assert_allclose(got.cpu().numpy(), oracle(q, g, k1, k2, 0.3), rtol=0, atol=1e-12)
-
-
-def test_rows_per_chunk():
-    assert rows_per_chunk(10, 100) == 10
-    assert rows_per_chunk(30, 100) == 3  # rounded down: 3 rows of 30 stay within 100
-    assert rows_per_chunk(101, 100) == 1  # never less than one row
-    assert rows_per_chunk(0, 100) == 100  # an empty row counts as one element
 
 
 def test_pair_groups_by_hand():

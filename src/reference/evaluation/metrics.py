@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from reference.chunks import rows_per_chunk
 from reference.errors import VireidError
 from reference.evaluation.distance import (
     Metric,
@@ -267,7 +268,7 @@ def _exclusion(
 def chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
     """Queries per chunk: ``chunk_size``, or the default for this gallery size (section Memory)."""
     if chunk_size is None:
-        chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, DEFAULT_CHUNK_ELEMENTS // max(n_gallery, 1))
+        chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, rows_per_chunk(n_gallery, DEFAULT_CHUNK_ELEMENTS))
     return max(1, min(chunk_size, n_query))
 
 

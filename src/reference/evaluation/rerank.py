@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reference.chunks import rows_per_chunk
 from reference.errors import VireidError
 from reference.evaluation.distance import Metric, PreparedGallery, as_feature_tensor, check_metric
 
@@ -156,11 +157,6 @@ def k_reciprocal_distance(
         jac = torch.where(union > 0, 1.0 - shared / torch.where(union > 0, union, 1.0), 1.0)
         out[s:e] = (1.0 - lambda_) * jac + lambda_ * original(s, e)[:, n_query:]
     return out
-
-
-def rows_per_chunk(per_row: int, budget: int) -> int:
-    """Rows of a chunk whose rows hold ``per_row`` elements: ``budget // per_row``, at least 1."""
-    return max(1, budget // max(1, per_row))
 
 
 def pair_groups(per_row: list[int], budget: int) -> list[int]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reference.checks import METRICS, Metric, check_metric
+from reference.chunks import rows_per_chunk
 from reference.errors import VireidError
 
 __all__ = [
@@ -245,7 +246,7 @@ def _euclidean(x: Tensor, y: Tensor | None) -> Tensor:
     if rows.numel():
         # where the expansion cancelled, the difference of the original rows is exact
         other = x if y is None else y
-        step = max(1, _CHUNK_ELEMENTS // x.shape[1])
+        step = rows_per_chunk(x.shape[1], _CHUNK_ELEMENTS)
         chunks = []
         for k in range(0, rows.numel(), step):
             diff = x[rows[k : k + step]] - other[cols[k : k + step]]
