@@ -1,27 +1,29 @@
-"""The multi-stream ResNet-50: sharing per share_from, routing, last stride, gradients."""
+"""The multi-stream ResNet: sharing per share_from, routing, last stride, depth, gradients."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.models.resnet import Bottleneck
+from torchvision.models import resnet18, resnet34, resnet50
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from reference.errors import VireidError
 from reference.models.backbone import (
     STAGES,
-    MultiStreamResNet50,
+    MultiStreamResNet,
     feature_map_rows,
-    resnet50_stages,
+    out_channels,
+    resnet_stages,
 )
 
 # parameter counts of torchvision's ResNet-50 stages (fc excluded), from the model itself
-STAGE_PARAMS = {n: sum(p.numel() for p in m.parameters()) for n, m in resnet50_stages().items()}
+STAGE_PARAMS = {n: sum(p.numel() for p in m.parameters()) for n, m in resnet_stages().items()}
 
 
-def build(**kwargs) -> MultiStreamResNet50:
+def build(**kwargs) -> MultiStreamResNet:
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)
-        return MultiStreamResNet50(**kwargs)
+        return MultiStreamResNet(**kwargs)
 
 
 def images(n: int, h: int = 32, w: int = 16, seed: int = 0) -> torch.Tensor:
@@ -51,13 +53,57 @@ def test_shared_stages_are_the_same_objects_and_specific_ones_are_not(k):
 
 
 def test_stages_are_torchvision_modules_with_last_stride_one():
-    stages = resnet50_stages(last_stride=1)
+    stages = resnet_stages(last_stride=1)
     assert list(stages) == list(STAGES)
     assert all(isinstance(block, Bottleneck) for block in stages["layer4"])
     first = stages["layer4"][0]
     assert first.conv2.stride == (1, 1) and first.downsample[0].stride == (1, 1)
-    assert resnet50_stages(last_stride=2)["layer4"][0].conv2.stride == (2, 2)
+    assert resnet_stages(last_stride=2)["layer4"][0].conv2.stride == (2, 2)
     assert list(stages["stem"]._modules) == ["conv1", "bn1", "relu", "maxpool"]
+
+
+@pytest.mark.parametrize(("depth", "make", "channels"), [(18, resnet18, 512), (34, resnet34, 512)])
+def test_basic_block_depths(depth, make, channels):
+    stages = resnet_stages(last_stride=1, depth=depth)
+    assert all(isinstance(block, BasicBlock) for block in stages["layer4"])
+    first = stages["layer4"][0]
+    # a basic block carries its stride on conv1
+    assert first.conv1.stride == (1, 1) and first.downsample[0].stride == (1, 1)
+    assert resnet_stages(last_stride=2, depth=depth)["layer4"][0].conv1.stride == (2, 2)
+    assert out_channels(depth) == channels
+    # the stages hold exactly torchvision's modules of that depth, fc excluded
+    whole = make(weights=None)
+    assert sum(p.numel() for m in stages.values() for p in m.parameters()) == sum(
+        p.numel() for n, p in whole.named_parameters() if not n.startswith("fc.")
+    )
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_depths_draw_torchvisions_weights_and_zero_the_last_bn(depth):
+    make = {18: resnet18, 34: resnet34, 50: resnet50}[depth]
+    net = build(share_from=0, depth=depth, zero_init_residual=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(0)
+        reference = make(weights=None, zero_init_residual=True).state_dict()
+    ours = {}
+    for name in STAGES:
+        for key, value in net.stage(name, 0).state_dict().items():
+            ours[key if name == "stem" else f"{name}.{key}"] = value
+    assert set(ours) == set(reference) - {"fc.weight", "fc.bias"}
+    assert all(torch.equal(ours[k], reference[k]) for k in ours)
+    last = "bn3" if depth == 50 else "bn2"
+    assert all(not block.get_submodule(last).weight.any() for block in net.stage("layer3", 0))
+    assert net.depth == depth and net.out_channels == (2048 if depth == 50 else 512)
+
+
+def test_depth_18_routes_and_maps_like_depth_50():
+    net = build(share_from=2, depth=18).eval()
+    x = images(3, 64, 32)
+    with torch.no_grad():
+        mixed = net(x, torch.tensor([1, 0, 1]))
+        alone = net(x[1:2], torch.tensor([0]))
+    assert mixed.shape == (3, 512, feature_map_rows(64, 1), 2)
+    assert torch.allclose(mixed[1:2], alone, rtol=1e-4, atol=1e-5 * float(alone.abs().max()))
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +173,15 @@ def test_gradients_reach_both_stems(device):
         ({"share_from": True}, "share_from: expected an integer in 0..5, got True"),
         ({"num_streams": 0}, "num_streams: expected an integer >= 1, got 0"),
         ({"last_stride": 3}, "last_stride: expected 1 or 2, got 3"),
+        ({"depth": 101}, "depth: expected 18, 34 or 50, got 101"),
+        ({"depth": True}, "depth: expected 18, 34 or 50, got True"),
+        ({"depth": "50"}, "depth: expected 18, 34 or 50, got '50'"),
+        ({"depth": 50.0}, "depth: expected 18, 34 or 50, got 50.0"),
     ],
 )
 def test_bad_construction(kwargs, message):
     with pytest.raises(VireidError) as info:
-        MultiStreamResNet50(**kwargs)
+        MultiStreamResNet(**kwargs)
     assert str(info.value) == message
 
 

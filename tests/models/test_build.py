@@ -80,6 +80,8 @@ def test_predecessor_preset():
             "model.embedding_norm: expected one of ('concat', 'branch'), got 'l1'",
         ),
         ({"pretrained": 3}, "model.pretrained: expected a path or None, got int"),
+        ({"depth": 101}, "model.depth: expected 18, 34 or 50, got 101"),
+        ({"depth": "18"}, "model.depth: expected 18, 34 or 50, got '18'"),
         (
             {"global_branch": False, "coarse_stripes": 0, "fine_stripes": 0},
             "model: at least one branch is needed (global_branch, coarse_stripes or fine_stripes)",
@@ -163,6 +165,21 @@ def test_every_kind_returns_a_model_output(device, config, h, tags, branches, di
     assert isinstance(out, ModelOutput)
     assert len(out.features) == branches and out.embedding.shape == (len(tags), dim)
     assert out.logits == {}
+
+
+@pytest.mark.parametrize("kind", ["method_a", "method_b", "baseline"])
+def test_depth_18_feeds_its_512_channels_to_the_heads(kind):
+    config = ModelConfig(kind=kind, num_classes=5, depth=18, coarse_stripes=None)
+    model = build_model(config).train()
+    assert model.backbone.depth == 18 and model.backbone.out_channels == 512
+    tags = (0, 1, 2, 3) if kind == "method_b" else (0, 1)
+    x = torch.randn(2 * len(tags), 3, 96, 48, generator=torch.Generator().manual_seed(0))
+    out = model(x, torch.tensor(tags * 2))
+    dims = {name: f.shape[1] for name, f in out.features.items()}
+    # reduced branches keep reduction_dim; an unreduced global branch is the map's 512 channels
+    assert dims["global"] == (256 if kind == "method_a" else 512)
+    assert all(d == 256 for name, d in dims.items() if name != "global")
+    assert all(logits.shape == (2 * len(tags), 5) for logits in out.logits.values())
 
 
 def test_pretrained_path_is_loaded(tmp_path):

@@ -37,7 +37,9 @@ def test_flags_override_the_config_file(tmp_path, capsys):
         config_file=path, overrides={"last_stride": 1, "kind": None}, pretrained=None, size="96x48"
     )
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == "model       method_a, 7 classes, share_from=2, last_stride=1, input 96x48"
+    assert first == (
+        "model       method_a, ResNet-50, 7 classes, share_from=2, last_stride=1, input 96x48"
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reference.errors import VireidError
-from reference.models.backbone import MultiStreamResNet50
+from reference.models.backbone import MultiStreamResNet
 from reference.models.heads import MultiGranularityHead
 from reference.models.network import DERIVED_ROUTINGS, TWO_MODALITIES, ReidNetwork
 
@@ -21,7 +21,7 @@ def seeded(fn):
 def parts():
     """One backbone and one small head (global + 1 coarse + 2 fine stripes), shared by the
     networks below, which differ only in their routing table."""
-    backbone = seeded(lambda: MultiStreamResNet50(share_from=2))
+    backbone = seeded(lambda: MultiStreamResNet(share_from=2))
     head = seeded(lambda: MultiGranularityHead(num_classes=3, coarse_stripes=1, fine_stripes=2))
     return backbone, head
 

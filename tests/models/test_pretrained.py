@@ -7,7 +7,7 @@ import torch
 from torchvision.models import resnet18, resnet50
 
 from reference.errors import VireidError
-from reference.models.backbone import STAGES, MultiStreamResNet50
+from reference.models.backbone import STAGES, MultiStreamResNet
 from reference.models.pretrained import load_pretrained, stage_of, torchvision_key
 
 
@@ -34,7 +34,7 @@ def weights(tmp_path_factory):
 @pytest.mark.parametrize("k", [0, 2, 5])
 def test_every_key_is_copied_into_every_stream(device, weights, k):
     path, state = weights
-    net = seeded(lambda: MultiStreamResNet50(share_from=k), 0).to(device)
+    net = seeded(lambda: MultiStreamResNet(share_from=k), 0).to(device)
     written = load_pretrained(net, path)
     assert sorted(written) == sorted(net.state_dict())  # every model entry written once
     used = set()
@@ -67,14 +67,14 @@ def test_fc_is_optional_and_ignored(weights, tmp_path):
     state = weights[1]
     no_fc = {k: v for k, v in state.items() if not k.startswith("fc.")}
     torch.save(no_fc, tmp_path / "nofc.pth")
-    net = seeded(lambda: MultiStreamResNet50(share_from=4), 0)
+    net = seeded(lambda: MultiStreamResNet(share_from=4), 0)
     load_pretrained(net, tmp_path / "nofc.pth")
     assert torch.equal(net.stage("layer4", 0)[2].conv3.weight, state["layer4.2.conv3.weight"])
 
 
 @pytest.fixture(scope="module")
 def target():
-    return seeded(lambda: MultiStreamResNet50(share_from=2), 0)
+    return seeded(lambda: MultiStreamResNet(share_from=2), 0)
 
 
 def expect_error(net, path, message: str, *, exact: bool = False) -> None:
@@ -131,6 +131,23 @@ def test_resnet18_dict_is_rejected_with_its_first_keys(target, tmp_path):
     )
 
 
+def test_depth_18_backbone_takes_a_resnet18_dict_and_names_its_depth(tmp_path):
+    state = seeded(lambda: resnet18(weights=None), 3).state_dict()
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    net = seeded(lambda: MultiStreamResNet(share_from=2, depth=18), 0)
+    load_pretrained(net, path)
+    assert torch.equal(net.stage("stem", 1).conv1.weight, state["conv1.weight"])
+    assert torch.equal(net.stage("layer4", 0)[1].conv2.weight, state["layer4.1.conv2.weight"])
+    wrong = tmp_path / "resnet50.pth"
+    torch.save(seeded(lambda: resnet50(weights=None), 0).state_dict(), wrong)
+    with pytest.raises(VireidError) as info:
+        load_pretrained(seeded(lambda: MultiStreamResNet(depth=18), 0), wrong)
+    assert str(info.value).startswith(
+        f"{wrong}: not a torchvision ResNet-18 state dict: unexpected key(s) layer1.0.bn3."
+    )
+
+
 def test_prefixed_keys_are_rejected(target, weights, tmp_path):
     path = tmp_path / "module.pth"
     torch.save({f"module.{k}": v for k, v in weights[1].items()}, path)
@@ -166,5 +183,5 @@ def test_not_a_backbone(tmp_path):
     with pytest.raises(VireidError) as info:
         load_pretrained(torch.nn.Linear(2, 2), tmp_path / "x.pth")
     assert str(info.value) == (
-        "model: expected a MultiStreamResNet50 or a model with one as .backbone, got Linear"
+        "model: expected a MultiStreamResNet or a model with one as .backbone, got Linear"
     )

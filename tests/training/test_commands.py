@@ -8,12 +8,13 @@ import json
 import pytest
 
 from reference.cli import main
-from tests.training.conftest import TINY
+from tests.training.conftest import TINY, TINY_DEPTH
 
 TINY_SETS = [
     "--set", "pipeline.p=2", "--set", "pipeline.k=2", "--set", "pipeline.num_batches=1",
     "--set", f"pipeline.transform.size=[{TINY[0]}, {TINY[1]}]", "--set", "run.epochs=1",
     "--set", "run.progress=false", "--set", "run.device='cpu'",
+    "--set", f"model.depth={TINY_DEPTH}",
 ]  # fmt: skip
 
 

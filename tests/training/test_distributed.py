@@ -19,7 +19,7 @@ from reference.training.checkpoint import read_checkpoint
 from reference.training.distributed import Processes
 from reference.training.engine import train
 from reference.training.setup import build_for_training
-from tests.training.conftest import TINY, tiny_config
+from tests.training.conftest import TINY, TINY_DEPTH, tiny_config
 
 # no randomness in the transforms: the 2-process run and the 1-process run see the same images
 FIXED = ["pipeline.transform.pad=0", "pipeline.transform.flip_p=0.0", "run.epochs=1"]
@@ -33,7 +33,7 @@ def torchrun(root: Path, out: Path, *sets: str) -> subprocess.CompletedProcess:
         "pipeline.p=2", "pipeline.k=2", "pipeline.num_batches=4",
         f"pipeline.transform.size=[{TINY[0]}, {TINY[1]}]", "run.progress=false",
         "run.device='cpu'", "run.deterministic=true", "run.log_every=1",
-        "schedule.warmup_epochs=1", *FIXED, *sets,
+        "schedule.warmup_epochs=1", f"model.depth={TINY_DEPTH}", *FIXED, *sets,
     ]  # fmt: skip
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

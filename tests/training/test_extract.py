@@ -38,6 +38,8 @@ from reference.training.extract import (
 
 SIZE = (32, 16)  # a 2 x 1 map at last stride 1: the baseline's global branch
 SMALL = ExtractConfig(transform=TransformConfig(size=SIZE), batch_size=8)
+#: extraction does not depend on the backbone's depth; a ResNet-18 (512-d) is the cheaper network
+DEPTH = 18
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +61,7 @@ def regdb_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def baseline():
-    return build_model(ModelConfig(kind="baseline", num_classes=6, init_seed=3))
+    return build_model(ModelConfig(kind="baseline", num_classes=6, init_seed=3, depth=DEPTH))
 
 
 def _oracle(model, paths, modality, size, *, flip=False) -> np.ndarray:
@@ -96,7 +98,7 @@ def test_sysu_pool_rows_fields_and_float64_oracle(sysu_root, baseline, device):
     np.testing.assert_array_equal(fs.pids, records.pids)
     np.testing.assert_array_equal(fs.camids, records.camids)
     np.testing.assert_array_equal(fs.frames, records.frames)
-    assert fs.features.dtype == np.float32 and fs.dim == 2048
+    assert fs.features.dtype == np.float32 and fs.dim == 512  # ResNet-18
     # the float64 oracle on a few rows of both modalities (it runs one image at a time)
     rows = np.concatenate([np.flatnonzero(records.modality == m)[:3] for m in (0, 1)])
     sub = records.subset(rows)
@@ -156,7 +158,7 @@ def test_eval_mode_restored_and_nothing_learned(sysu_root, baseline, device):
 
 
 def test_method_b_gets_base_modalities_only(sysu_root, device):
-    model = build_model(ModelConfig(kind="method_b", num_classes=6)).to(device)
+    model = build_model(ModelConfig(kind="method_b", num_classes=6, depth=DEPTH)).to(device)
     seen: list[int] = []
     model.register_forward_pre_hook(lambda m, args: seen.extend(args[1].tolist()))
     fs = extract_features(model, sysu_root, config=SMALL, progress=False)
@@ -170,8 +172,9 @@ def test_method_a_embedding_switch(sysu_root, device):
     # stripes 1 and 2 divide the 2-row map of a 32 x 16 input
     def method_a(embedding):
         config = ModelConfig(
-            kind="method_a", num_classes=6, coarse_stripes=1, fine_stripes=2, embedding=embedding
-        )
+            kind="method_a", num_classes=6, coarse_stripes=1, fine_stripes=2,
+            embedding=embedding, depth=DEPTH,
+        )  # fmt: skip
         return build_model(config).to(device)
 
     records = read_sysu_test(sysu_root).subset(np.arange(4))
@@ -269,7 +272,12 @@ def test_non_finite_model_is_an_error(sysu_root, baseline):
 def _checkpoint(path: Path, preset: str, model, overrides=()) -> Path:
     """A checkpoint file holding ``model`` (the 6-class baseline) and a run config, written by
     the training code's writer."""
-    sets = ["pipeline.transform.size=[32, 16]", "model.num_classes=6", "model.init_seed=3"]
+    sets = [
+        "pipeline.transform.size=[32, 16]",
+        "model.num_classes=6",
+        "model.init_seed=3",
+        f"model.depth={DEPTH}",
+    ]
     config = load_preset(preset, [*sets, *overrides])
     state = {
         "model": model.state_dict(),
@@ -302,7 +310,7 @@ def test_vireid_extract_writes_the_checkpoints_features(
     lines = capsys.readouterr().out.splitlines()
     fs = load_features(out, "sysu")
     assert lines[0] == (
-        f"wrote {out}: {len(fs)} images of 2 identities (SYSU-MM01 test pool), d=2048"
+        f"wrote {out}: {len(fs)} images of 2 identities (SYSU-MM01 test pool), d=512"
     )
     assert lines[1] == f"score it: vireid evaluate sysu --features {out}"
     # the checkpoint's weights, the run's transform: the same as extracting the model itself

@@ -71,7 +71,7 @@ def test_llcm_run_extracts_and_scores_in_both_directions(synth_roots, llcm_run, 
     ids = len(set(test.pids.tolist()))
     assert lines == [
         f"wrote {out}: {len(test)} images of {ids} identities (LLCM test pool, both "
-        f"modalities), d=2048",
+        f"modalities), d=512",
         f"score it: vireid evaluate llcm --features {out} --direction i2v|v2i",
     ]
     # every test image of both modalities, in the reader's order, with its modality

@@ -22,7 +22,7 @@ import torch
 from reference.checks import check_bool, check_choice, check_integer
 from reference.config import from_mapping
 from reference.errors import VireidError
-from reference.models.backbone import MultiStreamResNet50
+from reference.models.backbone import MultiStreamResNet, check_depth
 from reference.models.heads import EMBEDDING_NORMS, EMBEDDINGS, MultiGranularityHead
 from reference.models.network import DERIVED_ROUTINGS, TWO_MODALITIES, ReidNetwork
 from reference.models.pooling import check_gem_p
@@ -66,6 +66,7 @@ class ModelConfig:
     pretrained: Path | None = None
     init_seed: int = 0
     zero_init_residual: bool = False
+    depth: int = 50
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         check_integer(getattr(self, name), f"model.{name}", low=low, high=high, numpy=False)
@@ -80,6 +81,7 @@ class ModelConfig:
         if isinstance(self.pretrained, str):
             object.__setattr__(self, "pretrained", Path(self.pretrained))
         self._check_int("num_classes", 1)
+        check_depth(self.depth, "model.depth")
         self._check_int("share_from", 0, 5)
         check_choice(self.last_stride, "model.last_stride", (1, 2), expected="1 or 2")
         check_gem_p(self.gem_p, field="model.gem_p")
@@ -193,13 +195,15 @@ def build_model(config: ModelConfig) -> ReidNetwork:
         raise VireidError(f"config: expected a ModelConfig, got {type(config).__name__}")
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(config.init_seed)
-        backbone = MultiStreamResNet50(
+        backbone = MultiStreamResNet(
             share_from=config.share_from,
             last_stride=config.last_stride,
             num_streams=config.num_streams,
             zero_init_residual=config.zero_init_residual,
+            depth=config.depth,
         )
         head = MultiGranularityHead(
+            in_channels=backbone.out_channels,
             num_classes=config.num_classes,
             global_branch=config.global_branch,
             reduce_global=config.reduce_global,

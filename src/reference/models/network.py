@@ -14,7 +14,7 @@ from torch import nn
 
 from reference.data.modality import Modality, check_modality_tags
 from reference.errors import VireidError
-from reference.models.backbone import MultiStreamResNet50, feature_map_rows
+from reference.models.backbone import MultiStreamResNet, feature_map_rows
 from reference.models.heads import MultiGranularityHead
 from reference.models.output import ModelOutput
 
@@ -30,7 +30,7 @@ DERIVED_ROUTINGS: dict[str, tuple[int | None, ...]] = {
 class ReidNetwork(nn.Module):
     def __init__(
         self,
-        backbone: MultiStreamResNet50,
+        backbone: MultiStreamResNet,
         head: MultiGranularityHead,
         routing: tuple[int | None, ...] = TWO_MODALITIES,
     ) -> None:
@@ -96,8 +96,8 @@ class ReidNetwork(nn.Module):
             )
 
     def feature_map(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        """The backbone's map ``(B, 2048, h, w)`` of a checked batch, each row routed through
-        its modality's stream: the head's input."""
+        """The backbone's map ``(B, C, h, w)`` (C = 2048 at depth 50) of a checked batch, each
+        row routed through its modality's stream: the head's input."""
         self.check_inputs(images, modality)
         streams = self._route[modality.to(device=self._route.device, dtype=torch.int64)]
         return self.backbone(images, streams.to(images.device))

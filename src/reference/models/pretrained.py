@@ -1,6 +1,7 @@
-"""Load a local torchvision ResNet-50 state dict into every stream of a backbone.
+"""Load a local torchvision ResNet state dict into every stream of a backbone.
 
-Spec: ``spec/models/pretrained.md``. Every key of a torchvision ResNet-50 state dict is mapped:
+Spec: ``spec/models/pretrained.md``. Every key of a torchvision ResNet state dict of the
+backbone's depth (ResNet-50 for the methods) is mapped:
 ``conv1.*`` and ``bn1.*`` to the ``stem`` stage, ``layer<i>.*`` to stage ``layer<i>``; a stage
 that exists once per stream receives its own copy in each stream, a shared stage receives it once.
 ``fc.*`` (the ImageNet classifier) is ignored on purpose. Nothing is downloaded: the file must be
@@ -17,14 +18,14 @@ import torch
 from torch import nn
 
 from reference.errors import VireidError
-from reference.models.backbone import STAGES, MultiStreamResNet50
+from reference.models.backbone import STAGES, MultiStreamResNet
 
 IGNORED_PREFIX = "fc."
 _SHOWN = 5  # how many offending keys a message lists
 
 
 def torchvision_key(stage: str, key: str) -> str:
-    """The torchvision ResNet-50 key of ``key`` (relative to stage ``stage``)."""
+    """The torchvision ResNet key of ``key`` (relative to stage ``stage``)."""
     return key if stage == "stem" else f"{stage}.{key}"
 
 
@@ -63,19 +64,21 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike[str]) -> list[str]:
-    """Copy a torchvision ResNet-50 state dict into every stream of ``model``'s backbone.
+    """Copy a torchvision ResNet state dict (of the backbone's depth) into every stream of
+    ``model``'s backbone.
 
-    ``model`` is a :class:`MultiStreamResNet50` or a module with one as ``.backbone``. Returns
+    ``model`` is a :class:`MultiStreamResNet` or a module with one as ``.backbone``. Returns
     the list of model parameter/buffer names that were written.
     """
-    backbone = model if isinstance(model, MultiStreamResNet50) else getattr(model, "backbone", None)
-    if not isinstance(backbone, MultiStreamResNet50):
+    backbone = model if isinstance(model, MultiStreamResNet) else getattr(model, "backbone", None)
+    if not isinstance(backbone, MultiStreamResNet):
         raise VireidError(
-            f"model: expected a MultiStreamResNet50 or a model with one as .backbone, "
+            f"model: expected a MultiStreamResNet or a model with one as .backbone, "
             f"got {type(model).__name__}"
         )
     path = Path(path)
     state = read_state_dict(path)
+    kind = f"a torchvision ResNet-{backbone.depth} state dict"
 
     # where each stage lives: (prefix in the model's state dict, module)
     places: list[tuple[str, str, nn.Module]] = []
@@ -100,16 +103,14 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike[str]) -> list[str]
             parts.append(f"missing key(s) {_first(missing)}")
         if unexpected:
             parts.append(f"unexpected key(s) {_first(unexpected)}")
-        raise VireidError(f"{path}: not a torchvision ResNet-50 state dict: " + "; ".join(parts))
+        raise VireidError(f"{path}: not {kind}: " + "; ".join(parts))
     wrong_shape = [
         f"{k} {tuple(given[k].shape)} (expected {tuple(v.shape)})"
         for k, v in expected.items()
         if given[k].shape != v.shape
     ]
     if wrong_shape:
-        raise VireidError(
-            f"{path}: not a torchvision ResNet-50 state dict: wrong shape(s) {_first(wrong_shape)}"
-        )
+        raise VireidError(f"{path}: not {kind}: wrong shape(s) {_first(wrong_shape)}")
     not_finite = [
         k for k, v in given.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]

@@ -110,7 +110,8 @@ def _branch_groups(branches: dict[str, int]) -> str:
 def format_summary(config: ModelConfig, summary: ModelSummary, pretrained: str) -> str:
     s = summary
     lines = [
-        f"model       {config.kind}, {config.num_classes} classes, share_from={config.share_from}, "
+        f"model       {config.kind}, ResNet-{config.depth}, {config.num_classes} classes, "
+        f"share_from={config.share_from}, "
         f"last_stride={config.last_stride}, input {s.height}x{s.width}",
         f"pretrained  {pretrained}",
         "",
