@@ -21,7 +21,7 @@ TINY = DemoConfig(
     steps_per_epoch=2,  # enough to move the weights; the figures are not tested
     p=2,
     k=2,
-    lr_backbone=0.01,  # two steps of a random ResNet-50 at lr 0.1 can already diverge
+    lr_backbone=0.01,  # two steps of a random ResNet at lr 0.1 can already diverge
     lr_head=0.01,
     lr_head_baseline=0.01,
     lr_head_method_b=0.01,
@@ -53,7 +53,7 @@ def test_demo_trains_extracts_and_scores_every_method(demo_run):
         assert summary["steps"] == TINY.epochs * TINY.steps_per_epoch
         config = json.loads((run / "config.json").read_text())
         assert config["pipeline"]["transform"]["size"] == [32, 16]
-        assert config["model"]["kind"] == m.kind
+        assert config["model"]["kind"] == m.kind and config["model"]["depth"] == 18
         trained = load_features(run / "features.npz", "sysu")
         untrained = load_features(run / "features-untrained.npz", "sysu")
         assert len(trained) == len(untrained) and (trained.features != untrained.features).any()
@@ -100,7 +100,7 @@ def test_demo_output_states_the_configuration_and_prints_one_table(demo_run, cap
     commands.print_demo(result)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("vireid demo: SynthVI (SYSU-MM01 layout), 10 identities")
-    assert out[1].startswith("reduced configuration: 1 epochs x 2 steps")
+    assert out[1].startswith("reduced configuration: ResNet-18, 1 epochs x 2 steps")
     assert out[2].startswith("SYSU-MM01 protocol: all-search, single-shot, agw draw, 2 trials")
     assert out[3].split() == ["method", "model", "R1", "mAP", "mINP"]
     rows = [line.split()[:2] for line in out[5:11]]
