@@ -35,8 +35,11 @@ def tests(session: nox.Session) -> None:
     # CI's does): the venv holds no .pyc after the install, and without them every Python
     # process the suite starts (two workers, torchrun's three, the spawned and pytest
     # subprocesses) compiled torch's modules again, about 13 s of CPU each on CI's cores.
+    # --no-loadscope-reorder keeps the plugin's order, the files with slow tests first, so that
+    # both workers end on short files (xdist's own order, by tests per file, put them last).
     session.run(
-        "pytest", "-n", "auto", "--dist", "loadfile", "--durations=25", *session.posargs,
+        "pytest", "-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder", "--durations=25",
+        *session.posargs,
         env={"PYTHONDONTWRITEBYTECODE": ""},
     )  # fmt: skip
 

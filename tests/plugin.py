@@ -6,11 +6,18 @@
 - ``TEST_DEVICE`` (``cpu`` by default, ``cuda`` on a GPU machine): the ``device`` fixture every
   tensor test uses; the spec documents get it too.
 - Under pytest-xdist, each worker's torch thread count is its share of the cores.
+- The files that hold a test marked ``slow`` are collected first (``SLOW_DOCUMENTS`` marks the
+  spec documents that are): ``nox -s tests`` keeps that order (``--no-loadscope-reorder``), so
+  the workers start on the long files and end on short ones together, instead of one worker
+  running a long file alone at the end (xdist's default order is by the number of tests in a file,
+  which put the long files with few tests last).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +82,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"TEST_DEVICE={os.environ.get('TEST_DEVICE', 'cpu')}, torch {torch.__version__}, "
         f"hypothesis profile {settings._current_profile}"
     ]
+
+
+#: spec documents whose examples take more than a few seconds on the CI machine (a Markdown
+#: block cannot carry a marker): their items are marked ``slow`` at collection
+SLOW_DOCUMENTS = ("spec/models/cost.md",)
+
+
+def slow_files_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
+    """``items`` with every file that holds a test marked ``slow`` moved to the front; a stable
+    sort, so the order within each file and among the other files is kept."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    return sorted(items, key=lambda item: item.path not in slow)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    documents = {config.rootpath / name for name in SLOW_DOCUMENTS}
+    for item in items:
+        if Path(item.path) in documents:
+            item.add_marker(pytest.mark.slow)
+    items[:] = slow_files_first(items)

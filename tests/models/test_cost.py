@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models import resnet50
 
 from reference.errors import VireidError
+from reference.models.backbone import out_channels
 from reference.models.build import ModelConfig, build_model
 from reference.models.cost import StepFlops, head_step_flops, step_flops
 
@@ -80,7 +81,7 @@ def test_streams_add_no_arithmetic(device, share_from):
 
 def _head_oracle(config: ModelConfig, batch: int) -> int:
     """Forward operations of the heads of ``config`` for ``batch`` images (heads.md)."""
-    c, d, k = 2048, config.reduction_dim, config.num_classes
+    c, d, k = out_channels(config.depth), config.reduction_dim, config.num_classes
     total = 0
     branches = [(1, config.reduce_global)] if config.global_branch else []
     branches += [(n, True) for n in (config.coarse_stripes, config.fine_stripes) if n]
@@ -96,7 +97,9 @@ def _head_oracle(config: ModelConfig, batch: int) -> int:
     reduce_global=st.booleans(),
     coarse=st.sampled_from([0, 1, 2, 3]),
     fine=st.sampled_from([0, 2, 4, 6]),
-    reduction_dim=st.integers(1, 64),
+    # from 2: torch runs a contraction of length 1 as an element-wise multiply, which the
+    # counter does not count (spec, "What is counted"); test_length_one_contraction_counts_zero
+    reduction_dim=st.integers(2, 64),
     num_classes=st.integers(1, 50),
     bn_neck=st.booleans(),
 )
@@ -123,6 +126,20 @@ def test_head_count_matches_the_closed_form(
     assert head_step_flops(model, images, torch.tensor([1, 0], device=device)) == StepFlops(
         forward=forward, backward=2 * forward
     )
+
+
+def test_length_one_contraction_counts_zero(device):
+    # reduction_dim = 1: the global branch's 1x1 reduction is counted, its classifier (one
+    # weight per class) is not: the spec's stated exception to the closed form
+    config = ModelConfig(
+        kind="method_a", num_classes=3, coarse_stripes=0, fine_stripes=0, reduction_dim=1,
+        bn_neck=False, embedding="all", depth=18,
+    )  # fmt: skip
+    model = build_model(config).to(device)
+    images = torch.randn(2, 3, 16, 32, device=device)
+    forward = head_step_flops(model, images, torch.tensor([1, 0], device=device)).forward
+    classifier = 2 * 2 * 1 * 3  # batch x 2 x reduction_dim x classes
+    assert forward == _head_oracle(config, 2) - classifier == 2 * 2 * 512 * 1
 
 
 def test_bad_inputs_name_what_was_expected(device):

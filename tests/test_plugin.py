@@ -1,0 +1,48 @@
+"""The test plugin's collection order: files holding a slow test first, each file kept whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.plugin import SLOW_DOCUMENTS, slow_files_first
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class FakeItem:
+    path: Path
+    name: str
+    markers: set[str] = field(default_factory=set)
+
+    def get_closest_marker(self, name: str):
+        return name if name in self.markers else None
+
+
+def test_files_with_a_slow_test_come_first_in_their_own_order():
+    a1, a2 = FakeItem(Path("a.py"), "a1"), FakeItem(Path("a.py"), "a2")
+    b1, b2 = FakeItem(Path("b.py"), "b1"), FakeItem(Path("b.py"), "b2", {"slow"})
+    c1 = FakeItem(Path("c.py"), "c1", {"slow"})
+    d1 = FakeItem(Path("d.py"), "d1")
+    ordered = slow_files_first([a1, a2, b1, b2, c1, d1])
+    # b.py moves whole (its fast test too), before c.py as collected; a.py and d.py keep order
+    assert [i.name for i in ordered] == ["b1", "b2", "c1", "a1", "a2", "d1"]
+    assert slow_files_first([a1, d1]) == [a1, d1]
+    assert slow_files_first([]) == []
+
+
+def test_slow_documents_exist():
+    for name in SLOW_DOCUMENTS:
+        assert (ROOT / name).is_file(), name
+
+
+def test_this_run_collected_slow_files_first(request: pytest.FixtureRequest):
+    items = request.session.items
+    slow = [i.get_closest_marker("slow") is not None for i in items]
+    files = {i.path for i, s in zip(items, slow, strict=True) if s}
+    first = [i.path in files for i in items]
+    # once a file without a slow test appears, no file with one follows
+    assert first == sorted(first, reverse=True)
