@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
@@ -367,6 +367,18 @@ def per_branch_reference(head, fmap):
     return features, necks, logits, embedding
 
 
+def batch_spread(x: torch.Tensor) -> float:
+    """The smallest spread over the batch and positions (max - min) of a BN input's channels,
+    each relative to the channel's largest magnitude; channels that are all 0 are left out
+    (their BN output is exactly 0 in any order of summation)."""
+    flat = x.detach().transpose(0, 1).reshape(x.shape[1], -1)
+    scale = flat.abs().amax(dim=1)
+    kept = scale > 0
+    if not bool(kept.any()):
+        return 1.0
+    return float(((flat.amax(dim=1) - flat.amin(dim=1))[kept] / scale[kept]).min())
+
+
 def weighted_loss(features, necks, logits, embedding, seed):
     """A loss that weighs every output value by its own random factor (so no gradient vanishes
     by symmetry, e.g. a plain sum through a batch norm)."""
@@ -390,7 +402,20 @@ def test_fast_head_equals_the_per_branch_formulation(device, case, training, sig
     x_slow = fmap.to(device).requires_grad_(True)
     out = fast(x_fast, torch.zeros(shape[0], dtype=torch.int64, device=device))
     got = (out.features, out.neck_features, out.logits, out.embedding)
+    spreads: list[float] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args: spreads.append(batch_spread(args[0])))
+        for m in slow.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     want = per_branch_reference(slow, x_slow)
+    for hook in hooks:
+        hook.remove()
+    # a channel (nearly) constant over the batch: a training-mode BN then outputs mostly the
+    # rounding noise of (x - mean), which a normalisation can turn into O(1) values; both
+    # formulations are right there, their noise differs (seen: 0.008 apart), so such draws
+    # are left out (the noise is about 1e-16 / spread relative to the output)
+    assume(not training or min(spreads, default=1.0) > 1e-4)
     tol = {"rtol": 1e-10, "atol": 1e-12}
     for g, w in zip(got[:3], want[:3], strict=True):
         assert list(g) == list(w)
@@ -401,10 +426,18 @@ def test_fast_head_equals_the_per_branch_formulation(device, case, training, sig
     weighted_loss(*want, seed).backward()
     torch.testing.assert_close(x_fast.grad, x_slow.grad, **tol)
     slow_params = dict(slow.named_parameters())
+    scale = max((float(p.grad.abs().max()) for p in slow.parameters() if p.grad is not None),
+                default=0.0)  # fmt: skip
     for name, param in fast.named_parameters():
         other = slow_params[name].grad
         if param.grad is None or other is None:
             assert param.grad is None and other is None, name
+        elif training and name.endswith(".reduce.0.bias"):
+            # a bias before a training-mode BatchNorm: its gradient is 0 in exact arithmetic
+            # (the BN subtracts the batch mean), what is left is rounding that the BN's
+            # 1 / std can magnify (seen: 3.5e-12 against 8.7e-15); both must be that noise
+            for g in (param.grad, other):
+                assert float(g.abs().max()) <= 1e-9 * max(1.0, scale), name
         else:
             torch.testing.assert_close(param.grad, other, **tol, msg=name)
     slow_buffers = dict(slow.named_buffers())
