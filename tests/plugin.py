@@ -6,11 +6,11 @@
 - ``TEST_DEVICE`` (``cpu`` by default, ``cuda`` on a GPU machine): the ``device`` fixture every
   tensor test uses; the spec documents get it too.
 - Under pytest-xdist, each worker's torch thread count is its share of the cores.
-- The files that hold a test marked ``slow`` are collected first (``SLOW_DOCUMENTS`` marks the
-  spec documents that are): ``nox -s tests`` keeps that order (``--no-loadscope-reorder``), so
-  the workers start on the long files and end on short ones together, instead of one worker
-  running a long file alone at the end (xdist's default order is by the number of tests in a file,
-  which put the long files with few tests last).
+- The files that hold a test marked ``slow`` or ``regression`` are collected first
+  (``SLOW_DOCUMENTS`` marks the spec documents that are slow): ``nox -s tests`` keeps that
+  order (``--no-loadscope-reorder``), so the workers start on the long files and end on short
+  ones together, instead of one worker running a long file alone at the end (xdist's default
+  order is by the number of tests in a file, which put the long files with few tests last).
 """
 
 from __future__ import annotations
@@ -89,10 +89,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 SLOW_DOCUMENTS = ("spec/models/cost.md",)
 
 
+#: markers of the tests that take more than a few seconds
+LONG_MARKERS = ("slow", "regression")
+
+
 def slow_files_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
-    """``items`` with every file that holds a test marked ``slow`` moved to the front; a stable
-    sort, so the order within each file and among the other files is kept."""
-    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    """``items`` with every file that holds a test marked ``slow`` or ``regression`` moved to
+    the front; a stable sort, so the order within each file and among the others is kept."""
+    slow = {
+        item.path
+        for item in items
+        if any(item.get_closest_marker(name) is not None for name in LONG_MARKERS)
+    }
     return sorted(items, key=lambda item: item.path not in slow)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin import SLOW_DOCUMENTS, slow_files_first
+from tests.plugin import LONG_MARKERS, SLOW_DOCUMENTS, slow_files_first
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,11 @@ def test_files_with_a_slow_test_come_first_in_their_own_order():
     b1, b2 = FakeItem(Path("b.py"), "b1"), FakeItem(Path("b.py"), "b2", {"slow"})
     c1 = FakeItem(Path("c.py"), "c1", {"slow"})
     d1 = FakeItem(Path("d.py"), "d1")
-    ordered = slow_files_first([a1, a2, b1, b2, c1, d1])
-    # b.py moves whole (its fast test too), before c.py as collected; a.py and d.py keep order
-    assert [i.name for i in ordered] == ["b1", "b2", "c1", "a1", "a2", "d1"]
+    e1 = FakeItem(Path("e.py"), "e1", {"regression"})
+    ordered = slow_files_first([a1, a2, b1, b2, c1, d1, e1])
+    # b.py moves whole (its fast test too), before c.py and e.py as collected; a.py and d.py
+    # keep their order
+    assert [i.name for i in ordered] == ["b1", "b2", "c1", "e1", "a1", "a2", "d1"]
     assert slow_files_first([a1, d1]) == [a1, d1]
     assert slow_files_first([]) == []
 
@@ -41,7 +43,7 @@ def test_slow_documents_exist():
 
 def test_this_run_collected_slow_files_first(request: pytest.FixtureRequest):
     items = request.session.items
-    slow = [i.get_closest_marker("slow") is not None for i in items]
+    slow = [any(i.get_closest_marker(m) is not None for m in LONG_MARKERS) for i in items]
     files = {i.path for i, s in zip(items, slow, strict=True) if s}
     first = [i.path in files for i in items]
     # once a file without a slow test appears, no file with one follows

@@ -39,6 +39,7 @@ def demo_run(tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.slow  # its fixture trains, extracts and scores the three methods: ~14 s
 def test_demo_trains_extracts_and_scores_every_method(demo_run):
     folder, result = demo_run
     assert [m.kind for m in result.methods] == list(METHODS)
