@@ -11,6 +11,7 @@ from reference.data.synthvi import write_regdb, write_sysu
 from reference.errors import VireidError
 from reference.results.record import read_record
 from reference.results.reproduce import reproduce
+from tests.training.conftest import TINY_DEPTH
 
 TINY = [
     "pipeline.p=2",
@@ -23,7 +24,7 @@ TINY = [
     "run.progress=false",
     "run.device='cpu'",
     "schedule.warmup_epochs=1",
-    "model.depth=18",  # the harness does not depend on the depth; ResNet-18 is the cheaper step
+    f"model.depth={TINY_DEPTH}",  # the harness does not depend on the depth (the cheaper step)
 ]
 SYSU_KEYS = {f"sysu-{mode}-{shots}shot-agw" for mode in ("all", "indoor") for shots in (1, 10)}
 

@@ -35,11 +35,12 @@ from reference.training.extract import (
     extract_features,
     test_records,
 )
+from tests.training.conftest import TINY_DEPTH
 
 SIZE = (32, 16)  # a 2 x 1 map at last stride 1: the baseline's global branch
 SMALL = ExtractConfig(transform=TransformConfig(size=SIZE), batch_size=8)
-#: extraction does not depend on the backbone's depth; a ResNet-18 (512-d) is the cheaper network
-DEPTH = 18
+#: extraction does not depend on the backbone's depth: the training tests' ResNet-18 (512-d)
+DEPTH = TINY_DEPTH
 
 
 @pytest.fixture(autouse=True)
