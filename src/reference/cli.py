@@ -149,12 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
+    summary.add_argument(
+        "--depth", type=int, choices=[18, 34, 50], help="the ResNet (default 50, the methods')"
+    )
     summary.add_argument("--derived-routing", choices=["base", "cross", "own"])
     summary.add_argument(
         "--pretrained",
         type=Path,
         metavar="PATH",
-        help="local torchvision ResNet-50 state dict copied into every stream",
+        help="local torchvision ResNet state dict (of --depth) copied into every stream",
     )
     summary.add_argument(
         "--size", default="288x144", metavar="HxW", help="input size (default 288x144)"
@@ -377,7 +380,7 @@ def _dispatch_audit(args: argparse.Namespace) -> int:
 
 
 #: ``vireid model summary`` flags that override the fields of ``--config`` (when given)
-_MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "derived_routing")
+_MODEL_FLAGS = ("kind", "num_classes", "share_from", "last_stride", "depth", "derived_routing")
 
 
 def _dispatch(args: argparse.Namespace) -> int:

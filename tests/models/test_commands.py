@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
+from reference.cli import main
 from reference.errors import VireidError
 from reference.models.commands import summary_command
 
@@ -40,6 +41,21 @@ def test_flags_override_the_config_file(tmp_path, capsys):
     assert first == (
         "model       method_a, ResNet-50, 7 classes, share_from=2, last_stride=1, input 96x48"
     )
+
+
+def test_depth_flag_through_the_command_line(capsys):
+    argv = ["model", "summary", "--kind", "baseline", "--depth", "18", "--size", "64x32"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "model       baseline, ResNet-18, 395 classes, share_from=2, last_stride=1, input 64x32"
+    )
+    # the last stage of a ResNet-18 gives 512 channels
+    assert any(line.split()[:1] == ["layer4"] and "512 x 4 x 2" in line for line in lines)
+    with pytest.raises(SystemExit) as info:  # argparse's usage error
+        main(["model", "summary", "--kind", "baseline", "--depth", "101"])
+    assert info.value.code == 2
+    assert "argument --depth: invalid choice: 101" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
