@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 import torch
@@ -93,20 +92,21 @@ SLOW_DOCUMENTS = ("spec/models/cost.md",)
 LONG_MARKERS = ("slow", "regression")
 
 
+def is_long(item: pytest.Item) -> bool:
+    """Whether ``item`` carries one of :data:`LONG_MARKERS`."""
+    return any(item.get_closest_marker(name) is not None for name in LONG_MARKERS)
+
+
 def slow_files_first(items: Sequence[pytest.Item]) -> list[pytest.Item]:
     """``items`` with every file that holds a test marked ``slow`` or ``regression`` moved to
     the front; a stable sort, so the order within each file and among the others is kept."""
-    slow = {
-        item.path
-        for item in items
-        if any(item.get_closest_marker(name) is not None for name in LONG_MARKERS)
-    }
+    slow = {item.path for item in items if is_long(item)}
     return sorted(items, key=lambda item: item.path not in slow)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     documents = {config.rootpath / name for name in SLOW_DOCUMENTS}
     for item in items:
-        if Path(item.path) in documents:
+        if item.path in documents:
             item.add_marker(pytest.mark.slow)
     items[:] = slow_files_first(items)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin import LONG_MARKERS, SLOW_DOCUMENTS, slow_files_first
+from tests.plugin import SLOW_DOCUMENTS, is_long, slow_files_first
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_slow_documents_exist():
 
 def test_this_run_collected_slow_files_first(request: pytest.FixtureRequest):
     items = request.session.items
-    slow = [any(i.get_closest_marker(m) is not None for m in LONG_MARKERS) for i in items]
+    slow = [is_long(i) for i in items]
     files = {i.path for i, s in zip(items, slow, strict=True) if s}
     first = [i.path in files for i in items]
     # once a file without a slow test appears, no file with one follows

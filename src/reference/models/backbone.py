@@ -104,7 +104,7 @@ class MultiStreamResNet(nn.Module):
         check_integer(share_from, "share_from", low=0, high=5)
         check_integer(num_streams, "num_streams", low=1, numpy=False)
         self.depth = check_depth(depth)
-        self.out_channels = out_channels(depth)
+        self.out_channels = DEPTHS[self.depth][1]
         self.share_from = share_from
         self.last_stride = last_stride
         self.num_streams = num_streams
