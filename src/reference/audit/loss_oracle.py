@@ -30,8 +30,11 @@ class LossChoices:
 
 
 def distance(a: Tensor, b: Tensor, squared: bool) -> Tensor:
-    """``||a - b||`` (gradient 0 at zero distance: ``spec/losses/distances.md``), or its square."""
-    s = ((a - b) ** 2).sum()
+    """``||a - b||`` (gradient 0 at zero distance: ``spec/losses/distances.md``), or its square.
+
+    ``b`` may be a matrix: then the distances from ``a`` to each of its rows (one anchor or
+    centre against its candidates in one call; each row's sum is its own)."""
+    s = ((b - a) ** 2).sum(dim=-1)
     if squared:
         return s
     return torch.where(s > 0, torch.sqrt(torch.where(s > 0, s, torch.ones_like(s))), s * 0)
@@ -51,13 +54,15 @@ def _batch_hard(x, y, m, anchors, candidates, c: LossChoices) -> list[Tensor | N
     """One term per anchor row (None: no positive or no negative among the candidates)."""
     sq = c.distance == "squared"
     out: list[Tensor | None] = []
+    others = x[list(candidates)]
     for i in anchors:
-        pos = [distance(x[i], x[j], sq) for j in candidates if j != i and y[j] == y[i]]
-        neg = [distance(x[i], x[j], sq) for j in candidates if y[j] != y[i]]
+        pos = [k for k, j in enumerate(candidates) if j != i and y[j] == y[i]]
+        neg = [k for k, j in enumerate(candidates) if y[j] != y[i]]
         if not pos or not neg:
             out.append(None)
             continue
-        out.append(hinge(torch.stack(pos).amax(), torch.stack(neg).amin(), c.margin))
+        d = distance(x[i], others, sq)  # to every candidate
+        out.append(hinge(d[pos].amax(), d[neg].amin(), c.margin))
     return out
 
 
@@ -123,9 +128,8 @@ def hetero_center(x: Tensor, y: list[int], m: list[int], c: LossChoices) -> Tens
         for mod in (0, 1):
             a = centers[(p, mod)]
             d_ap = distance(a, centers[(p, 1 - mod)], sq)
-            d_an = torch.stack(
-                [distance(a, centers[(q, r)], sq) for q in ids if q != p for r in (0, 1)]
-            ).amin()
+            others = torch.stack([centers[(q, r)] for q in ids if q != p for r in (0, 1)])
+            d_an = distance(a, others, sq).amin()
             terms.append(hinge(d_ap, d_an, c.margin))
     return torch.stack(terms).sum() if c.reduction == "sum" else _mean(terms)
 
@@ -139,8 +143,8 @@ def center_alignment(x: Tensor, y: list[int], m: list[int], c: LossChoices) -> T
     pull = [distance(x[i], center[y[i]], pull_sq) for i in rows]
     push = []
     for p in ids:
-        nearest = torch.stack([distance(center[p], center[q], push_sq) for q in ids if q != p])
-        d = nearest.amin()
+        others = torch.stack([center[q] for q in ids if q != p])
+        d = distance(center[p], others, push_sq).amin()
         if c.margin == "zero":
             push.append(torch.relu(-d))
         elif c.margin == "soft":
