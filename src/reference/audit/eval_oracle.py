@@ -104,8 +104,9 @@ def oracle_figures(
     sign = 1.0 if choices.order == "ascending" else -1.0
     aps, inps, ranks = [], [], []
     for i in range(len(qp)):
+        row = d[i].tolist()  # Python floats: the same values as float(d[i, j])
         kept = [j for j in range(len(gp)) if not skips(qp[i], qc[i], gp[j], gc[j], choices.rule)]
-        kept.sort(key=lambda j: (sign * float(d[i, j]), *_tie_key(choices, j, gp[j] == qp[i])))
+        kept.sort(key=lambda j: (sign * row[j], *_tie_key(choices, j, gp[j] == qp[i])))
         hits = [gp[j] == qp[i] for j in kept]
         if not any(hits):
             if choices.no_match == "miss":
