@@ -106,6 +106,13 @@ def test_check_choice():
     with _raises("s: expected 1 or 10, got True"):
         check_choice(True, "s", (1, 10), expected="1 or 10")
     assert check_choice(True, "b", (True, None)) is True
+    # 1.0 == 1 too, but a float is not an integer choice (NumPy's integers are)
+    with _raises("model.last_stride: expected 1 or 2, got 1.0"):
+        check_choice(1.0, "model.last_stride", (1, 2), expected="1 or 2")
+    with pytest.raises(VireidError, match=r"^s: expected 1 or 10, got (np\.float32\()?10\.0\)?$"):
+        check_choice(np.float32(10), "s", (1, 10), expected="1 or 10")
+    assert check_choice(np.int64(10), "s", (1, 10)) == 10
+    assert check_choice(0.5, "p", (0.5, 1)) == 0.5
 
 
 def test_check_known_and_metric():

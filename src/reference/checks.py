@@ -12,6 +12,7 @@ it, and a choice among numbers rejects it too.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection
 from typing import Literal, TypeVar
 
@@ -145,14 +146,26 @@ def check_bool(value: object, field: str, *, expected: str = "True or False") ->
 def check_choice(
     value: T, field: str, choices: Collection[object], *, expected: str | None = None
 ) -> T:
-    """``value`` if it is one of ``choices`` (a bool only where a choice is a bool).
+    """``value`` if it is one of ``choices`` (a bool only where a choice is a bool, a
+    non-integral number such as ``1.0`` only where a choice is one: ``1.0 == 1`` in Python, but
+    a float given for an integer setting is a wrong type, not that setting).
 
     ``expected`` defaults to ``"one of 'a', 'b'"``.
     """
     bool_ok = any(isinstance(c, bool) for c in choices)
-    if (isinstance(value, bool) and not bool_ok) or value not in choices:
+    fraction_ok = any(_non_integral(c) for c in choices)
+    if (
+        (isinstance(value, bool) and not bool_ok)
+        or (_non_integral(value) and not fraction_ok)
+        or value not in choices
+    ):
         raise fail(field, expected or "one of " + ", ".join(map(repr, choices)), value)
     return value
+
+
+def _non_integral(value: object) -> bool:
+    """A real number that is not an integer type (``float``, ``np.float32`` ...)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
 
 
 def check_known(value: T, field: str, choices: Collection[object], what: str) -> T:
