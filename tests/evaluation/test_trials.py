@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import rank_metrics
 from reference.evaluation.rerank import RerankSettings, k_reciprocal_distance
-from reference.evaluation.trials import labels_of, score_trial, trial_distance
+from reference.evaluation.trials import features_of, labels_of, score_trial, trial_distance
 
 
 def features(n: int, d: int, seed: int) -> torch.Tensor:
@@ -86,3 +88,21 @@ def test_labels_of_copies_the_rows_identities_and_cameras():
     assert pids.tolist() == [10, 7] and cams.tolist() == [2, 1]
     pids[0] = -1
     assert fs.pids[3] == 10
+
+
+@pytest.mark.parametrize(
+    ("rows", "view"),
+    [([1, 2, 3], True), ([2], True), ([0, 1, 2, 3, 4], True), ([3, 1], False), ([0, 2, 3], False),
+     ([1, 1, 2], False), ([], False)],
+)  # fmt: skip
+def test_features_of_is_a_view_of_a_consecutive_block_and_a_copy_otherwise(rows, view):
+    values = np.arange(10, dtype=np.float32).reshape(5, 2)
+    fs = FeatureSet.create(values, np.arange(5), np.array([1, 1, 2, 2, 2]), dataset="regdb")
+    rows = np.array(rows, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the non-writable view's warning is not the user's
+        got = features_of(fs, rows, torch.device("cpu"))
+    assert torch.equal(got, torch.from_numpy(values[rows]))
+    shares = got.numel() > 0 and np.shares_memory(got.numpy(), fs.features)
+    assert shares == view
+    assert got.dtype == torch.float32 and tuple(got.shape) == (rows.size, 2)

@@ -25,7 +25,7 @@ from reference.evaluation.distance import PreparedQueries, check_metric
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.rerank import RerankSettings
 from reference.evaluation.scores import Scores
-from reference.evaluation.trials import labels_of, score_trial, trial_distance
+from reference.evaluation.trials import features_of, labels_of, score_trial, trial_distance
 
 VISIBLE, INFRARED = 0, 1
 #: cameras of each modality's test folder, in folder order [protocol] (no infrared camera 3)
@@ -136,7 +136,7 @@ def evaluate_llcm(
     if queries.size == 0:
         raise VireidError(f"{source}: no query: the features hold no {MODALITY_NAMES[q_mod]} image")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    qf = torch.from_numpy(fs.features[queries]).to(dev)
+    qf = features_of(fs, queries, dev)
     query = labels_of(fs, queries, dev)
     # the same queries meet every trial's gallery: their side of the distance is computed once
     prepared = PreparedQueries.of(qf, metric) if rerank is None else None
@@ -149,7 +149,7 @@ def evaluate_llcm(
             )
         if progress is not None:
             progress(f"LLCM {direction} trial {t + 1}/{trials}: {queries.size} x {rows.size}")
-        gf = torch.from_numpy(fs.features[rows]).to(dev)
+        gf = features_of(fs, rows, dev)
         results.append(
             score_trial(
                 trial_distance(qf, gf, metric, rerank, prepared), query, labels_of(fs, rows, dev),

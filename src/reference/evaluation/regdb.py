@@ -20,7 +20,7 @@ from reference.evaluation.distance import check_metric
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.rerank import RerankSettings
 from reference.evaluation.scores import Scores
-from reference.evaluation.trials import score_trial, trial_distance
+from reference.evaluation.trials import features_of, score_trial, trial_distance
 
 DIRECTIONS: dict[str, tuple[int, int]] = {"v2t": (1, 2), "t2v": (2, 1)}  # (query, gallery) cam
 MODALITY_NAMES = {1: "visible", 2: "thermal"}
@@ -66,9 +66,7 @@ def evaluate_regdb(
                     f"{source}: no {MODALITY_NAMES[cam]} images (camid {cam}): the {role} set "
                     f"of direction {direction} is empty"
                 )
-        # NumPy fancy indexing copies the rows (FeatureSet arrays are read-only)
-        qf = torch.from_numpy(fs.features[q]).to(dev)
-        gf = torch.from_numpy(fs.features[g]).to(dev)
+        qf, gf = features_of(fs, q, dev), features_of(fs, g, dev)
         results.append(
             score_trial(
                 trial_distance(qf, gf, metric, rerank), (fs.pids[q], fs.camids[q]),

@@ -35,7 +35,7 @@ from reference.evaluation.features import FeatureSet
 from reference.evaluation.pooled import rank_metrics_pooled, take_columns
 from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
-from reference.evaluation.trials import labels_of, score_trial
+from reference.evaluation.trials import features_of, labels_of, score_trial
 
 MODES: dict[str, tuple[int, ...]] = {"all": SYSU_RGB_CAMERAS, "indoor": SYSU_INDOOR_CAMERAS}
 IR_CAMERAS: tuple[int, ...] = SYSU_IR_CAMERAS
@@ -322,16 +322,12 @@ def evaluate_sysu(
             )
         galleries.append(rows)
 
-    # one distance matrix for every gallery row any trial uses, sliced per trial; NumPy fancy
-    # indexing copies just the rows needed (FeatureSet arrays are read-only)
+    # one distance matrix for every gallery row any trial uses, sliced per trial
     union = np.unique(np.concatenate(galleries))
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    qf = torch.from_numpy(fs.features[queries]).to(dev)
-    dist = (
-        None
-        if rerank is not None
-        else pairwise_distance(qf, torch.from_numpy(fs.features[union]).to(dev), metric)
-    )
+    qf = features_of(fs, queries, dev)
+    gf = features_of(fs, union, dev)
+    dist = None if rerank is not None else pairwise_distance(qf, gf, metric)
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
 
@@ -358,7 +354,7 @@ def evaluate_sysu(
         if dist is not None:
             trial_dist = take_columns(dist, torch.from_numpy(columns[t]))
         else:
-            gf = torch.from_numpy(fs.features[rows]).to(dev)
+            gf = features_of(fs, rows, dev)
             trial_dist = reranked_distance(qf, gf, metric, rerank)
         results.append(
             score_trial(

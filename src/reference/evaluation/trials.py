@@ -14,6 +14,8 @@ is the same:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -34,6 +36,26 @@ def labels_of(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> Labels:
         torch.from_numpy(fs.pids[rows]).to(device),
         torch.from_numpy(fs.camids[rows]).to(device),
     )
+
+
+def features_of(fs: FeatureSet, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The features of ``fs``'s ``rows`` as a tensor on ``device``, to be read only.
+
+    Where ``rows`` is one ascending run of consecutive indices (a RegDB file keeps each
+    modality's rows together) the tensor is a view of the read-only array: the distances read
+    it, nothing writes it, and it saves the copy of NumPy's fancy indexing (13 ms a RegDB
+    trial). Other rows are that copy."""
+    rows = np.asarray(rows)
+    if (
+        rows.size
+        and int(rows[-1]) - int(rows[0]) == rows.size - 1
+        and (rows.size == 1 or bool((np.diff(rows) == 1).all()))
+    ):
+        block = fs.features[int(rows[0]) : int(rows[-1]) + 1]
+        with warnings.catch_warnings():  # torch warns of a non-writable array
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(block).to(device)
+    return torch.from_numpy(fs.features[rows]).to(device)
 
 
 def trial_distance(
