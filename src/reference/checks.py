@@ -6,7 +6,8 @@ the field and what was expected, in the form ``"<field>: expected <what>, got <v
 one check serves every area without changing what it prints.
 
 A ``bool`` is never a number here (``True == 1`` in Python): the integer and number checks reject
-it, and a choice among numbers rejects it too.
+it, and a choice among numbers rejects it too. For the same reason a float (``1.0 == 1``) is not
+a choice among integers.
 """
 
 from __future__ import annotations
