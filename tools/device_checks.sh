@@ -51,7 +51,7 @@ PYEOF
 )
 echo "step 2 files: $files" >"$OUT/tests.log"
 # shellcheck disable=SC2086 (the list is words)
-timeout "${TESTS_S:-300}" python -m pytest -p no:cacheprovider -p tests.plugin -q $files \
+timeout "${TESTS_S:-300}" python -m pytest -p no:cacheprovider -q $files \
     --junitxml="$OUT/tests.xml" --durations=15 >>"$OUT/tests.log" 2>&1
 tests=$?
 echo "step 2 (tests, TEST_DEVICE=$TEST_DEVICE): exit $tests ($( (tail -n 1 "$OUT/tests.log") ))"
