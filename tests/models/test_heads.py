@@ -504,7 +504,11 @@ def test_a_granularity_alone_equals_its_part_of_the_head(device):
 @pytest.mark.parametrize("bn_neck", [True, False])
 def test_second_derivatives(device, bn_neck):
     """The reductions' written-out gradient is itself differentiable: second derivatives
-    checked against finite differences of the first, for the map and every parameter."""
+    checked against finite differences of the first, for the map and every parameter.
+
+    gradgradcheck's fast mode checks that Jacobian along random directions instead of column
+    by column (1.6 s instead of 15 s); each of three breaks of the backward's graph (the
+    weight, the input or the incoming gradient detached) fails it, as the full check does."""
     head = seeded_head(num_classes=3, in_channels=4, reduction_dim=2, bn_neck=bn_neck)
     head = head.double().to(device).eval()
     tags = torch.zeros(3, dtype=torch.int64, device=device)
@@ -516,7 +520,7 @@ def test_second_derivatives(device, bn_neck):
         out = torch.func.functional_call(head, dict(zip(names, values, strict=True)), (fmap, tags))
         return torch.cat([*out.features.values(), *out.logits.values()], dim=1)
 
-    assert torch.autograd.gradgradcheck(run, (x, *params))
+    assert torch.autograd.gradgradcheck(run, (x, *params), fast_mode=True)
 
 
 def test_stripe_linear_fast_path_equals_the_plain_grouped_convolution(device):
