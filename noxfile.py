@@ -124,7 +124,7 @@ def mutation(session: nox.Session) -> None:
 @nox.session
 def regression(session: nox.Session) -> None:
     """The golden SynthVI runs of every method against ``results/golden/golden.json``
-    (``spec/results/golden.md``; a minute or two). The default ``tests`` session runs the same
+    (``spec/results/golden.md``; under half a minute). The default ``tests`` session runs the same
     test (marker ``regression``); after a deliberate change: ``vireid results golden
     --update`` and commit the file with the reason."""
     _install(session, "test")

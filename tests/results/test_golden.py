@@ -36,6 +36,20 @@ def test_compare_golden_names_every_figure_outside_the_tolerance():
     assert problems[2] == "method_b: missing from the run"
 
 
+def test_runs_of_other_settings_are_not_compared():
+    data = golden.read_golden()
+    assert data["settings"]["depth"] == golden.DEPTH == 18
+    got = copy.deepcopy(data)
+    got["settings"]["depth"] = 50
+    got["methods"]["baseline"]["figure"]["R1"] += 0.5  # not reported: the settings come first
+    (problem,) = golden.compare_golden(got, data)
+    assert problem.startswith('settings: the run\'s are {"depth": 50, ')
+    assert '}, the golden record\'s {"depth": 18, ' in problem
+    assert problem.endswith(
+        "a deliberate change updates the record (vireid results golden --update)"
+    )
+
+
 def test_read_golden_errors(tmp_path):
     with pytest.raises(VireidError, match="no golden record"):
         golden.read_golden(tmp_path / "none.json")
