@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torchvision.models import resnet50
+from torchvision.models import resnet18, resnet50
 
 from reference.errors import VireidError
 from reference.models.backbone import out_channels
@@ -67,15 +67,18 @@ def test_the_callers_model_is_left_as_it_was(device):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("share_from", [0, 2, 5])
-def test_streams_add_no_arithmetic(device, share_from):
+@pytest.mark.parametrize(("share_from", "depth"), [(0, 18), (2, 18), (5, 50)])
+def test_streams_add_no_arithmetic(device, share_from, depth):
     """The baseline (global GeM, BN neck, bias-free classifier) does exactly the operations of
-    torchvision ResNet-50 with last stride 1 and a 2048 -> K classifier, for any split point."""
+    torchvision's ResNet of its depth with last stride 1 and a C -> K classifier, for any split
+    point (two split points at depth 18, the cheap one, and one at the methods' 50)."""
     images = torch.randn(4, 3, 64, 32, device=device)
     tags = torch.tensor([0, 1, 1, 0], device=device)
-    model = build_model(ModelConfig(kind="baseline", num_classes=9, share_from=share_from))
-    plain = resnet50(num_classes=9)
-    plain.layer4[0].conv2.stride = plain.layer4[0].downsample[0].stride = (1, 1)
+    config = ModelConfig(kind="baseline", num_classes=9, share_from=share_from, depth=depth)
+    model = build_model(config)
+    plain = {18: resnet18, 50: resnet50}[depth](num_classes=9)
+    block = plain.layer4[0]  # last stride 1: on conv2 of a bottleneck, conv1 of a basic block
+    (block.conv2 if depth == 50 else block.conv1).stride = block.downsample[0].stride = (1, 1)
     assert step_flops(model.to(device), images, tags) == step_flops(plain.to(device), images)
 
 
@@ -102,9 +105,10 @@ def _head_oracle(config: ModelConfig, batch: int) -> int:
     reduction_dim=st.integers(2, 64),
     num_classes=st.integers(1, 50),
     bn_neck=st.booleans(),
+    depth=st.sampled_from([18, 50]),  # the heads' input: 512 or 2048 channels
 )
 def test_head_count_matches_the_closed_form(
-    device, global_branch, reduce_global, coarse, fine, reduction_dim, num_classes, bn_neck
+    device, global_branch, reduce_global, coarse, fine, reduction_dim, num_classes, bn_neck, depth
 ):
     if not (global_branch or coarse or fine):
         global_branch = True
@@ -118,6 +122,7 @@ def test_head_count_matches_the_closed_form(
         reduction_dim=reduction_dim,
         bn_neck=bn_neck,
         embedding="all",
+        depth=depth,
     )
     rows = math.lcm(coarse or 1, fine or 1)
     images = torch.randn(2, 3, 16 * rows, 32, device=device)
