@@ -6,11 +6,10 @@ For each method (``baseline``, ``method_a``, ``method_b``; their SYSU-MM01 prese
 tiny run of a ResNet-18 (``DEPTH``): a SynthVI SYSU-MM01 folder (``GOLDEN_IDS`` identities,
 seed 0, 32 x 16 images; 96 x 32 for Method A, whose six stripes need six rows of feature map),
 ``STEPS`` optimizer steps of 2 identities x 2 images per modality on the CPU with deterministic
-algorithms, then the test
-pool's features and the SYSU-MM01 all-search single-shot ``agw`` protocol (10 trials). The
-figures kept per method: every final loss term, the mean and standard deviation of the
-features, and R1, R10, mAP, mINP. ``results/golden/golden.json`` holds them;
-:func:`compare_golden` lists every figure outside ``TOLERANCE``.
+algorithms, then the test pool's features and the SYSU-MM01 all-search single-shot ``agw``
+protocol (10 trials). The figures kept per method: every final loss term, the mean and standard
+deviation of the features, and R1, R10, mAP, mINP. ``results/golden/golden.json`` holds them
+with the run's settings; :func:`compare_golden` lists every figure outside ``TOLERANCE``.
 
 Update after a deliberate change: ``vireid results golden --update`` (commit the new file with
 the reason in the message).
