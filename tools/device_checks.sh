@@ -12,27 +12,29 @@
 #    XML: $OUT/tests.xml; the log: $OUT/tests.log.
 #
 # Each step has its own time limit (BENCH_S, TESTS_S seconds), so that the figures of step 1 come
-# back whatever step 2 does; the defaults fit one 10-minute command. TEST_DEVICE=cpu runs the same
+# back whatever step 2 does; the defaults fit one 10-minute command. PYTHON (default python3) is
+# the interpreter that has torch. TEST_DEVICE=cpu runs the same
 # steps on the CPU (the GPU benchmark then skips itself), which is how this script is checked.
 set -u
 OUT=${OUT:-device-out}
 mkdir -p "$OUT"
 export PYTHONPATH=src:. PYTHONUNBUFFERED=1 TEST_DEVICE=${TEST_DEVICE:-cuda}
+PYTHON=${PYTHON:-python3}  # the interpreter that has torch
 
-python - >"$OUT/versions.txt" 2>&1 <<'EOF'
+"$PYTHON" - >"$OUT/versions.txt" 2>&1 <<'EOF'
 import torch, torchvision
 name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {name}")
 EOF
 cat "$OUT/versions.txt"
 
-timeout "${BENCH_S:-240}" python -m pytest -p no:cacheprovider tests/bench/bench_training.py \
+timeout "${BENCH_S:-240}" "$PYTHON" -m pytest -p no:cacheprovider tests/bench/bench_training.py \
     -o python_files='bench_*.py' --benchmark-only -k gpu --benchmark-json="$OUT/bench.json" \
     >"$OUT/bench.log" 2>&1
 bench=$?
 echo "step 1 (benchmark): exit $bench ($( (tail -n 1 "$OUT/bench.log") ))"
 
-files=$(python - <<'PYEOF'
+files=$("$PYTHON" - <<'PYEOF'
 import ast
 from pathlib import Path
 
@@ -51,7 +53,7 @@ PYEOF
 )
 echo "step 2 files: $files" >"$OUT/tests.log"
 # shellcheck disable=SC2086 (the list is words)
-timeout "${TESTS_S:-300}" python -m pytest -p no:cacheprovider -q $files \
+timeout "${TESTS_S:-300}" "$PYTHON" -m pytest -p no:cacheprovider -q $files \
     --junitxml="$OUT/tests.xml" --durations=15 >>"$OUT/tests.log" 2>&1
 tests=$?
 echo "step 2 (tests, TEST_DEVICE=$TEST_DEVICE): exit $tests ($( (tail -n 1 "$OUT/tests.log") ))"
