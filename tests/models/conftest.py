@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.models import resnet18, resnet34, resnet50
+
+#: torchvision's constructor of each depth: the models tests' independent reference (the code
+#: under test keeps its own table, ``reference.models.backbone.DEPTHS``)
+TORCHVISION_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50}
 
 
 @pytest.fixture(autouse=True)

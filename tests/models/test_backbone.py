@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.models import resnet18, resnet34, resnet50
+from torchvision.models import resnet18, resnet34
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from reference.errors import VireidError
@@ -15,6 +15,7 @@ from reference.models.backbone import (
     out_channels,
     resnet_stages,
 )
+from tests.models.conftest import TORCHVISION_RESNETS
 
 # parameter counts of torchvision's ResNet-50 stages (fc excluded), from the model itself
 STAGE_PARAMS = {n: sum(p.numel() for p in m.parameters()) for n, m in resnet_stages().items()}
@@ -80,7 +81,7 @@ def test_basic_block_depths(depth, make, channels):
 
 @pytest.mark.parametrize("depth", [18, 34, 50])
 def test_depths_draw_torchvisions_weights_and_zero_the_last_bn(depth):
-    make = {18: resnet18, 34: resnet34, 50: resnet50}[depth]
+    make = TORCHVISION_RESNETS[depth]
     net = build(share_from=0, depth=depth, zero_init_residual=True)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)

@@ -15,12 +15,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torchvision.models import resnet18, resnet50
+from torchvision.models import resnet50
 
 from reference.errors import VireidError
 from reference.models.backbone import out_channels
 from reference.models.build import ModelConfig, build_model
 from reference.models.cost import StepFlops, head_step_flops, step_flops
+from tests.models.conftest import TORCHVISION_RESNETS
 
 
 def test_conv_then_linear_matches_the_closed_form(device):
@@ -76,7 +77,7 @@ def test_streams_add_no_arithmetic(device, share_from, depth):
     tags = torch.tensor([0, 1, 1, 0], device=device)
     config = ModelConfig(kind="baseline", num_classes=9, share_from=share_from, depth=depth)
     model = build_model(config)
-    plain = {18: resnet18, 50: resnet50}[depth](num_classes=9)
+    plain = TORCHVISION_RESNETS[depth](num_classes=9)
     block = plain.layer4[0]  # last stride 1: on conv2 of a bottleneck, conv1 of a basic block
     (block.conv2 if depth == 50 else block.conv1).stride = block.downsample[0].stride = (1, 1)
     assert step_flops(model.to(device), images, tags) == step_flops(plain.to(device), images)

@@ -8,11 +8,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torchvision.models import resnet18, resnet34, resnet50
+from torchvision.models import resnet50
 
 from reference.errors import VireidError
 from reference.models.build import ModelConfig, build_model
 from reference.models.summary import parse_size, summarize
+from tests.models.conftest import TORCHVISION_RESNETS
 
 
 def _conv(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -64,7 +65,7 @@ def test_stage_rows_match_resnet_geometry_and_torchvision_counts(
 @cache
 def torchvision_counts(depth: int) -> list[int]:
     """Parameters of torchvision's stem (conv1, bn1) and layer1..layer4 at ``depth``."""
-    tv = {18: resnet18, 34: resnet34, 50: resnet50}[depth]()
+    tv = TORCHVISION_RESNETS[depth]()
     stems = sum(p.numel() for m in (tv.conv1, tv.bn1) for p in m.parameters())
     return [stems] + [
         sum(p.numel() for p in getattr(tv, f"layer{i}").parameters()) for i in range(1, 5)
