@@ -326,8 +326,9 @@ def evaluate_sysu(
     union = np.unique(np.concatenate(galleries))
     dev = torch.device(device) if device is not None else torch.device("cpu")
     qf = features_of(fs, queries, dev)
-    gf = features_of(fs, union, dev)
-    dist = None if rerank is not None else pairwise_distance(qf, gf, metric)
+    dist = None
+    if rerank is None:  # re-ranking works trial by trial (below)
+        dist = pairwise_distance(qf, features_of(fs, union, dev), metric)
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
 

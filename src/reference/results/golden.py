@@ -140,14 +140,14 @@ def run_golden(
 def compare_golden(got: Mapping[str, Any], golden: Mapping[str, Any]) -> list[str]:
     """Every figure of ``got`` outside the tolerance of ``golden``'s (empty: no regression).
 
-    Runs of other settings are not compared: their difference is the first problem."""
-    problems = []
+    Runs of other settings are not compared: their difference is the one problem reported."""
     if got.get("settings") != golden.get("settings"):
         return [
             f"settings: the run's are {json.dumps(got.get('settings'), sort_keys=True)}, the "
             f"golden record's {json.dumps(golden.get('settings'), sort_keys=True)}; a deliberate "
             "change updates the record (vireid results golden --update)"
         ]
+    problems = []
     for method in METHODS:
         want = golden["methods"].get(method)
         have = got["methods"].get(method)
