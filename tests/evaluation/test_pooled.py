@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.pooled import PooledScorer, rank_metrics_pooled, take_columns
+from reference.evaluation.pooled import (
+    PooledScorer,
+    rank_metrics_pooled,
+    take_columns,
+    take_columns_each,
+)
 from reference.evaluation.ranking import SENTINEL32, QueryScorer
 from tests.evaluation.test_ranking import KINDS, RULES, problem
 
@@ -197,6 +202,44 @@ def test_take_columns_is_the_column_index(device):
     assert torch.equal(got, dist[:, cols]) and got.device == dist.device
     got[0, 0] = 1e9  # a copy, not a view
     assert float(dist[0, 8]) != 1e9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(1, 30),
+    n_pool=st.integers(1, 25),
+    n_galleries=st.integers(1, 5),
+    block_bytes=st.sampled_from([1, 8, 100, 1 << 20]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_take_columns_each_equals_take_columns(
+    device, seed, n_rows, n_pool, n_galleries, block_bytes, dtype
+):
+    # blocks of one row, of a few rows, and of the whole matrix; columns repeated, in any order
+    gen = torch.Generator().manual_seed(seed)
+    dist = torch.randn(n_rows, n_pool, generator=gen, dtype=dtype).to(device)
+    galleries = [
+        torch.randint(0, n_pool, (int(torch.randint(1, 2 * n_pool + 1, (1,), generator=gen)),),
+                      generator=gen).to(device)
+        for _ in range(n_galleries)
+    ]  # fmt: skip
+    got = take_columns_each(dist, galleries, block_bytes)
+    assert len(got) == n_galleries
+    for g, cols in zip(got, galleries, strict=True):
+        want = dist[:, cols]
+        assert g.dtype == dtype and g.device == dist.device and g.shape == want.shape
+        assert torch.equal(g, want)
+    if got:  # copies, not views of the distances
+        got[0][0, 0] = 1e9
+        assert float(dist[0, int(galleries[0][0])]) != 1e9
+
+
+def test_take_columns_each_refuses_columns_outside_the_pool(device):
+    dist = torch.rand(3, 4).to(device)
+    for bad in (torch.tensor([0, 4]), torch.tensor([-1, 2])):
+        with pytest.raises(VireidError, match=r"^galleries\[1\]: columns must lie in \[0, 4\)$"):
+            take_columns_each(dist, [torch.tensor([1]).to(device), bad.to(device)])
 
 
 def test_rank_metrics_pooled_bad_galleries():

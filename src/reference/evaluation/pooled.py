@@ -5,7 +5,8 @@ test images; the queries are the same in every trial. :func:`rank_metrics_pooled
 ``rank_metrics`` gallery by gallery (every figure and per-query value, to the last bit); where
 the galleries together hold at least twice the pool (multi-shot) it ranks them through
 :class:`PooledScorer`, a fast path beside ``ranking.QueryScorer.fast_chunk`` (the plain formula
-is ``rank_metrics`` on ``take_columns(dist, cols)``). Proved by ``tests/evaluation/test_pooled.py``.
+is ``rank_metrics`` on ``take_columns(dist, cols)``); otherwise gallery by gallery, their columns
+taken together by :func:`take_columns_each`. Proved by ``tests/evaluation/test_pooled.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import numpy as np
 import torch
 
+from reference.chunks import rows_per_chunk
 from reference.errors import VireidError
 from reference.evaluation.metrics import (
     CMCKind,
@@ -76,6 +78,8 @@ def rank_metrics_pooled(
             scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
             for s in range(0, n_query, chunk)
         ]
+    else:
+        taken = take_columns_each(dist, cols)
     results = []
     for t, c in enumerate(cols):
         try:
@@ -85,7 +89,7 @@ def rank_metrics_pooled(
             else:
                 results.append(
                     rank_metrics(
-                        take_columns(dist, c), qp, gp[c], qc, gc[c],
+                        taken[t], qp, gp[c], qc, gc[c],
                         exclusion=exclusion, cmc_kind=cmc_kind, max_rank=max_rank,
                         chunk_size=chunk_size,
                     )
@@ -100,6 +104,40 @@ def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     if dist.device.type == "cpu":
         return torch.from_numpy(np.take(dist.numpy(), cols.numpy(), axis=1))
     return dist[:, cols]
+
+
+#: bytes of ``dist`` rows read per block by :func:`take_columns_each`
+TAKE_BLOCK_BYTES = 1 << 20
+
+
+def take_columns_each(
+    dist: torch.Tensor, galleries: list[torch.Tensor], block_bytes: int = TAKE_BLOCK_BYTES
+) -> list[torch.Tensor]:
+    """``[take_columns(dist, cols) for cols in galleries]``, the same values.
+
+    On CPU the rows are read block by block (``block_bytes`` of ``dist`` each, about a core's
+    L2 cache) and every gallery takes its columns from a block while it is in cache: the
+    distance matrix is read from memory once instead of once per gallery (a gallery's columns
+    are scattered over the whole row, so one take touches nearly every cache line of it).
+    Test: ``tests/evaluation/test_pooled.py::test_take_columns_each_equals_take_columns``.
+    """
+    n_rows, n_pool = dist.shape
+    for t, cols in enumerate(galleries):
+        if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= n_pool):
+            raise VireidError(f"galleries[{t}]: columns must lie in [0, {n_pool})")
+    if dist.device.type != "cpu":
+        return [dist[:, cols] for cols in galleries]
+    source = dist.numpy()
+    index = [cols.numpy() for cols in galleries]
+    out = [np.empty((n_rows, i.size), dtype=source.dtype) for i in index]
+    block = rows_per_chunk(n_pool * source.itemsize, block_bytes)
+    for s in range(0, n_rows, block):
+        rows = source[s : s + block]
+        for i, o in zip(index, out, strict=True):
+            # mode "clip" writes straight into ``out`` ("raise" would buffer); the columns are
+            # checked above to lie in [0, n_pool), so nothing is clipped
+            np.take(rows, i, axis=1, out=o[s : s + block], mode="clip")
+    return [torch.from_numpy(o) for o in out]
 
 
 class PooledScorer:
