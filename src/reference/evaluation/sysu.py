@@ -215,6 +215,7 @@ def agw_gallery(folders: SysuFolders, *, mode: str, shots: int, trial: int) -> n
     """The common Python code's draw for ``trial`` (``random.seed(trial)``), as feature rows."""
     rng = random.Random(trial)  # the same state as random.seed(trial), without global state
     picked: list[int] = []
+    several: list[np.ndarray] = []
     for pid in folders.test_ids:
         for cam in MODES[mode]:
             rows = folders.rows.get((cam, pid))
@@ -225,7 +226,9 @@ def agw_gallery(folders: SysuFolders, *, mode: str, shots: int, trial: int) -> n
                 # choice() depends only on the length: the index into the sorted file list
                 picked.append(int(rows[rng.choice(range(n))]))
             else:
-                picked.extend(int(rows[k]) for k in rng.sample(range(n), min(shots, n)))
+                several.append(rows[rng.sample(range(n), min(shots, n))])
+    if shots != 1:
+        return np.concatenate(several) if several else np.zeros(0, dtype=np.int64)
     return np.asarray(picked, dtype=np.int64)
 
 
