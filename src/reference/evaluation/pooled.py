@@ -38,6 +38,7 @@ from reference.evaluation.ranking import (
     sort_ranks,
     sort_rows,
 )
+from reference.evaluation.rowsort import sort_rows_inplace
 
 
 def rank_metrics_pooled(
@@ -227,7 +228,7 @@ class PooledScorer:
         pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
         pairs[:, :, 1] = keys.numpy()
         packed = pairs.view(np.int64)[:, :, 0]
-        packed.sort(axis=1)
+        sort_rows_inplace(packed)
         column = pairs[:, :, 0].astype(np.intp)
         counts = []
         for word in self.members.numpy():
