@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -64,6 +65,21 @@ def test_row_blocks_cover_the_rows_in_order_evenly(n_rows, parts):
     assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
     sizes = [b.stop - b.start for b in blocks]
     assert max(sizes) - min(sizes) <= 1
+
+
+def test_callers_on_several_threads_with_different_counts():
+    # a caller that changes the thread count replaces the pool; one still using the old pool
+    # must finish its sort
+    gen = np.random.default_rng(5)
+    arrays = [gen.integers(0, 1000, (40, 50)) for _ in range(16)]
+    wants = [np.sort(a, axis=1) for a in arrays]
+
+    def work(k: int) -> None:
+        sort_rows_inplace(arrays[k], threads=2 + k % 3, min_elements=0)
+
+    with ThreadPoolExecutor(4) as callers:
+        list(callers.map(work, range(16)))
+    assert all(np.array_equal(a, w) for a, w in zip(arrays, wants, strict=True))
 
 
 def _sort_in_child(queue) -> None:

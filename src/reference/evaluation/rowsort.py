@@ -30,12 +30,12 @@ _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers
 
 def _executor(workers: int) -> ThreadPoolExecutor:
     """This process's pool of ``workers`` threads; a new one after ``fork`` (a child has none
-    of its parent's threads) or when the count changes."""
+    of its parent's threads) or when the count changes. A replaced pool is not shut down: a
+    caller on another thread may still be using it; its threads end once nothing refers to it.
+    """
     global _pool
     with _lock:
         if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
-            if _pool is not None and _pool[0] == os.getpid():
-                _pool[2].shutdown(wait=False)
             _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, "vireid-rowsort"))
         return _pool[2]
 
