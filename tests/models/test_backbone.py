@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.models import resnet18, resnet34
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from reference.errors import VireidError
@@ -63,8 +62,8 @@ def test_stages_are_torchvision_modules_with_last_stride_one():
     assert list(stages["stem"]._modules) == ["conv1", "bn1", "relu", "maxpool"]
 
 
-@pytest.mark.parametrize(("depth", "make", "channels"), [(18, resnet18, 512), (34, resnet34, 512)])
-def test_basic_block_depths(depth, make, channels):
+@pytest.mark.parametrize(("depth", "channels"), [(18, 512), (34, 512)])
+def test_basic_block_depths(depth, channels):
     stages = resnet_stages(last_stride=1, depth=depth)
     assert all(isinstance(block, BasicBlock) for block in stages["layer4"])
     first = stages["layer4"][0]
@@ -73,7 +72,7 @@ def test_basic_block_depths(depth, make, channels):
     assert resnet_stages(last_stride=2, depth=depth)["layer4"][0].conv1.stride == (2, 2)
     assert out_channels(depth) == channels
     # the stages hold exactly torchvision's modules of that depth, fc excluded
-    whole = make(weights=None)
+    whole = TORCHVISION_RESNETS[depth](weights=None)
     assert sum(p.numel() for m in stages.values() for p in m.parameters()) == sum(
         p.numel() for n, p in whole.named_parameters() if not n.startswith("fc.")
     )
