@@ -236,9 +236,14 @@ def test_take_columns_each_equals_take_columns(
 
 
 def test_take_columns_each_refuses_columns_outside_the_pool(device):
+    # the same check and message as rank_metrics_pooled's (check_galleries)
     dist = torch.rand(3, 4).to(device)
-    for bad in (torch.tensor([0, 4]), torch.tensor([-1, 2])):
-        with pytest.raises(VireidError, match=r"^galleries\[1\]: columns must lie in \[0, 4\)$"):
+    bads = (torch.tensor([0, 4]), torch.tensor([-1, 2]), torch.tensor([], dtype=torch.int64))
+    for bad in bads:
+        with pytest.raises(
+            VireidError,
+            match=r"^galleries\[1\]: expected a non-empty 1-D array of columns in \[0, 4\)$",
+        ):
             take_columns_each(dist, [torch.tensor([1]).to(device), bad.to(device)])
 
 

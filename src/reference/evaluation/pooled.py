@@ -66,11 +66,7 @@ def rank_metrics_pooled(
     device = dist.device
     qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_pool, device)
     cols = [torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in galleries]
-    for t, c in enumerate(cols):
-        if c.dim() != 1 or c.numel() == 0 or int(c.min()) < 0 or int(c.max()) >= n_pool:
-            raise VireidError(
-                f"galleries[{t}]: expected a non-empty 1-D array of columns in [0, {n_pool})"
-            )
+    check_galleries(cols, n_pool)
     pooled = dist.dtype != torch.float64 and PooledScorer.applies(n_pool, cols)
     if pooled:
         chunk = chunk_rows(chunk_size, n_query, n_pool)
@@ -107,6 +103,16 @@ def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     return dist[:, cols]
 
 
+def check_galleries(galleries: list[torch.Tensor], n_pool: int) -> None:
+    """Each gallery a non-empty 1-D tensor of pool columns in ``[0, n_pool)``, else an error
+    naming it (``galleries[t]: ...``)."""
+    for t, c in enumerate(galleries):
+        if c.dim() != 1 or c.numel() == 0 or int(c.min()) < 0 or int(c.max()) >= n_pool:
+            raise VireidError(
+                f"galleries[{t}]: expected a non-empty 1-D array of columns in [0, {n_pool})"
+            )
+
+
 #: bytes of ``dist`` rows read per block by :func:`take_columns_each`
 TAKE_BLOCK_BYTES = 1 << 20
 
@@ -123,9 +129,7 @@ def take_columns_each(
     Test: ``tests/evaluation/test_pooled.py::test_take_columns_each_equals_take_columns``.
     """
     n_rows, n_pool = dist.shape
-    for t, cols in enumerate(galleries):
-        if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= n_pool):
-            raise VireidError(f"galleries[{t}]: columns must lie in [0, {n_pool})")
+    check_galleries(galleries, n_pool)
     if dist.device.type != "cpu":
         return [dist[:, cols] for cols in galleries]
     source = dist.numpy()
@@ -135,8 +139,8 @@ def take_columns_each(
     for s in range(0, n_rows, block):
         rows = source[s : s + block]
         for i, o in zip(index, out, strict=True):
-            # mode "clip" writes straight into ``out`` ("raise" would buffer); the columns are
-            # checked above to lie in [0, n_pool), so nothing is clipped
+            # mode "clip" writes straight into ``out`` ("raise" would buffer); the columns were
+            # checked to lie in [0, n_pool) (check_galleries), so nothing is clipped
             np.take(rows, i, axis=1, out=o[s : s + block], mode="clip")
     return [torch.from_numpy(o) for o in out]
 
