@@ -147,6 +147,44 @@ def test_initialisation_comes_from_init_seed_only():
     )
 
 
+def test_uninitialised_build_takes_a_state_dict_to_the_same_network(device):
+    config = ModelConfig(kind="method_b", num_classes=3, share_from=1, depth=18)
+    built = build_model(config)
+    with torch.no_grad():  # weights no initialisation gives, so that nothing matches by chance
+        for tensor in built.state_dict().values():
+            tensor.mul_(0.5).add_(0.01) if tensor.is_floating_point() else tensor.fill_(7)
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    empty = build_model(config, initialise=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert [(k, v.shape, v.dtype) for k, v in empty.state_dict().items()] == [
+        (k, v.shape, v.dtype) for k, v in built.state_dict().items()
+    ]
+    assert all(t.device.type == "cpu" for t in [*empty.parameters(), *empty.buffers()])
+    empty.load_state_dict(built.state_dict(), strict=True)
+    a, b = built.state_dict(), empty.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(p.is_contiguous() for p in empty.parameters())
+    assert torch.equal(empty._route, built._route)  # the routing table is in no state dict
+    built, empty = built.to(device).eval(), empty.to(device).eval()
+    images = torch.randn(4, 3, 64, 32, device=device)
+    modality = torch.tensor([0, 1, 2, 3], device=device)
+    with torch.no_grad():
+        got, expected = empty(images, modality), built(images, modality)
+    assert all(bool(torch.isfinite(v).all()) for v in expected.features.values())
+    assert all(torch.equal(got.features[k], expected.features[k]) for k in expected.features)
+
+
+def test_uninitialised_build_reads_no_pretrained_file(tmp_path):
+    config = ModelConfig(kind="baseline", num_classes=3, depth=18, pretrained=tmp_path / "no.pt")
+    with pytest.raises(VireidError, match=r"no\.pt"):
+        build_model(config)
+    build_model(config, initialise=False)  # the caller loads every weight itself
+    with pytest.raises(VireidError) as info:
+        build_model(config, initialise=1)
+    assert str(info.value) == "initialise: expected True or False, got 1"
+
+
 @pytest.mark.parametrize(
     ("config", "h", "tags", "branches", "dim"),
     [

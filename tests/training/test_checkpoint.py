@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -87,3 +88,28 @@ def test_load_model_checks_weights_and_config(tmp_path):
     save_checkpoint(tmp_path / "w.pt", state(model={"bogus": torch.zeros(1)}))
     with pytest.raises(VireidError, match=r"w\.pt: weights do not fit its model config"):
         load_model(tmp_path / "w.pt")
+
+
+def test_load_model_gives_every_saved_tensor_exactly(tmp_path):
+    from reference.models.build import build_model
+
+    config = load_preset("baseline-regdb")
+    model_config = dataclasses.replace(config.model, depth=18, num_classes=4)
+    config = dataclasses.replace(config, model=model_config)
+    network = build_model(model_config)
+    with torch.no_grad():  # values no initialisation draws
+        for i, tensor in enumerate(network.state_dict().values()):
+            tensor.copy_(torch.full_like(tensor, i % 5 + 2) if tensor.is_floating_point() else 9)
+    saved = network.state_dict()
+    save_checkpoint(tmp_path / "c.pt", state(model=saved, config=config_to_dict(config)))
+    model, got_config = load_model(tmp_path / "c.pt")
+    assert got_config.model == model_config and not model.training
+    loaded = model.state_dict()
+    assert list(loaded) == list(saved)
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert torch.equal(model._route, network._route)
+    # a checkpoint missing one tensor is refused: nothing is left uninitialised
+    partial = {k: v for k, v in saved.items() if not k.endswith("running_var")}
+    save_checkpoint(tmp_path / "p.pt", state(model=partial, config=config_to_dict(config)))
+    with pytest.raises(VireidError, match=r"p\.pt: weights do not fit its model config"):
+        load_model(tmp_path / "p.pt")

@@ -12,6 +12,7 @@ from ``init_seed``; the caller's global random state is untouched.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -186,14 +187,20 @@ def predecessor_config(num_classes: int, **changes: Any) -> ModelConfig:
     return replace(base, **changes)
 
 
-def build_model(config: ModelConfig) -> ReidNetwork:
+def build_model(config: ModelConfig, *, initialise: bool = True) -> ReidNetwork:
     """The network ``config`` describes, initialised from ``config.init_seed`` (with the residual
     blocks' last BatchNorm scales at 0 when ``config.zero_init_residual``) and, when
     ``config.pretrained`` is set, with the backbone loaded from that local file (which overwrites
-    every backbone parameter, those scales included)."""
+    every backbone parameter, those scales included).
+
+    ``initialise=False``: the parameters and buffers of the backbone and head are allocated but
+    left as they come (no random numbers drawn, ``pretrained`` not read), for a caller that loads
+    every one of them right after (``load_state_dict(..., strict=True)``, as from a checkpoint).
+    The network's routing table, which no state dict holds, is set as always."""
     if not isinstance(config, ModelConfig):
         raise VireidError(f"config: expected a ModelConfig, got {type(config).__name__}")
-    with torch.random.fork_rng(devices=[]):
+    check_bool(initialise, "initialise")
+    with torch.random.fork_rng(devices=[]), _allocation(initialise):
         torch.default_generator.manual_seed(config.init_seed)
         backbone = MultiStreamResNet(
             share_from=config.share_from,
@@ -216,7 +223,16 @@ def build_model(config: ModelConfig) -> ReidNetwork:
             embedding_norm=config.embedding_norm,
             embedding_neck=config.embedding_neck,
         )
+    if not initialise:
+        # built on the meta device (shapes only, no arithmetic), then given uninitialised memory
+        backbone.to_empty(device="cpu")
+        head.to_empty(device="cpu")
     model = ReidNetwork(backbone, head, config.routing)
-    if config.pretrained is not None:
+    if initialise and config.pretrained is not None:
         load_pretrained(model, config.pretrained)
     return model
+
+
+def _allocation(initialise: bool) -> contextlib.AbstractContextManager:
+    """Where ``build_model`` makes the backbone and head: as usual, or on the meta device."""
+    return contextlib.nullcontext() if initialise else torch.device("meta")
