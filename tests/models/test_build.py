@@ -147,8 +147,17 @@ def test_initialisation_comes_from_init_seed_only():
     )
 
 
-def test_uninitialised_build_takes_a_state_dict_to_the_same_network(device):
-    config = ModelConfig(kind="method_b", num_classes=3, share_from=1, depth=18)
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(kind="method_b", num_classes=3, share_from=1, depth=18),
+        ModelConfig(kind="method_a", num_classes=3, share_from=0, depth=18, last_stride=2),
+        ModelConfig(kind="baseline", num_classes=3, share_from=5, depth=34),
+        predecessor_config(3, depth=18),
+    ],
+    ids=["method_b", "method_a", "baseline", "predecessor"],
+)
+def test_uninitialised_build_takes_a_state_dict_to_the_same_network(config, device):
     built = build_model(config)
     with torch.no_grad():  # weights no initialisation gives, so that nothing matches by chance
         for tensor in built.state_dict().values():
@@ -167,8 +176,9 @@ def test_uninitialised_build_takes_a_state_dict_to_the_same_network(device):
     assert all(p.is_contiguous() for p in empty.parameters())
     assert torch.equal(empty._route, built._route)  # the routing table is in no state dict
     built, empty = built.to(device).eval(), empty.to(device).eval()
-    images = torch.randn(4, 3, 64, 32, device=device)
-    modality = torch.tensor([0, 1, 2, 3], device=device)
+    images = torch.randn(4, 3, 192, 32, device=device)  # a map of 6 or 12 rows: any stripes
+    tags = [0, 1, 2, 3] if config.kind == "method_b" else [0, 1, 0, 1]
+    modality = torch.tensor(tags, device=device)
     with torch.no_grad():
         got, expected = empty(images, modality), built(images, modality)
     assert all(bool(torch.isfinite(v).all()) for v in expected.features.values())
