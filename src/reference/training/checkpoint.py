@@ -27,7 +27,6 @@ import functools
 import io
 import random
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +189,13 @@ def load_model(
 ) -> tuple[ReidNetwork, TrainConfig]:
     """The trained network of a checkpoint, on ``device`` in eval mode, and its config.
 
-    The network is built from the recorded ``model`` config without its ``pretrained`` file and
-    without drawing its random initialisation (the checkpoint holds every weight and buffer), and
-    loaded strictly.
+    The network is built from the recorded ``model`` config without drawing its random
+    initialisation or reading its ``pretrained`` file (``initialise=False``: the checkpoint holds
+    every weight and buffer), and loaded strictly.
     """
     data = read_checkpoint(checkpoint_path)
     config = checkpoint_config(data, checkpoint_path)
-    model = build_model(replace(config.model, pretrained=None), initialise=False)
+    model = build_model(config.model, initialise=False)
     try:
         model.load_state_dict(data["model"], strict=True)
     except RuntimeError as exc:
