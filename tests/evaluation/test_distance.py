@@ -76,6 +76,29 @@ def test_euclidean_matches_oracle(device, pair, dtype):
     assert torch.all(got >= 0)
 
 
+def out_of_place_euclidean(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The formula of the spec with a new matrix for the product (``torch.addmm``)."""
+    bias = (q * q).sum(dim=1, keepdim=True) + (g * g).sum(dim=1)
+    return torch.addmm(bias, q, g.T, alpha=-2.0).clamp_min(0.0).sqrt()
+
+
+@given(pair=feature_pairs(), dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_euclidean_product_in_place_equals_the_out_of_place_product(device, pair, dtype):
+    # the product adds into the matrix of norms in place (addmm_): the same values, every bit
+    q, g = (torch.as_tensor(x, dtype=dtype, device=device) for x in pair)
+    assert torch.equal(pairwise_distance(q, g), out_of_place_euclidean(q, g))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_euclidean_product_in_place_at_the_evaluation_size(device, dtype):
+    # d = 2048, a few hundred rows each side: the blocked BLAS kernels of the real protocols
+    gen = torch.Generator().manual_seed(3)
+    q = (torch.randn(300, 2048, generator=gen) * 4).to(device, dtype)
+    g = (torch.randn(517, 2048, generator=gen) * 4).to(device, dtype)
+    g[0] = q[0]  # a duplicate: the clamp at 0
+    assert torch.equal(pairwise_distance(q, g), out_of_place_euclidean(q, g))
+
+
 @given(pair=feature_pairs(nonzero=True), dtype=st.sampled_from([torch.float64, torch.float32]))
 def test_cosine_matches_oracle(device, pair, dtype):
     query, gallery = pair

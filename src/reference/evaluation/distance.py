@@ -152,9 +152,11 @@ class PreparedGallery:
             one = queries.rows.new_ones(1, 1)
             return torch.addmm(one, queries.rows, self.gallery.T, alpha=-1.0)
         # |q|^2 + |g|^2 - 2 q.g in one fused product; rounding can dip below zero when q ~ g:
-        # clamp before the root
+        # clamp before the root. The product adds into the matrix of norms in place
+        # (``addmm_``): the same BLAS call as ``torch.addmm(bias, ...)``, the same values, without
+        # a second (n_query, n_gallery) matrix to allocate and copy the norms into (spec)
         bias = queries.sq_norms + self.sq_norms
-        sq = torch.addmm(bias, queries.rows, self.gallery.T, alpha=-2.0)
+        sq = bias.addmm_(queries.rows, self.gallery.T, alpha=-2.0)
         return sq.clamp_min_(0.0).sqrt_()
 
 
