@@ -22,6 +22,16 @@ hour apart differed by 0.1 in the ratio): SYSU-MM01 one product
 queries x (union of the ten trials' gallery rows), RegDB one 2,060 x 2,060 product per trial,
 LLCM one queries x gallery product per trial (10 trials, the example's test-set shape).
 ``extra_info``: both minima, their ratio, each round's own ratio and the product shapes.
+
+Two kinds of features (``data``): ``example``, the generated examples at d = 2048, where every
+identity is perfectly separated (mAP 1.0: the noise is small against the distance between
+identity centres in 2,048 dimensions); and ``field``, the same sets with the noise raised so the
+figures resemble a trained model's (``FIELD_NOISE``: SYSU-MM01 single-shot R1 / mAP / mINP about
+0.51 / 0.43 / 0.22, AGW's README 47.50 / 47.65 / 35.30; RegDB about 0.96 / 0.65 / 0.15, AGW
+70.05 / 66.37 / 50.19; LLCM infrared-to-visible about 0.81 / 0.58, AGW 49.13 / 55.80). The
+ranking's cost depends on the data: where positives lie deep in the rows, the pooled multi-shot
+scorer reads more of each row (measured: multi-shot 2.16x the product on ``example``, 2.44x on
+``field``, 3.0x on pure noise; the other protocols within 0.1 of each other).
 """
 
 from __future__ import annotations
@@ -277,6 +287,21 @@ def test_regdb_loop(benchmark, regdb_sets):
 # ---------------------------------------------------------------------------------------------
 
 RATIO_ROUNDS = 5
+#: the examples' noise scale for figures like a trained model's (module docstring)
+FIELD_NOISE = {"sysu": 4.0, "regdb": 3.3, "llcm": 3.0}
+
+
+def ratio_features(kind: str, data: str, sysu_fs, regdb_sets):
+    """The features a ratio test scores: the examples as generated, or at ``FIELD_NOISE``."""
+    if data == "example":
+        if kind == "llcm":
+            return llcm_example(0, dim=DIM)
+        return regdb_sets if kind == "regdb" else sysu_fs
+    if kind == "llcm":
+        return llcm_example(0, dim=DIM, noise=FIELD_NOISE["llcm"])
+    if kind == "regdb":
+        return [regdb_example(trials=1, dim=DIM, noise=FIELD_NOISE["regdb"])[0]] * TRIALS
+    return sysu_example(counts=sysu_counts(), dim=DIM, noise=FIELD_NOISE["sysu"])
 
 
 def _gemm_plan(kind: str, fs, sets) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -294,21 +319,26 @@ def _gemm_plan(kind: str, fs, sets) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(q, fs.features[gallery_rows(folders, 0, t)]) for t in range(TRIALS)]
 
 
+@pytest.mark.parametrize("data", ["example", "field"])
 @pytest.mark.parametrize("kind", ["single", "multi", "regdb", "llcm"])
-def test_ratio_to_gemm(benchmark, kind, sysu_fs, regdb_sets):
+def test_ratio_to_gemm(benchmark, kind, data, sysu_fs, regdb_sets):
     benchmark.group = "ratio-to-gemm"
-    benchmark.name = kind
-    fs = llcm_example(0, dim=DIM) if kind == "llcm" else sysu_fs
+    benchmark.name = f"{kind}-{data}"
+    features = ratio_features(kind, data, sysu_fs, regdb_sets)
+    fs = None if kind == "regdb" else features
+    sets = features if kind == "regdb" else None
     runs = {
         "single": lambda: evaluate_sysu(fs, shots=1, trials=TRIALS),
         "multi": lambda: evaluate_sysu(fs, shots=10, trials=TRIALS),
-        "regdb": lambda: evaluate_regdb(regdb_sets),
+        "regdb": lambda: evaluate_regdb(sets),
         "llcm": lambda: evaluate_llcm(fs, direction="i2v", trials=TRIALS),
     }
     plan = [
         (torch.from_numpy(np.ascontiguousarray(q)), torch.from_numpy(np.ascontiguousarray(g)))
-        for q, g in _gemm_plan(kind, fs, regdb_sets)
+        for q, g in _gemm_plan(kind, fs, sets)
     ]
+
+    last: list[Scores] = []
 
     def interleaved() -> list[tuple[float, float]]:
         times = []
@@ -318,11 +348,12 @@ def test_ratio_to_gemm(benchmark, kind, sysu_fs, regdb_sets):
                 torch.mm(q, g.T)
             gemm = time.perf_counter() - start
             start = time.perf_counter()
-            runs[kind]()
+            last[:] = [runs[kind]()]
             times.append((time.perf_counter() - start, gemm))
         return times
 
     times = benchmark.pedantic(interleaved, rounds=1, iterations=1)
+    m = last[0].trials[0].metrics
     best_eval, best_gemm = min(e for e, _ in times), min(g for _, g in times)
     benchmark.extra_info.update(
         {
@@ -334,5 +365,8 @@ def test_ratio_to_gemm(benchmark, kind, sysu_fs, regdb_sets):
             "round_ratios": [round(e / g, 3) for e, g in times],
             "gemm_shapes": sorted({(q.shape[0], g.shape[0], q.shape[1]) for q, g in plan}),
             "products": len(plan),
+            "data": data,
+            # how hard the features are: the first trial's figures
+            "r1_map_minp": [round(float(v), 3) for v in (m.cmc[0], m.mAP, m.mINP)],
         }
     )
