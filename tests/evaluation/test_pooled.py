@@ -195,6 +195,32 @@ def test_rank_metrics_pooled_equals_rank_metrics_per_gallery(
             assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_galleries_side_by_side_give_the_figures_of_the_loop(device, threads):
+    # gallery by gallery on the CPU the galleries are scored on torch's threads (threads.md);
+    # CI runs the suite with one torch thread per worker, so the count is set here
+    gen = torch.Generator().manual_seed(5)
+    q, g = torch.randn(300, 64, generator=gen), torch.randn(400, 64, generator=gen)
+    dist = torch.cdist(q, g).to(device)
+    gp, qp = torch.arange(400) % 37, torch.arange(300) % 37
+    gc, qc = torch.tensor([1, 2, 4, 5]).repeat(100), torch.tensor([3, 6]).repeat(150)
+    galleries = [torch.randperm(400, generator=gen)[:150].numpy() for _ in range(5)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = rank_metrics_pooled(dist, qp, gp, qc, gc, galleries)
+    finally:
+        torch.set_num_threads(before)
+    for cols, metrics in zip(galleries, got, strict=True):
+        c = torch.from_numpy(cols)
+        expected = rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c])
+        assert np.array_equal(metrics.cmc, expected.cmc)
+        assert (metrics.mAP, metrics.mINP) == (expected.mAP, expected.mINP)
+        for name in ("ap", "inp", "first_hit", "valid"):
+            a, b = getattr(metrics.queries, name), getattr(expected.queries, name)
+            assert np.array_equal(a, b, equal_nan=True)
+
+
 def test_take_columns_is_the_column_index(device):
     dist = torch.randn(5, 9, dtype=torch.float64).to(device)
     cols = torch.tensor([8, 0, 3, 3]).to(device)

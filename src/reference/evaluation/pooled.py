@@ -39,6 +39,7 @@ from reference.evaluation.ranking import (
     sort_rows,
 )
 from reference.evaluation.rowsort import sort_rows_inplace
+from reference.evaluation.threads import run_each
 
 
 def rank_metrics_pooled(
@@ -77,23 +78,23 @@ def rank_metrics_pooled(
         ]
     else:
         taken = take_columns_each(dist, cols)
-    results = []
-    for t, c in enumerate(cols):
+
+    def score(t: int) -> RankMetrics:
         try:
             if pooled:
-                parts_t = [p[t] for p in parts]
-                results.append(assemble_metrics(parts_t, exclusion, cmc_kind, max_rank))
-            else:
-                results.append(
-                    rank_metrics(
-                        taken[t], qp, gp[c], qc, gc[c],
-                        exclusion=exclusion, cmc_kind=cmc_kind, max_rank=max_rank,
-                        chunk_size=chunk_size,
-                    )
-                )  # fmt: skip
+                return assemble_metrics([p[t] for p in parts], exclusion, cmc_kind, max_rank)
+            c = cols[t]
+            return rank_metrics(
+                taken[t], qp, gp[c], qc, gc[c],
+                exclusion=exclusion, cmc_kind=cmc_kind, max_rank=max_rank, chunk_size=chunk_size,
+            )  # fmt: skip
         except VireidError as exc:
             raise VireidError(f"galleries[{t}]: {exc}") from exc
-    return results
+
+    # gallery by gallery on the CPU: the galleries side by side on torch's threads (much of a
+    # gallery's ranking runs on one core); the same figures (threads.md)
+    threads = 1 if pooled or device.type != "cpu" else None
+    return run_each(score, range(len(cols)), threads=threads, name="galleries")
 
 
 def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -12,32 +12,14 @@ Each row is sorted by the same NumPy call whichever thread sorts it, so the resu
 from __future__ import annotations
 
 import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from reference.errors import VireidError
+from reference.evaluation.threads import check_threads, executor
 
 #: arrays with fewer elements are sorted on the calling thread (a hand-off costs more)
 MIN_PARALLEL_ELEMENTS = 1 << 20
-
-_lock = threading.Lock()
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """This process's pool of ``workers`` threads; a new one after ``fork`` (a child has none
-    of its parent's threads) or when the count changes. A replaced pool is not shut down: a
-    caller on another thread may still be using it; its threads end once nothing refers to it.
-    """
-    global _pool
-    with _lock:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
-            _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, "vireid-rowsort"))
-        return _pool[2]
 
 
 def row_blocks(n_rows: int, parts: int) -> list[slice]:
@@ -61,14 +43,12 @@ def sort_rows_inplace(
         raise VireidError(
             f"array: expected a 2-D NumPy array, got {getattr(array, 'shape', array)!r}"
         )
-    threads = torch.get_num_threads() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise VireidError(f"threads: expected an integer >= 1, got {threads!r}")
+    threads = check_threads(threads)
     blocks = row_blocks(array.shape[0], threads)
     if len(blocks) == 1 or array.size < min_elements:
         array.sort(axis=1)
         return
-    pool = _executor(len(blocks) - 1)
+    pool = executor("rowsort", len(blocks) - 1)
     futures = [pool.submit(array[b].sort, axis=1) for b in blocks[1:]]
     try:
         array[blocks[0]].sort(axis=1)

@@ -1,0 +1,105 @@
+"""Threads for the evaluation's independent pieces of work: process-local pools, and one call
+per item with the results in order.
+
+Spec: ``spec/evaluation/threads.md``. NumPy's sort and most torch kernels release the GIL, and
+many of the ranking's steps run on one core (NumPy's passes, small torch kernels, the Python
+between them), so independent pieces of work -- blocks of rows to sort (``rowsort.py``), the
+galleries of a protocol's trials (``pooled.py``) -- go faster side by side. Each piece computes
+exactly what it computes alone: the results do not depend on the thread count.
+
+- :func:`executor` is this process's pool of a given name and size, started on first use and
+  again after ``fork`` (a forked child has none of its parent's threads).
+- :func:`run_each` is ``[fn(x) for x in items]`` on up to ``threads`` threads, the calling
+  thread included; the first item (in order) whose call raised raises, after every call ended.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+from reference.errors import VireidError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_lock = threading.Lock()
+#: name -> (process id, workers, pool)
+_pools: dict[str, tuple[int, int, ThreadPoolExecutor]] = {}
+
+
+def executor(name: str, workers: int) -> ThreadPoolExecutor:
+    """This process's pool ``name`` of ``workers`` threads; a new one after ``fork`` or when
+    the count changes. A replaced pool is not shut down: a caller on another thread may still be
+    using it; its threads end once nothing refers to it.
+
+    Pools of different names never wait on each other's work: a task of one pool may wait for
+    tasks it gave to another (a trial of ``run_each`` sorting its rows) without a deadlock.
+    """
+    with _lock:
+        entry = _pools.get(name)
+        if entry is None or entry[0] != os.getpid() or entry[1] != workers:
+            entry = (os.getpid(), workers, ThreadPoolExecutor(workers, f"vireid-{name}"))
+            _pools[name] = entry
+        return entry[2]
+
+
+def check_threads(threads: object) -> int:
+    """``threads`` as an integer >= 1 (``None``: ``torch.get_num_threads()``), else an error
+    naming it."""
+    threads = torch.get_num_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise VireidError(f"threads: expected an integer >= 1, got {threads!r}")
+    return threads
+
+
+def run_each(
+    fn: Callable[[T], R], items: Sequence[T], threads: int | None = None, name: str = "each"
+) -> list[R]:
+    """``[fn(x) for x in items]``, the calls shared among ``threads`` threads (default
+    ``torch.get_num_threads()``): the calling thread and up to ``threads - 1`` of pool ``name``.
+
+    The calls run in any order and side by side, so ``fn`` must not depend on another call's
+    effects. Every call ends before this returns or raises; an exception is that of the first
+    item, in order, whose call raised (what the loop would raise). Items are handed out one at
+    a time from a shared counter, and a helper that has not started when the calling thread
+    runs out of items is cancelled, so a call made from one of the pool's own threads (nested)
+    finishes on the calling thread instead of waiting for a busy pool.
+    """
+    threads = check_threads(threads)
+    items = list(items)
+    if threads == 1 or len(items) < 2:
+        return [fn(x) for x in items]
+    pool = executor(name, threads - 1)
+    next_item = iter(range(len(items)))
+    take = threading.Lock()
+    results: list[R | None] = [None] * len(items)
+    errors: list[BaseException | None] = [None] * len(items)
+
+    def worker() -> None:
+        while True:
+            with take:
+                i = next(next_item, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # raised again below, in item order
+                errors[i] = exc
+
+    helpers: list[Future[None]] = [pool.submit(worker) for _ in range(min(threads, len(items)) - 1)]
+    try:
+        worker()
+    finally:
+        for helper in helpers:
+            if not helper.cancel():  # started: it ends once the items run out
+                helper.result()
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results  # type: ignore[return-value]

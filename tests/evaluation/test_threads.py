@@ -1,0 +1,123 @@
+"""Threads for independent pieces of work (``src/reference/evaluation/threads.py``) against the
+plain loop: the same results in order, calls side by side, the loop's exception, no deadlock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.errors import VireidError
+from reference.evaluation.threads import check_threads, executor, run_each
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_items=st.integers(0, 20), threads=st.integers(1, 5))
+def test_equals_the_loop_in_order(n_items, threads):
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def fn(x: int) -> tuple[int, int]:
+        with lock:
+            calls.append(x)
+        return x, x * x
+
+    assert run_each(fn, range(n_items), threads=threads) == [(x, x * x) for x in range(n_items)]
+    assert sorted(calls) == list(range(n_items))  # each item once
+
+
+def test_calls_run_side_by_side():
+    # two calls that each wait for the other: only two threads at once get past the barrier
+    barrier = threading.Barrier(2, timeout=30)
+    names = run_each(lambda _: (barrier.wait(), threading.current_thread().name)[1], [0, 1], 2)
+    assert len(set(names)) == 2
+
+
+def test_one_thread_is_the_loop_on_the_calling_thread():
+    here = threading.current_thread().name
+    assert run_each(lambda _: threading.current_thread().name, range(4), threads=1) == [here] * 4
+
+
+def test_the_first_failing_item_in_order_raises_after_every_call():
+    done = []
+    lock = threading.Lock()
+
+    def fn(x: int) -> int:
+        with lock:
+            done.append(x)
+        if x in (3, 7):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        run_each(fn, range(10), threads=3)
+    assert sorted(done) == list(range(10))
+
+
+def test_nested_calls_on_the_same_pool_finish():
+    # a call made from one of the pool's own threads: the helpers it asks for may never start
+    # (every pool thread busy); it is cancelled and the calling thread does the work
+    outcome: list[object] = []
+
+    def outer() -> None:
+        outcome.append(
+            run_each(lambda i: run_each(lambda j: (i, j), range(3), 2, "nest"), range(4), 2, "nest")
+        )
+
+    runner = threading.Thread(target=outer, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "nested run_each did not finish within 60 s"
+    assert outcome == [[[(i, j) for j in range(3)] for i in range(4)]]
+
+
+def _square_in_child(queue) -> None:
+    queue.put(run_each(lambda x: x * x, range(6), threads=3, name="fork-test"))
+
+
+def test_a_forked_child_gets_its_own_threads():
+    run_each(lambda x: x, range(6), threads=3, name="fork-test")  # the parent's pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_square_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's run_each did not finish within 60 s")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [x * x for x in range(6)]
+
+
+def test_executor_is_one_pool_per_name_and_size():
+    a = executor("pool-test", 2)
+    assert executor("pool-test", 2) is a
+    assert executor("other-pool-test", 2) is not a
+    b = executor("pool-test", 3)  # another size replaces it
+    assert b is not a and executor("pool-test", 3) is b
+    assert a.submit(lambda: 5).result(timeout=10) == 5  # a replaced pool still works
+
+
+@pytest.mark.parametrize(
+    ("threads", "message"),
+    [
+        (0, "threads: expected an integer >= 1, got 0"),
+        (True, "threads: expected an integer >= 1, got True"),
+        (2.0, "threads: expected an integer >= 1, got 2.0"),
+    ],
+)
+def test_bad_thread_counts_are_named(threads, message):
+    with pytest.raises(VireidError) as info:
+        run_each(abs, [1, 2], threads=threads)
+    assert str(info.value) == message
+    with pytest.raises(VireidError):
+        check_threads(threads)
+
+
+def test_default_is_torch_threads():
+    import torch
+
+    assert check_threads(None) == torch.get_num_threads()
