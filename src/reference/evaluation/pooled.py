@@ -188,6 +188,11 @@ class PooledScorer:
         device = g_pids.device
         n_pool = g_pids.numel()
         self.index = torch.arange(n_pool, device=device)
+        # each pool column's place among its identity's columns: its slot in the positives of a
+        # query of that identity (``QueryScorer.positives`` lists them in this order)
+        self.slot = torch.empty_like(self.index)
+        order = self.pool.by_identity
+        self.slot[order] = self.index - self.pool.identity_start[self.pool.g_labels[order]]
         # a gallery's count never exceeds its size: fields of that many bits, packed per word
         self.field = max(int(c.numel()) for c in trials).bit_length()
         self.per_word = 64 // self.field
@@ -248,32 +253,39 @@ class PooledScorer:
     ) -> list[ChunkValues]:
         """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
         keys = float32_keys(dist.contiguous())
+        pool_present, pool_item = self.pool.positives(q_pids)
         if self.rule == "sysu":
             rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
             keys[rows, self.pool.g_skipped[None]] = SENTINEL32
         elif self.rule == "same-id-same-camera":
-            present, item = self.pool.positives(q_pids)
-            keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
+            keys[self.pool.same_camera(pool_present, pool_item, q_camids)] = SENTINEL32
         packed, column, counts = self.sorted_counts(keys)
         n_pool = packed.shape[1]
         head = min(self.HEAD, n_pool)
         head_columns = column[:, :head].to(torch.int64)
         head_labels = self.pool.g_labels[head_columns]
         head_members = self.members[:, head_columns]  # (words, c, head)
+        # every pool positive once (a gallery's positives are among them): the first sorted
+        # slot at its key, each word's member counts before that slot, and whether another
+        # pool item shares its key (the next slot's key)
+        pool_keys = torch.where(pool_present, keys.gather(1, pool_item), SENTINEL32)
+        pool_at = torch.searchsorted(packed, pool_keys.to(torch.int64) * (1 << 32))
+        pool_lower = [w.gather(1, pool_at) for w in counts]
+        after = packed.gather(1, (pool_at + 1).clamp_max(n_pool - 1)) >> 32
+        pool_shared = (pool_at + 1 < n_pool) & (after == pool_keys)
         out = []
         for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
             word, shift = t // self.per_word, self.field * (t % self.per_word)
             present, item = scorer.positives(q_pids)
-            pos_keys = torch.where(present, keys.gather(1, cols[item]), SENTINEL32)
+            # each of the gallery's positives is the pool positive in this slot of its row
+            slot = self.slot[cols[item]]
+            pos_keys = torch.where(present, pool_keys.gather(1, slot), SENTINEL32)
             kept = pos_keys != SENTINEL32
-            # the first sorted slot at each positive's key; the gallery's items before it
-            at = torch.searchsorted(packed, pos_keys.to(torch.int64) * (1 << 32))
-            lower = (counts[word].gather(1, at) >> shift) & ((1 << self.field) - 1)
+            at = pool_at.gather(1, slot)
+            lower = (pool_lower[word].gather(1, slot) >> shift) & ((1 << self.field) - 1)
             ranks = lower + 1
-            # another pool item at the same key (the next slot's key): count the ties exactly
-            after = packed.gather(1, (at + 1).clamp_max(n_pool - 1)) >> 32
-            shared = kept & (at + 1 < n_pool) & (after == pos_keys)
-            if bool(shared.any()):
+            shared = kept & pool_shared.gather(1, slot)
+            if bool(shared.any()):  # another pool item at the same key: count the ties exactly
                 r, a = shared.nonzero(as_tuple=True)
                 ranks[r, a] += scorer.ties_before(keys[r][:, cols], pos_keys[r, a], item[r, a])
             ranks, kept_sorted, order = sort_ranks(ranks, kept)
