@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +72,24 @@ def test_regression_every_method_reproduces_the_golden_figures(tmp_path):
         "the reason:\n" + "\n".join(problems)
     )
     assert time.perf_counter() - start < 600
+
+
+def test_a_failing_child_is_an_error_with_what_it_wrote(tmp_path, monkeypatch):
+    seen = {}
+
+    def failing(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 1, stdout="", stderr="Traceback ...\nboom\n")
+
+    monkeypatch.setattr(golden.subprocess, "run", failing)
+    with pytest.raises(VireidError) as info:
+        golden.run_golden(tmp_path)
+    assert str(info.value) == "golden run: the child process failed:\nTraceback ...\nboom"
+    # the child: this package's module, with the kernels pinned and this package importable
+    assert seen["command"][1:4] == ["-m", "reference.results.golden", str(tmp_path)]
+    assert {k: seen["env"][k] for k in golden.KERNEL_ENV} == golden.KERNEL_ENV
+    source = str(Path(golden.__file__).resolve().parents[2])
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == source
 
 
 def test_golden_command_compares_and_updates(tmp_path, monkeypatch, capsys):

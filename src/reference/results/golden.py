@@ -11,6 +11,11 @@ protocol (10 trials). The figures kept per method: every final loss term, the me
 deviation of the features, and R1, R10, mAP, mINP. ``results/golden/golden.json`` holds them
 with the run's settings; :func:`compare_golden` lists every figure outside ``TOLERANCE``.
 
+The methods run in a child process whose CPU kernels are pinned (``KERNEL_ENV``: ATen's and
+oneDNN's AVX2 code, one thread): the figures depend on which vector instructions the kernels use,
+and a machine with AVX-512 otherwise trains to other figures than one without (the spec gives
+the numbers). ``python -m reference.results.golden BASE OUT`` is that child.
+
 Update after a deliberate change: ``vireid results golden --update`` (commit the new file with
 the reason in the message).
 """
@@ -21,6 +26,8 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +56,17 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "loss": (1e-3, 1e-5),
     "feature": (1e-3, 1e-5),
     "figure": (0.0, 1e-3),  # fractions: a tenth of a point
+}
+
+
+#: the child's environment on top of the caller's: the CPU kernels every machine can run alike
+#: (x86 with AVX2; ATen's dispatch and oneDNN's convolutions read these when they start)
+KERNEL_ENV: dict[str, str] = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 
 
@@ -107,23 +125,30 @@ def run_method(method: str, root: Path, work: Path) -> dict[str, Any]:
 def run_golden(
     work: str | os.PathLike[str] | None = None, progress: Callable[[str], None] = lambda m: None
 ) -> dict[str, Any]:
-    """Every method's tiny run in ``work`` (a temporary folder by default)."""
-    from reference.data.synthvi import write_sysu
+    """Every method's tiny run in ``work`` (a temporary folder by default), in one child process
+    with ``KERNEL_ENV`` (:func:`run_methods`): the same figures on any x86 machine with AVX2, with
+    or without AVX-512. A child that fails is an error with the end of what it wrote."""
+    import reference
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(work) if work is not None else Path(tmp)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the same arithmetic order on every machine
-        try:
-            out: dict[str, Any] = {}
-            for method in METHODS:
-                root = base / f"synthvi-{method}"
-                if not root.exists():
-                    write_sysu(root, ids=GOLDEN_IDS, seed=0, image_size=SIZES[method])
-                progress(f"golden run: {method}")
-                out[method] = run_method(method, root, base / "runs")
-        finally:
-            torch.set_num_threads(threads)
+        base.mkdir(parents=True, exist_ok=True)
+        out = base / "golden-run.json"
+        env = {**os.environ, **KERNEL_ENV}
+        # the child imports this same package, wherever the caller found it
+        source = str(Path(reference.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+        progress(
+            f"golden run: {', '.join(METHODS)} (one child process, CPU kernels pinned to AVX2)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "reference.results.golden", str(base), str(out)],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip()[-2000:]
+            raise VireidError(f"golden run: the child process failed:\n{tail}")
+        methods = json.loads(out.read_text(encoding="utf-8"))
     return {
         "schema": SCHEMA,
         "settings": {
@@ -132,9 +157,28 @@ def run_golden(
             "depth": DEPTH,
             "sizes": {k: list(v) for k, v in SIZES.items()},
         },
-        "environment": {"python": platform.python_version(), "torch": torch.__version__},
-        "methods": out,
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "kernels": KERNEL_ENV,
+        },
+        "methods": methods,
     }
+
+
+def run_methods(base: Path) -> dict[str, Any]:
+    """The child's work: every method's SynthVI folder (kept in ``base`` for a later run) and
+    tiny run, on one torch thread (the same arithmetic order on every machine)."""
+    from reference.data.synthvi import write_sysu
+
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {}
+    for method in METHODS:
+        root = base / f"synthvi-{method}"
+        if not root.exists():
+            write_sysu(root, ids=GOLDEN_IDS, seed=0, image_size=SIZES[method])
+        out[method] = run_method(method, root, base / "runs")
+    return out
 
 
 def compare_golden(got: Mapping[str, Any], golden: Mapping[str, Any]) -> list[str]:
@@ -188,3 +232,14 @@ def read_golden(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if data.get("schema") != SCHEMA:
         raise VireidError(f"{target}: schema: expected {SCHEMA!r}, got {data.get('schema')!r}")
     return data
+
+
+def main(argv: list[str]) -> int:
+    """The child of :func:`run_golden`: ``BASE OUT`` -> every method's figures in ``OUT``."""
+    base, out = (Path(a) for a in argv)
+    atomic_write_text(out, json.dumps(run_methods(base)), overwrite=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
