@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -74,6 +76,21 @@ test_device_from_env.__test__ = False  # a helper, not a test
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return test_device_from_env()
+
+
+def result_of_forked_child(target: Callable[[Any], None], what: str, timeout: float = 60) -> Any:
+    """Run ``target(queue)`` in a forked child and return what it put on the queue; a child that
+    hangs past ``timeout`` seconds (``what`` names its work) or fails is a test failure."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=target, args=(queue,))
+    child.start()
+    child.join(timeout=timeout)
+    if child.is_alive():
+        child.kill()
+        pytest.fail(f"the forked child's {what} did not finish within {timeout:g} s")
+    assert child.exitcode == 0
+    return queue.get(timeout=5)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

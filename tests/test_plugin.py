@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin import SLOW_DOCUMENTS, is_long, slow_files_first
+from tests.plugin import SLOW_DOCUMENTS, is_long, result_of_forked_child, slow_files_first
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +48,27 @@ def test_this_run_collected_slow_files_first(request: pytest.FixtureRequest):
     first = [i.path in files for i in items]
     # once a file without a slow test appears, no file with one follows
     assert first == sorted(first, reverse=True)
+
+
+def _put_seven(queue) -> None:
+    queue.put(7)
+
+
+def _fail(queue) -> None:
+    raise SystemExit(3)
+
+
+def _hang(queue) -> None:
+    import time
+
+    time.sleep(30)
+
+
+def test_result_of_forked_child_returns_hangs_and_failures():
+    assert result_of_forked_child(_put_seven, "put") == 7
+    with pytest.raises(AssertionError):
+        result_of_forked_child(_fail, "exit")
+    with pytest.raises(
+        pytest.fail.Exception, match=r"the forked child's nap did not finish within 0\.5 s"
+    ):
+        result_of_forked_child(_hang, "nap", timeout=0.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.evaluation.rowsort import row_blocks, sort_rows_inplace
+from tests.plugin import result_of_forked_child
 
 
 @settings(max_examples=80, deadline=None)
@@ -91,16 +91,7 @@ def _sort_in_child(queue) -> None:
 def test_a_forked_child_gets_its_own_threads():
     # the parent's pool threads do not exist in a forked child: it must start its own
     sort_rows_inplace(np.zeros((6, 4)), threads=3, min_elements=0)  # the parent's pool
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_sort_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child's sort did not finish within 60 s")
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) == np.arange(60).reshape(6, 10).tolist()
+    assert result_of_forked_child(_sort_in_child, "sort") == np.arange(60).reshape(6, 10).tolist()
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ plain loop: the same results in order, calls side by side, the loop's exception,
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.evaluation.threads import check_threads, executor, run_each
+from tests.plugin import result_of_forked_child
 
 
 @settings(max_examples=60, deadline=None)
@@ -80,16 +80,7 @@ def _square_in_child(queue) -> None:
 
 def test_a_forked_child_gets_its_own_threads():
     run_each(lambda x: x, range(6), threads=3, name="fork-test")  # the parent's pool
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_square_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child's run_each did not finish within 60 s")
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) == [x * x for x in range(6)]
+    assert result_of_forked_child(_square_in_child, "run_each") == [x * x for x in range(6)]
 
 
 def test_executor_is_one_pool_per_name_and_size():
