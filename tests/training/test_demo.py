@@ -106,7 +106,8 @@ def test_demo_output_states_the_configuration_and_prints_one_table(demo_run, cap
     assert out[3].split() == ["method", "model", "R1", "mAP", "mINP"]
     rows = [line.split()[:2] for line in out[5:11]]
     assert rows == [[kind, state] for kind in METHODS for state in ("untrained", "trained")]
-    assert out[11].startswith("SynthVI: ") and "(written in " in out[11]
+    assert out[11].startswith("at this scale a seed or the processor's kernels move")
+    assert out[12].startswith("SynthVI: ") and "(written in " in out[12]
     assert out[-1].startswith("wall time: ")
 
 

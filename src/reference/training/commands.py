@@ -153,6 +153,10 @@ def print_demo(result) -> None:
         f"euclidean distance; mean over the trials, in percent"
     )
     print(demo_table(result), end="")
+    print(
+        "at this scale a seed or the processor's kernels move a method's mAP by up to 11 points: "
+        "the table shows learning, not the methods' order (spec/training/demo.md)"
+    )
     made = "cached" if result.synth_s == 0 else f"written in {result.synth_s:.0f} s"
     print(f"SynthVI: {result.root} ({made})")
     print(f"run folders: {', '.join(str(m.run_dir) for m in result.methods)}")
