@@ -4,6 +4,7 @@ plain loop: the same results in order, calls side by side, the loop's exception,
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -41,20 +42,41 @@ def test_one_thread_is_the_loop_on_the_calling_thread():
     assert run_each(lambda _: threading.current_thread().name, range(4), threads=1) == [here] * 4
 
 
-def test_the_first_failing_item_in_order_raises_after_every_call():
-    done = []
+def test_the_first_failing_item_in_order_raises_and_the_handing_out_stops():
+    started, ended = [], []
     lock = threading.Lock()
 
     def fn(x: int) -> int:
         with lock:
-            done.append(x)
-        if x in (3, 7):
+            started.append(x)
+        time.sleep(0.01)
+        with lock:
+            ended.append(x)
+        if x in (3, 4):
             raise ValueError(f"item {x}")
         return x
 
     with pytest.raises(ValueError, match="item 3"):
-        run_each(fn, range(10), threads=3)
-    assert sorted(done) == list(range(10))
+        run_each(fn, range(40), threads=3)
+    # every item up to the first failure ran (as in the loop), every started call ended, and
+    # the handing out stopped soon after (at most one more item per other thread)
+    assert set(range(4)) <= set(started) and sorted(started) == sorted(ended)
+    assert max(started) <= 4 + 2
+
+
+def test_a_keyboard_interrupt_stops_the_handing_out_and_is_raised():
+    calls = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        if x == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.02)
+        return x
+
+    with pytest.raises(KeyboardInterrupt):
+        run_each(fn, range(50), threads=2)
+    assert len(calls) < 10
 
 
 def test_nested_calls_on_the_same_pool_finish():

@@ -65,11 +65,14 @@ def run_each(
     ``torch.get_num_threads()``): the calling thread and up to ``threads - 1`` of pool ``name``.
 
     The calls run in any order and side by side, so ``fn`` must not depend on another call's
-    effects. Every call ends before this returns or raises; an exception is that of the first
-    item, in order, whose call raised (what the loop would raise). Items are handed out one at
-    a time from a shared counter, and a helper that has not started when the calling thread
-    runs out of items is cancelled, so a call made from one of the pool's own threads (nested)
-    finishes on the calling thread instead of waiting for a busy pool.
+    effects. Items are handed out one at a time, in order, from a shared counter; once a call
+    raises, no further item is handed out (as the loop stops), and every call already started
+    ends before this returns or raises. The exception raised is that of the first item, in
+    order, whose call raised: what the loop would raise, since every earlier item was handed
+    out before it; a ``KeyboardInterrupt`` in a call is such an exception. A helper that has not
+    started when the calling thread runs out of items is cancelled, so a call made from one of
+    the pool's own threads (nested) finishes on the calling thread instead of waiting for a busy
+    pool.
     """
     threads = check_threads(threads)
     items = list(items)
@@ -78,19 +81,21 @@ def run_each(
     pool = executor(name, threads - 1)
     next_item = iter(range(len(items)))
     take = threading.Lock()
+    halt = threading.Event()  # set once a call raised: hand out no further item
     results: list[R | None] = [None] * len(items)
     errors: list[BaseException | None] = [None] * len(items)
 
     def worker() -> None:
         while True:
             with take:
-                i = next(next_item, None)
+                i = None if halt.is_set() else next(next_item, None)
             if i is None:
                 return
             try:
                 results[i] = fn(items[i])
-            except BaseException as exc:  # raised again below, in item order
+            except BaseException as exc:  # Ctrl-C too; raised again below, in item order
                 errors[i] = exc
+                halt.set()
 
     helpers: list[Future[None]] = [pool.submit(worker) for _ in range(min(threads, len(items)) - 1)]
     try:
