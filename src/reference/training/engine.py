@@ -321,7 +321,10 @@ def _run(config, out_dir, resume, procs, device, stop) -> TrainResult:
                             workers=config.data.workers)  # fmt: skip
 
     val_images, test_images = decoded(data.val), decoded(data.test)
-    network, model, optimizer, scheduler, scaler = build_for_training(config, device, procs)
+    # a resumed run's checkpoint sets every tensor: no initialisation to draw (build.md)
+    network, model, optimizer, scheduler, scaler = build_for_training(
+        config, device, procs, initialise=not resume
+    )
     label_pids = np.zeros(data.train.num_classes, dtype=np.int64)
     label_pids[data.train.labels] = data.train.pids
     loop = Loop(

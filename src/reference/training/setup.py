@@ -83,10 +83,16 @@ def check_compiler(device: torch.device) -> None:
     )
 
 
-def build_for_training(config: TrainConfig, device: torch.device, procs: Processes):
+def build_for_training(
+    config: TrainConfig, device: torch.device, procs: Processes, *, initialise: bool = True
+):
     """``(network, model, optimizer, scheduler, scaler)``: ``network`` is the plain
-    ``ReidNetwork`` (state dicts, evaluation), ``model`` what the loop calls (DDP / compiled)."""
-    network = build_model(config.model).to(device)
+    ``ReidNetwork`` (state dicts, evaluation), ``model`` what the loop calls (DDP / compiled).
+
+    ``initialise=False`` (a resumed run, whose checkpoint then sets every tensor): the network
+    is built without drawing its initialisation or reading ``pretrained``
+    (``build_model(..., initialise=False)``)."""
+    network = build_model(config.model, initialise=initialise).to(device)
     if config.run.channels_last:
         network = network.to(memory_format=torch.channels_last)
     model: nn.Module = network
