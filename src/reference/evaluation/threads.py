@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import torch
 
-from reference.errors import VireidError
+from reference.checks import check_integer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,9 +53,7 @@ def check_threads(threads: object) -> int:
     """``threads`` as an integer >= 1 (``None``: ``torch.get_num_threads()``), else an error
     naming it."""
     threads = torch.get_num_threads() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise VireidError(f"threads: expected an integer >= 1, got {threads!r}")
-    return threads
+    return check_integer(threads, "threads", low=1, numpy=False)
 
 
 def run_each(
