@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -76,6 +77,17 @@ test_device_from_env.__test__ = False  # a helper, not a test
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return test_device_from_env()
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block, then put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def result_of_forked_child(target: Callable[[Any], None], what: str, timeout: float = 60) -> Any:

@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.plugin import SLOW_DOCUMENTS, is_long, result_of_forked_child, slow_files_first
+from tests.plugin import (
+    SLOW_DOCUMENTS,
+    is_long,
+    result_of_forked_child,
+    slow_files_first,
+    torch_threads,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,3 +79,13 @@ def test_result_of_forked_child_returns_hangs_and_failures():
         pytest.fail.Exception, match=r"the forked child's nap did not finish within 0\.5 s"
     ):
         result_of_forked_child(_hang, "nap", timeout=0.5)
+
+
+def test_torch_threads_sets_the_count_for_the_block_and_puts_it_back():
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError), torch_threads(before + 2):
+        raise ValueError
+    assert torch.get_num_threads() == before

@@ -8,7 +8,8 @@ and listed in the terminal summary of ``nox -s bench``.
 from __future__ import annotations
 
 import pytest
-import torch
+
+from tests.plugin import torch_threads
 
 _FIGURES: list[tuple[str, dict]] = []
 
@@ -25,10 +26,8 @@ def _collect_extra_info(request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op torch thread for a whole bench module (``pytestmark = usefixtures(...)``)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def _fmt(value: object) -> str:

@@ -19,6 +19,7 @@ from reference.evaluation.pooled import (
 )
 from reference.evaluation.ranking import SENTINEL32, QueryScorer
 from tests.evaluation.test_ranking import KINDS, RULES, problem
+from tests.plugin import torch_threads
 
 
 def pool_problem(seed: int, n_query: int, n_pool: int, n_trials: int, levels: int, neg: bool):
@@ -205,12 +206,8 @@ def test_galleries_side_by_side_give_the_figures_of_the_loop(device, threads):
     gp, qp = torch.arange(400) % 37, torch.arange(300) % 37
     gc, qc = torch.tensor([1, 2, 4, 5]).repeat(100), torch.tensor([3, 6]).repeat(150)
     galleries = [torch.randperm(400, generator=gen)[:150].numpy() for _ in range(5)]
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         got = rank_metrics_pooled(dist, qp, gp, qc, gc, galleries)
-    finally:
-        torch.set_num_threads(before)
     for cols, metrics in zip(galleries, got, strict=True):
         c = torch.from_numpy(cols)
         expected = rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c])

@@ -19,6 +19,7 @@ from reference.training.checkpoint import read_checkpoint
 from reference.training.distributed import Processes
 from reference.training.engine import train
 from reference.training.setup import build_for_training
+from tests.plugin import torch_threads
 from tests.training.conftest import TINY, TINY_DEPTH, tiny_config
 
 # no randomness in the transforms: the 2-process run and the 1-process run see the same images
@@ -62,12 +63,8 @@ def test_two_processes_equal_one_process_accumulating_their_batches(synth_roots,
     # the same thread count as the torchrun workers (OMP_NUM_THREADS=1): with two threads the
     # first step's losses differ in the 7th digit, and on batches of 2 x 2 images one SGD step
     # turns that into a 4% difference at the second step (measured), which is not what is tested
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         result = train(single, tmp_path / "single")
-    finally:
-        torch.set_num_threads(threads)
     assert result.steps == 2 == read_checkpoint(tmp_path / "ddp" / "last.pt")["step"]
     # the logged losses are the step's mean over both batches, in both runs
     for a, b in zip(losses(tmp_path / "ddp"), losses(tmp_path / "single"), strict=True):
