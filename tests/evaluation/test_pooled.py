@@ -43,19 +43,21 @@ def pool_problem(seed: int, n_query: int, n_pool: int, n_trials: int, levels: in
     rule=st.sampled_from(RULES),
     kind=st.sampled_from(KINDS),
     head=st.sampled_from([1, 3, 256]),
+    run=st.sampled_from([1, 2, 8]),
 )
 def test_pooled_scorer_equals_per_gallery_scorer(
-    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head
+    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head, run
 ):
     # galleries drawn from one pool (random subsets in random order, up to 12 of them: fields
-    # of several words); the head size decides which rows take the row-by-row identity count
+    # of several words); the head size decides which rows take the row-by-row identity count,
+    # the run length which tied positives are counted on their row's keys
     dist, qp, gp, qc, gc, trials = (
         x for x in pool_problem(seed, n_query, n_pool, n_trials, levels, negative)
     )
     dist, qp, gp, qc, gc = (t.to(device) for t in (dist, qp, gp, qc, gc))
     trials = [c.to(device) for c in trials]
     pooled = PooledScorer(gp, gc, trials, rule, kind)
-    pooled.HEAD = head
+    pooled.HEAD, pooled.RUN = head, run
     got = pooled.chunk(dist, qp, qc)
     assert len(got) == len(trials)
     for cols, values in zip(trials, got, strict=True):
@@ -68,7 +70,8 @@ def test_pooled_scorer_equals_per_gallery_scorer(
 
 def test_pooled_scorer_on_real_sized_float32_rows(device):
     # d = 2048 float32 distances (ties present), two draws of 1,500 from a pool of 3,000, and
-    # a head of 8 so that many rows take the row-by-row identity count
+    # a head of 8 so that many rows take the row-by-row identity count (with runs of one slot,
+    # every tied positive is counted on its row's keys)
     gen = torch.Generator().manual_seed(1)
     q, g = torch.randn(64, 2048, generator=gen), torch.randn(3000, 2048, generator=gen)
     dist = torch.cdist(q, g).to(device)
@@ -76,9 +79,9 @@ def test_pooled_scorer_on_real_sized_float32_rows(device):
     qp, qc = (torch.arange(64) % 96).to(device), torch.tensor([3, 6]).repeat(32).to(device)
     gc = torch.tensor([1, 2, 4, 5]).repeat(750).to(device)
     trials = [torch.randperm(3000, generator=gen)[:1500].to(device) for _ in range(4)]
-    for kind, head in (("identity", 8), ("identity", 256), ("standard", 256)):
+    for kind, head, run in (("identity", 8, 1), ("identity", 256, 8), ("standard", 256, 2)):
         pooled = PooledScorer(gp, gc, trials, "sysu", kind)
-        pooled.HEAD = head
+        pooled.HEAD, pooled.RUN = head, run
         for cols, values in zip(trials, pooled.chunk(dist, qp, qc), strict=True):
             scorer = QueryScorer(gp[cols], gc[cols], "sysu", kind)
             expected = scorer.fast_chunk(dist[:, cols], qp, qc)
@@ -196,18 +199,24 @@ def test_rank_metrics_pooled_equals_rank_metrics_per_gallery(
             assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize("pooled", [False, True])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_galleries_side_by_side_give_the_figures_of_the_loop(device, threads):
-    # gallery by gallery on the CPU the galleries are scored on torch's threads (threads.md);
-    # CI runs the suite with one torch thread per worker, so the count is set here
+def test_pieces_side_by_side_give_the_figures_of_the_loop(device, threads, pooled):
+    # on the CPU the galleries (gallery by gallery) or the pooled scorer's chunks of queries
+    # (here 43 chunks of 7) are scored on torch's threads (threads.md); CI runs the suite with
+    # one torch thread per worker, so the count is set here
     gen = torch.Generator().manual_seed(5)
     q, g = torch.randn(300, 64, generator=gen), torch.randn(400, 64, generator=gen)
     dist = torch.cdist(q, g).to(device)
     gp, qp = torch.arange(400) % 37, torch.arange(300) % 37
     gc, qc = torch.tensor([1, 2, 4, 5]).repeat(100), torch.tensor([3, 6]).repeat(150)
-    galleries = [torch.randperm(400, generator=gen)[:150].numpy() for _ in range(5)]
+    galleries = [
+        torch.randperm(400, generator=gen)[:150].numpy() for _ in range(6 if pooled else 5)
+    ]
+    takes = [torch.from_numpy(c) for c in galleries]
+    assert PooledScorer.applies(400, takes) == pooled
     with torch_threads(threads):
-        got = rank_metrics_pooled(dist, qp, gp, qc, gc, galleries)
+        got = rank_metrics_pooled(dist, qp, gp, qc, gc, galleries, chunk_size=7 if pooled else None)
     for cols, metrics in zip(galleries, got, strict=True):
         c = torch.from_numpy(cols)
         expected = rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c])

@@ -69,13 +69,17 @@ def rank_metrics_pooled(
     cols = [torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in galleries]
     check_galleries(cols, n_pool)
     pooled = dist.dtype != torch.float64 and PooledScorer.applies(n_pool, cols)
+    # on the CPU the independent pieces run side by side on torch's threads (threads.md): the
+    # pooled scorer's chunks of queries, or the galleries one by one; the same figures
+    threads = None if device.type == "cpu" else 1
     if pooled:
         chunk = chunk_rows(chunk_size, n_query, n_pool)
         scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
-        parts = [
-            scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
-            for s in range(0, n_query, chunk)
-        ]
+
+        def score_chunk(s: int) -> list[ChunkValues]:
+            return scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
+
+        parts = run_each(score_chunk, range(0, n_query, chunk), threads=threads, name="chunks")
     else:
         taken = take_columns_each(dist, cols)
 
@@ -91,10 +95,8 @@ def rank_metrics_pooled(
         except VireidError as exc:
             raise VireidError(f"galleries[{t}]: {exc}") from exc
 
-    # gallery by gallery on the CPU: the galleries side by side on torch's threads (much of a
-    # gallery's ranking runs on one core); the same figures (threads.md)
-    threads = 1 if pooled or device.type != "cpu" else None
-    return run_each(score, range(len(cols)), threads=threads, name="galleries")
+    # pooled, a gallery's figures only gather the chunks' values
+    return run_each(score, range(len(cols)), threads=1 if pooled else threads, name="galleries")
 
 
 def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -172,6 +174,8 @@ class PooledScorer:
 
     #: sorted pool positions read for the identity rank before falling back to a row's keys
     HEAD = 256
+    #: sorted slots read from a positive's key for its ties before falling back to a row's keys
+    RUN = 8
 
     def __init__(
         self,
@@ -193,6 +197,10 @@ class PooledScorer:
         self.slot = torch.empty_like(self.index)
         order = self.pool.by_identity
         self.slot[order] = self.index - self.pool.identity_start[self.pool.g_labels[order]]
+        # each pool column's index in each gallery; n_pool (above every index) if absent
+        self.positions = torch.full((len(trials), n_pool), n_pool, device=device)
+        for t, cols in enumerate(trials):
+            self.positions[t, cols] = torch.arange(cols.numel(), device=device)
         # a gallery's count never exceeds its size: fields of that many bits, packed per word
         self.field = max(int(c.numel()) for c in trials).bit_length()
         self.per_word = 64 // self.field
@@ -287,7 +295,9 @@ class PooledScorer:
             shared = kept & pool_shared.gather(1, slot)
             if bool(shared.any()):  # another pool item at the same key: count the ties exactly
                 r, a = shared.nonzero(as_tuple=True)
-                ranks[r, a] += scorer.ties_before(keys[r][:, cols], pos_keys[r, a], item[r, a])
+                ranks[r, a] += self.ties_before(
+                    t, packed, keys, r, at[r, a], pos_keys[r, a], item[r, a]
+                )
             ranks, kept_sorted, order = sort_ranks(ranks, kept)
             if self.kind == "standard":
                 first_rank = ranks[:, 0]
@@ -300,6 +310,44 @@ class PooledScorer:
                 )  # fmt: skip
             out.append((*scorer.values(ranks, kept_sorted, first_rank), q_pids))
         return out
+
+    def ties_before(
+        self,
+        t: int,
+        packed: torch.Tensor,
+        keys: torch.Tensor,
+        rows: torch.Tensor,
+        start: torch.Tensor,
+        key: torch.Tensor,
+        item: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per positive (its row of the chunk, the first sorted slot at its ``key``, its index
+        ``item`` in gallery ``t``): gallery ``t``'s items at ``key`` with a gallery index below
+        ``item``, what ``QueryScorer.ties_before`` counts on the gallery's keys of the row.
+
+        The items at ``key`` follow one another in the sorted row from ``start``: read slot by
+        slot, every positive at once, while a positive's run goes on, up to ``RUN`` slots; a
+        positive whose run is longer is counted on its row's keys as ``QueryScorer`` does.
+        """
+        n_pool = packed.shape[1]
+        position = self.positions[t]
+        count = torch.zeros_like(item)
+        active = torch.arange(item.numel(), device=item.device)
+        for offset in range(self.RUN):
+            slot = start[active] + offset
+            word = packed[rows[active], slot.clamp_max(n_pool - 1)]
+            same = (slot < n_pool) & ((word >> 32) == key[active])
+            before = same & (position[word & 0xFFFFFFFF] < item[active])
+            count[active] += before.to(count.dtype)
+            active = active[same]
+            if active.numel() == 0:
+                return count
+        # runs longer than RUN slots: counted on the rows' keys from the start
+        r = rows[active]
+        count[active] = self.scorers[t].ties_before(
+            keys[r][:, self.trials[t]], key[active], item[active]
+        )
+        return count
 
     def _identity_rank(
         self, keys, head_labels, head_member, cols, scorer,

@@ -4,8 +4,9 @@ per item with the results in order.
 Spec: ``spec/evaluation/threads.md``. NumPy's sort and most torch kernels release the GIL, and
 many of the ranking's steps run on one core (NumPy's passes, small torch kernels, the Python
 between them), so independent pieces of work -- blocks of rows to sort (``rowsort.py``), the
-galleries of a protocol's trials (``pooled.py``) -- go faster side by side. Each piece computes
-exactly what it computes alone: the results do not depend on the thread count.
+galleries of a protocol's trials and the pooled scorer's chunks of queries (``pooled.py``) -- go
+faster side by side. Each piece computes exactly what it computes alone: the results do not
+depend on the thread count.
 
 - :func:`executor` is this process's pool of a given name and size, started on first use and
   again after ``fork`` (a forked child has none of its parent's threads).
