@@ -200,7 +200,10 @@ class QueryScorer:
         sorted_keys = sort_rows(keys)
         below = torch.searchsorted(sorted_keys, pos_keys)
         ranks = below + 1
-        shared = kept & (torch.searchsorted(sorted_keys, pos_keys, right=True) - below > 1)
+        # a kept positive's key first sorts at ``below``; it is shared if the next key is equal
+        n_gallery = sorted_keys.shape[1]
+        after = sorted_keys.gather(1, (below + 1).clamp_max(n_gallery - 1))
+        shared = kept & (below + 1 < n_gallery) & (after == pos_keys)
         if bool(shared.any()):
             r, a = shared.nonzero(as_tuple=True)
             ranks[r, a] += self.ties_before(keys[r], pos_keys[r, a], item[r, a])
@@ -240,8 +243,9 @@ class QueryScorer:
             (n, self.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=row_keys.device
         )
         first.scatter_reduce_(1, self.g_labels.expand(n, -1), row_keys, reduce="amin")
-        first_rank = (first < lead_key).sum(dim=1) + 1
-        level = ((first == lead_key).sum(dim=1) > 1) & valid
+        # count_nonzero: a third of the time of a sum of bools on a CPU
+        first_rank = torch.count_nonzero(first < lead_key, dim=1) + 1
+        level = (torch.count_nonzero(first == lead_key, dim=1) > 1) & valid
         for i in level.nonzero()[:, 0].tolist():
             # identities (other than its own) with a kept item at the lead's key, earlier
             at = (row_keys[i] == lead_key[i, 0]) & (self.index < lead_item[i, 0])
