@@ -7,12 +7,13 @@ import threading
 import time
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
 from reference.evaluation.threads import check_threads, executor, run_each
-from tests.plugin import result_of_forked_child
+from tests.plugin import result_of_forked_child, torch_threads
 
 
 @settings(max_examples=60, deadline=None)
@@ -131,6 +132,42 @@ def test_bad_thread_counts_are_named(threads, message):
 
 
 def test_default_is_torch_threads():
-    import torch
-
     assert check_threads(None) == torch.get_num_threads()
+
+
+def _count_on_a_new_thread() -> int:
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_inner_threads_hold_inside_side_by_side_calls_and_the_count_comes_back(fails):
+    # each call side by side runs with torch's count at inner_threads on its thread; afterwards
+    # (returned or raised) the calling thread, and a thread started later, have the count of
+    # before; the loop (one thread) leaves the count alone
+    barrier = threading.Barrier(2, timeout=30)
+
+    def fn(x: int) -> int:
+        barrier.wait()  # both calls at once: each sets its own thread's count
+        if fails and x == 1:
+            raise ValueError("item 1")
+        return torch.get_num_threads()
+
+    with torch_threads(3):
+        if fails:
+            with pytest.raises(ValueError, match=r"^item 1$"):
+                run_each(fn, [0, 1], threads=2, inner_threads=1)
+        else:
+            assert run_each(fn, [0, 1], threads=2, inner_threads=1) == [1, 1]
+        assert torch.get_num_threads() == 3
+        assert _count_on_a_new_thread() == 3
+        assert run_each(lambda _: torch.get_num_threads(), [0, 1], 1, inner_threads=1) == [3, 3]
+
+
+def test_bad_inner_thread_counts_are_named():
+    with pytest.raises(VireidError) as info:
+        run_each(abs, [1, 2], threads=2, inner_threads=0)
+    assert str(info.value) == "inner_threads: expected an integer >= 1, got 0"

@@ -69,8 +69,9 @@ def rank_metrics_pooled(
     cols = [torch.from_numpy(np.asarray(c, dtype=np.int64)).to(device) for c in galleries]
     check_galleries(cols, n_pool)
     pooled = dist.dtype != torch.float64 and PooledScorer.applies(n_pool, cols)
-    # on the CPU the independent pieces run side by side on torch's threads (threads.md): the
-    # pooled scorer's chunks of queries, or the galleries one by one; the same figures
+    # on the CPU the independent pieces run side by side on torch's threads (threads.md), each
+    # on one thread of torch's own: the pooled scorer's chunks of queries, or the galleries one
+    # by one; the same figures
     threads = None if device.type == "cpu" else 1
     if pooled:
         chunk = chunk_rows(chunk_size, n_query, n_pool)
@@ -79,7 +80,7 @@ def rank_metrics_pooled(
         def score_chunk(s: int) -> list[ChunkValues]:
             return scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
 
-        parts = run_each(score_chunk, range(0, n_query, chunk), threads=threads, name="chunks")
+        parts = run_each(score_chunk, range(0, n_query, chunk), threads, "chunks", inner_threads=1)
     else:
         taken = take_columns_each(dist, cols)
 
@@ -96,7 +97,7 @@ def rank_metrics_pooled(
             raise VireidError(f"galleries[{t}]: {exc}") from exc
 
     # pooled, a gallery's figures only gather the chunks' values
-    return run_each(score, range(len(cols)), threads=1 if pooled else threads, name="galleries")
+    return run_each(score, range(len(cols)), 1 if pooled else threads, "galleries", inner_threads=1)
 
 
 def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

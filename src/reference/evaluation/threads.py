@@ -58,7 +58,11 @@ def check_threads(threads: object) -> int:
 
 
 def run_each(
-    fn: Callable[[T], R], items: Sequence[T], threads: int | None = None, name: str = "each"
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    threads: int | None = None,
+    name: str = "each",
+    inner_threads: int | None = None,
 ) -> list[R]:
     """``[fn(x) for x in items]``, the calls shared among ``threads`` threads (default
     ``torch.get_num_threads()``): the calling thread and up to ``threads - 1`` of pool ``name``.
@@ -72,11 +76,20 @@ def run_each(
     started when the calling thread runs out of items is cancelled, so a call made from one of
     the pool's own threads (nested) finishes on the calling thread instead of waiting for a busy
     pool.
+
+    ``inner_threads``: where the calls run side by side, each runs with torch's thread count
+    set to this on its thread (``torch.set_num_threads``), and set back after it to the calling
+    thread's count: pieces that each fill a core need no intra-op threads of their own, and two
+    levels of threads on the same cores slow both. The plain loop leaves the count alone.
     """
     threads = check_threads(threads)
+    if inner_threads is not None:
+        inner_threads = check_integer(inner_threads, "inner_threads", low=1, numpy=False)
     items = list(items)
     if threads == 1 or len(items) < 2:
         return [fn(x) for x in items]
+    if inner_threads is not None:
+        fn = _with_torch_threads(fn, inner_threads, torch.get_num_threads())
     pool = executor(name, threads - 1)
     next_item = iter(range(len(items)))
     take = threading.Lock()
@@ -107,3 +120,19 @@ def run_each(
         if exc is not None:
             raise exc
     return results  # type: ignore[return-value]
+
+
+def _with_torch_threads(fn: Callable[[T], R], count: int, after: int) -> Callable[[T], R]:
+    """``fn`` run with torch's thread count set to ``count`` on the thread that calls it, and
+    set to ``after`` once it returns or raises. torch keeps a count per thread, and a new thread
+    starts from the last count set on any thread: every call ends by setting the caller's count,
+    so the count new threads start from is the caller's again, whichever call ends last."""
+
+    def call(x: T) -> R:
+        torch.set_num_threads(count)
+        try:
+            return fn(x)
+        finally:
+            torch.set_num_threads(after)
+
+    return call
