@@ -10,7 +10,18 @@ from reference.data.synthvi import write_sysu
 from reference.data.sysu import read_sysu_test
 from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet
-from reference.results.ranks import CELL_INCHES, DPI, TOP, image_paths, rank_queries, write_ranks
+from reference.results.ranks import (
+    CELL_INCHES,
+    DPI,
+    FALSE_COLOUR,
+    IMAGE_PIXELS,
+    TOP,
+    TOP_BAND,
+    TRUE_COLOUR,
+    image_paths,
+    rank_queries,
+    write_ranks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +77,31 @@ def test_write_ranks_png(dataset, tmp_path):
     assert len(ranked) == 3
     with pytest.raises(VireidError, match="file exists"):
         write_ranks(fs, root, out)
+
+
+def _rgb(colour: str) -> list[int]:
+    return [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+
+
+def test_frames_say_which_gallery_images_are_true_matches(dataset, tmp_path):
+    # across the middle of each cell's image area, the first pixel that is not the white
+    # background is the frame: black around the query, green around a true match, red around a
+    # false one (the picture is drawn at the figure's own pixels, not resampled)
+    root, fs, _ = dataset
+    out, ranked = write_ranks(fs, root, tmp_path / "ranks.png", n_queries=4)
+    with Image.open(out) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    cell_w, cell_h = round(CELL_INCHES[0] * DPI), round(CELL_INCHES[1] * DPI)
+    colours = set()
+    for r, row in enumerate(ranked):
+        expected = [[0, 0, 0]] + [_rgb(TRUE_COLOUR if m else FALSE_COLOUR) for m in row.matches]
+        y = r * cell_h + TOP_BAND + IMAGE_PIXELS[1] // 2
+        for c, want in enumerate(expected):
+            line = pixels[y, c * cell_w : (c + 1) * cell_w]
+            first = np.flatnonzero((line != 255).any(axis=1))[0]
+            assert line[first].tolist() == want, (r, c)
+            colours.add(tuple(want))
+    assert len(colours) == 3  # the query's, a true match's and a false one's
 
 
 def test_bad_input(dataset, tmp_path):
