@@ -75,6 +75,8 @@ def rank_metrics_pooled(
     threads = None if device.type == "cpu" else 1
     if pooled:
         chunk = chunk_rows(chunk_size, n_query, n_pool)
+        if chunk_size is None and threads is None:
+            chunk = balanced_rows(n_query, chunk, torch.get_num_threads())
         scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
 
         def score_chunk(s: int) -> list[ChunkValues]:
@@ -98,6 +100,17 @@ def rank_metrics_pooled(
 
     # pooled, a gallery's figures only gather the chunks' values
     return run_each(score, range(len(cols)), 1 if pooled else threads, "galleries", inner_threads=1)
+
+
+def balanced_rows(n_rows: int, rows: int, threads: int) -> int:
+    """Rows per chunk, at most ``rows``: ``n_rows`` cut into as many chunks as ``rows`` needs,
+    rounded up to a multiple of ``threads`` (at most one chunk per row), the rows shared out as
+    evenly as whole rows allow. Side by side, no thread then waits long while another ranks a
+    last chunk alone."""
+    rows = max(1, min(rows, n_rows))
+    chunks = -(-n_rows // rows)
+    chunks = min(n_rows, -(-chunks // threads) * threads)
+    return -(-n_rows // chunks)
 
 
 def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
