@@ -108,10 +108,11 @@ def rank_queries(
 
 
 #: pixels of a cell's image area (width, height; the images keep their aspect inside it), the
-#: frame around it, and the text bands above (the query's kind and AP) and below (camera, distance)
+#: frame around it, and the text band above it (the query's kind and AP); the camera and the
+#: distance go in the 30 pixels left below it (cells of 100 x 210 pixels)
 IMAGE_PIXELS = (84, 150)
 FRAME_PIXELS = {"query": 1, "match": 3}
-TOP_BAND, BOTTOM_BAND = 30, 30
+TOP_BAND = 30
 
 
 def ranks_figure(fs: FeatureSet, paths: list[Path], ranked: list[RankedQuery]):
