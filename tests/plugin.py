@@ -90,6 +90,17 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def benchmark_seconds(benchmark: Any, stat: str = "min") -> float:
+    """The ``stat`` (``min``, ``mean``, ``median``) of the rounds ``benchmark`` just timed, in
+    seconds. Under ``--benchmark-disable`` pytest-benchmark runs the function once, untimed, and
+    keeps no statistics: the figure that needs them is then skipped, saying why, instead of
+    failing on a missing attribute (the function itself has run)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        pytest.skip("--benchmark-disable: the benchmark ran once, untimed; its figures need timing")
+    return float(getattr(stats.stats, stat))
+
+
 def result_of_forked_child(target: Callable[[Any], None], what: str, timeout: float = 60) -> Any:
     """Run ``target(queue)`` in a forked child and return what it put on the queue; a child that
     hangs past ``timeout`` seconds (``what`` names its work) or fails is a test failure."""

@@ -10,6 +10,7 @@ import torch
 
 from tests.plugin import (
     SLOW_DOCUMENTS,
+    benchmark_seconds,
     is_long,
     result_of_forked_child,
     slow_files_first,
@@ -89,3 +90,15 @@ def test_torch_threads_sets_the_count_for_the_block_and_puts_it_back():
     with pytest.raises(ValueError), torch_threads(before + 2):
         raise ValueError
     assert torch.get_num_threads() == before
+
+
+def test_benchmark_seconds_reads_the_rounds_or_skips_when_timing_is_disabled():
+    # pytest-benchmark keeps ``benchmark.stats`` (its rounds' statistics) when it timed the
+    # function; under --benchmark-disable it ran it once and keeps None
+    from types import SimpleNamespace
+
+    timed = SimpleNamespace(stats=SimpleNamespace(stats=SimpleNamespace(min=0.5, median=0.75)))
+    assert benchmark_seconds(timed) == 0.5
+    assert benchmark_seconds(timed, "median") == 0.75
+    with pytest.raises(pytest.skip.Exception, match="--benchmark-disable"):
+        benchmark_seconds(SimpleNamespace(stats=None))
