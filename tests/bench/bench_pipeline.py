@@ -29,7 +29,7 @@ from reference.data.sampler import CrossModalitySampler
 from reference.data.synthvi import write_sysu
 from reference.data.sysu import read_sysu_train
 from reference.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tests.plugin import benchmark_seconds
+from tests.plugin import benchmark_seconds, torch_threads
 
 SIZE = (288, 144)
 P, K = 6, 8
@@ -119,25 +119,25 @@ def test_plain_pil_dataloader(benchmark, records, device, workers):
 @pytest.mark.parametrize("threads", [1, 2], ids=["1-thread", "2-threads"])
 @pytest.mark.parametrize("four_modality", [False, True], ids=["VI", "method-B"])
 def test_full_pipeline(benchmark, records, decoded, device, four_modality, threads):
-    # 2 threads: the same two cores the 2-worker baseline uses, for a like-for-like figure
-    torch.set_num_threads(threads)
-    config = PipelineConfig(p=P, k=K, num_batches=BATCHES, four_modality=four_modality)
-    pipeline = TrainPipeline(
-        decoded, records.labels, records.modality, records.camids, config, device=device
-    )
+    # 2 threads: the same two cores the 2-worker baseline uses, for a like-for-like figure;
+    # the module's one thread again afterwards, the test failing or not
+    with torch_threads(threads):
+        config = PipelineConfig(p=P, k=K, num_batches=BATCHES, four_modality=four_modality)
+        pipeline = TrainPipeline(
+            decoded, records.labels, records.modality, records.camids, config, device=device
+        )
 
-    def epoch():
-        n = 0
-        for batch in pipeline:
-            n += len(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return n
+        def epoch():
+            n = 0
+            for batch in pipeline:
+                n += len(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return n
 
-    n = benchmark.pedantic(epoch, rounds=5, iterations=1, warmup_rounds=1)
-    rate = _report(benchmark, n)
-    benchmark.extra_info["images_per_second"] = round(rate())
-    benchmark.extra_info["torch_threads"] = threads
-    for workers, plain in _PLAIN_RATES.items():
-        benchmark.extra_info[f"speedup_vs_plain_{workers}_workers"] = round(rate() / plain, 2)
-    torch.set_num_threads(1)
+        n = benchmark.pedantic(epoch, rounds=5, iterations=1, warmup_rounds=1)
+        rate = _report(benchmark, n)
+        benchmark.extra_info["images_per_second"] = round(rate())
+        benchmark.extra_info["torch_threads"] = threads
+        for workers, plain in _PLAIN_RATES.items():
+            benchmark.extra_info[f"speedup_vs_plain_{workers}_workers"] = round(rate() / plain, 2)
