@@ -133,7 +133,11 @@ def ranks_figure(fs: FeatureSet, paths: list[Path], ranked: list[RankedQuery]):
     fig = Figure(figsize=(CELL_INCHES[0] * cols, CELL_INCHES[1] * len(ranked)), dpi=DPI)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
-    labels = []  # (x, y, text, vertical alignment, font size)
+
+    def label(x: float, y: float, text: str, size: int) -> None:
+        # text artists draw above the image, whenever they are made
+        ax.text(x, y, text, ha="center", va="top", fontsize=size, linespacing=1.1)
+
     for r, row in enumerate(ranked):
         cells = [
             (row.query, None, None),
@@ -144,7 +148,7 @@ def ranks_figure(fs: FeatureSet, paths: list[Path], ranked: list[RankedQuery]):
             cam = int(fs.camids[index])
             if c == 0:
                 colour, frame = "#000000", FRAME_PIXELS["query"]
-                labels.append((x0 + cell_w / 2, y0 + 2, f"{row.kind}\nAP {row.ap:.2f}", "top", 7))
+                label(x0 + cell_w / 2, y0 + 2, f"{row.kind}\nAP {row.ap:.2f}", 7)
                 below = f"query cam{cam}\nid {int(fs.pids[index])}"
             else:
                 colour = TRUE_COLOUR if match else FALSE_COLOUR
@@ -161,13 +165,11 @@ def ranks_figure(fs: FeatureSet, paths: list[Path], ranked: list[RankedQuery]):
             rgb_frame = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
             canvas[top - frame : top + h + frame, left - frame : left + w + frame] = rgb_frame
             canvas[top : top + h, left : left + w] = pixels
-            labels.append((x0 + cell_w / 2, bottom_of_image + 4, below, "top", 6))
+            label(x0 + cell_w / 2, bottom_of_image + 4, below, 6)
     # one canvas pixel per figure pixel: the picture is not resampled
     ax.imshow(canvas, interpolation="nearest", extent=(0, canvas.shape[1], canvas.shape[0], 0))
     ax.set_xlim(0, canvas.shape[1])
     ax.set_ylim(canvas.shape[0], 0)
-    for x, y, text, va, size in labels:
-        ax.text(x, y, text, ha="center", va=va, fontsize=size, linespacing=1.1)
     return fig
 
 
