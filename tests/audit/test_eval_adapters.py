@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from reference.audit.eval_adapters import check_adapter
 from reference.audit.eval_audit import (
     TargetFailure,
     call_target,
@@ -134,3 +135,9 @@ def test_unknown_protocol():
     with pytest.raises(VireidError) as err:
         check_protocol("cuhk")
     assert str(err.value) == "protocol: expected one of 'sysu', 'regdb', 'market', got 'cuhk'"
+    with pytest.raises(VireidError) as err:
+        check_protocol(["sysu"])  # not a dictionary key: the same error, not a TypeError
+    assert str(err.value) == "protocol: expected one of 'sysu', 'regdb', 'market', got ['sysu']"
+    with pytest.raises(VireidError) as err:
+        check_adapter({"adapter": "distance"})
+    assert str(err.value).startswith("adapter: expected one of 'distance', ")

@@ -68,6 +68,15 @@ def test_market_features_file(tmp_path):
         audit_features(tmp_path / "bad.npz", protocol="market", claimed={"R1": 1.0})
 
 
+@pytest.mark.parametrize("protocol", ["cuhk", ["sysu"]])
+def test_unknown_protocol_is_named_before_the_file_is_read(tmp_path, protocol):
+    with pytest.raises(VireidError) as err:
+        audit_features(tmp_path / "absent.npz", protocol=protocol, claimed={"R1": 1.0})
+    assert str(err.value) == (
+        f"protocol: expected one of 'sysu', 'regdb', 'market', got {protocol!r}"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -47,3 +47,6 @@ def test_unknown_loss():
     assert str(err.value) == (
         "loss: expected one of 'tri', 'hctri', 'ca', 'mml', 'mdl', 'id', got 'circle'"
     )
+    with pytest.raises(VireidError) as err:
+        check_loss(["tri"])  # not a dictionary key: the same error, not a TypeError
+    assert str(err.value).endswith("'id', got ['tri']")

@@ -56,6 +56,7 @@ def test_load_expectations(tmp_path):
     ("text", "message"),
     [
         ('[[deviation]]\nkind = "ap"\nnote = "x"\n', "deviation[0].kind: unknown kind 'ap'"),
+        ('[[deviation]]\nkind = ["ap"]\nnote = "x"\n', "deviation[0].kind: unknown kind ['ap']"),
         ('[[deviation]]\nkind = "crash"\n', "deviation[0].note: expected a non-empty string"),
         ('[[deviation]]\nkind = "crash"\nnote = "x"\nwhy = 1\n',
          "deviation[0].why: unknown field; expected kind, note"),

@@ -270,6 +270,7 @@ def test_missing_image_named(records, tmp_path):
         ({"size": (8.0, 4)}, "size: expected (height, width) positive integers, got (8.0, 4)"),
         ({"workers": -1}, "workers: expected an integer >= 0, got -1"),
         ({"resample": "area"}, "resample: expected one of ['bicubic', 'bilinear', 'lanczos',"),
+        ({"resample": ["bilinear"]}, "resample: expected one of ['bicubic', 'bilinear', "),
         ({"fingerprint_mode": "mtime"}, "fingerprint_mode: expected 'stat' or 'content', got"),
     ],
 )

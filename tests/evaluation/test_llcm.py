@@ -224,8 +224,13 @@ def test_bad_settings_are_named():
     fs = llcm_example(0, n_ids=3, dim=4)
     with pytest.raises(VireidError, match=r"^direction: expected 'i2v' or 'v2i', got 'v2t'$"):
         evaluate_llcm(fs, direction="v2t")
+    # a value that cannot be a dictionary key is a wrong direction too, not a TypeError
+    with pytest.raises(VireidError, match=r"^direction: expected 'i2v' or 'v2i', got \['i2v'\]$"):
+        evaluate_llcm(fs, direction=["i2v"])
     with pytest.raises(VireidError, match=r"^trials: expected an integer >= 1, got 0$"):
         evaluate_llcm(fs, trials=0)
+    with pytest.raises(VireidError, match=r"^trials: expected an integer >= 1, got True$"):
+        evaluate_llcm(fs, trials=True)
     sysu_like = FeatureSet.create(
         np.zeros((1, 2)), np.array([1]), np.array([1]), np.array([0]), dataset="sysu"
     )

@@ -115,6 +115,8 @@ def test_no_valid_query_names_the_trial():
     ("kwargs", "message"),
     [
         ({"direction": "both"}, "direction: expected 'v2t' or 't2v', got 'both'"),
+        # not a dictionary key: the same error, not a TypeError
+        ({"direction": ["v2t"]}, "direction: expected 'v2t' or 't2v', got ['v2t']"),
         ({"metric": "l2"}, "metric: unknown metric 'l2'; expected one of 'euclidean', 'cosine'"),
         ({"sources": ["one"] * 3}, "sources: expected 2 names (one per features file), got 3"),
     ],

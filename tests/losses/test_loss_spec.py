@@ -70,6 +70,10 @@ def test_bad_entries():
         "method: expected one of 'baseline', 'predecessor', 'method_a', 'method_b', got 'c'"
     ):
         preset("c")
+    with _raises(  # not a dictionary key: the same error, not a TypeError
+        "method: expected one of 'baseline', 'predecessor', 'method_a', 'method_b', got ['c']"
+    ):
+        preset(["c"])
 
 
 def test_bad_dicts():

@@ -13,6 +13,7 @@ import numpy as np
 
 from reference.audit.eval_problems import EvalProblem
 from reference.audit.target import Target, TargetFailure, target_failures
+from reference.checks import check_choice
 from reference.errors import VireidError
 
 __all__ = ["ADAPTERS", "TargetFailure", "call_target", "check_adapter", "detect_adapter"]
@@ -44,10 +45,7 @@ def detect_adapter(target: Target) -> str:
 
 
 def check_adapter(name: str) -> str:
-    if name not in ADAPTERS:
-        raise VireidError(
-            f"adapter: expected one of {', '.join(map(repr, ADAPTERS))}, got {name!r}"
-        )
+    check_choice(name, "adapter", tuple(ADAPTERS))
     return name
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from reference.audit.eval_oracle import skips
-from reference.errors import VireidError
+from reference.checks import check_choice
 
 MAX_RANK = 20
 
@@ -41,10 +41,7 @@ PROTOCOLS: dict[str, EvalProtocol] = {
 
 
 def check_protocol(name: str) -> EvalProtocol:
-    if name not in PROTOCOLS:
-        raise VireidError(
-            f"protocol: expected one of {', '.join(map(repr, PROTOCOLS))}, got {name!r}"
-        )
+    check_choice(name, "protocol", tuple(PROTOCOLS))
     return PROTOCOLS[name]
 
 

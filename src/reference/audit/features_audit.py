@@ -23,7 +23,7 @@ import torch
 from reference.audit.eval_oracle import Choices, oracle_figures
 from reference.audit.kinds import Finding
 from reference.audit.report import AuditReport
-from reference.checks import parse_number
+from reference.checks import check_choice, parse_number
 from reference.errors import VireidError
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import load_features
@@ -173,8 +173,7 @@ def audit_features(
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Score ``path`` under ``protocol``; compare with ``claimed``; name what reproduces it."""
-    if protocol not in PROTOCOL_SETTINGS:
-        raise VireidError(f"protocol: expected one of 'sysu', 'regdb', 'market', got {protocol!r}")
+    check_choice(protocol, "protocol", tuple(PROTOCOL_SETTINGS))
     if not claimed:
         raise VireidError("--claimed: expected at least one figure, e.g. R1=47.5,mAP=45.0")
     if not tolerance > 0:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reference.errors import VireidError
+from reference.checks import check_choice
 from reference.losses.center_alignment import center_alignment
 from reference.losses.hetero_center import hetero_center_triplet
 from reference.losses.identity import identity_loss
@@ -90,8 +90,7 @@ ADAPTERS: dict[str, str] = {
 
 
 def check_loss(name: str) -> LossInfo:
-    if name not in LOSSES:
-        raise VireidError(f"loss: expected one of {', '.join(map(repr, LOSSES))}, got {name!r}")
+    check_choice(name, "loss", tuple(LOSSES))
     return LOSSES[name]
 
 

@@ -47,7 +47,7 @@ def load_expectations(path: str | os.PathLike[str]) -> tuple[Expectation, ...]:
         if extra:
             raise VireidError(f"{where}.{sorted(extra)[0]}: unknown field; expected kind, note")
         kind, note = entry.get("kind"), entry.get("note")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise VireidError(
                 f"{where}.kind: unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
             )

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from reference.checks import check_integer, is_integer
+from reference.checks import check_choice, check_integer, is_integer
 from reference.data.records import ImageRecords
 from reference.errors import VireidError
 from reference.fileio import atomic_open
@@ -264,8 +264,7 @@ def load_decoded(
     silent, ``True`` a tqdm bar on stderr, a callable (:data:`Progress`) gets the lines.
     """
     size = check_size(size)
-    if resample not in RESAMPLING:
-        raise VireidError(f"resample: expected one of {sorted(RESAMPLING)}, got {resample!r}")
+    check_choice(resample, "resample", tuple(RESAMPLING), expected=f"one of {sorted(RESAMPLING)}")
     if fingerprint_mode not in ("stat", "content"):
         raise VireidError(
             f"fingerprint_mode: expected 'stat' or 'content', got {fingerprint_mode!r}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from reference.checks import check_choice, check_integer
 from reference.datasets import LLCM_INFRARED_CAMERAS, LLCM_VISIBLE_CAMERAS
 from reference.errors import VireidError
 from reference.evaluation.distance import PreparedQueries, check_metric
@@ -125,10 +126,8 @@ def evaluate_llcm(
     progress: Callable[[str], None] | None = None,
 ) -> Scores:
     """Score ``fs`` under the LLCM protocol (see the module docstring and the spec)."""
-    if direction not in DIRECTIONS:
-        raise VireidError(f"direction: expected 'i2v' or 'v2i', got {direction!r}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise VireidError(f"trials: expected an integer >= 1, got {trials!r}")
+    check_choice(direction, "direction", tuple(DIRECTIONS), expected="'i2v' or 'v2i'")
+    check_integer(trials, "trials", low=1, numpy=False)
     check_metric(metric)
     folders = folders_of(fs, source)
     q_mod, g_mod = DIRECTIONS[direction]

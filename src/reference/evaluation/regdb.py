@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from reference.checks import check_choice
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric
 from reference.evaluation.features import FeatureSet
@@ -39,8 +40,7 @@ def evaluate_regdb(
     progress: Callable[[str], None] | None = None,
 ) -> Scores:
     """Score one RegDB features file per trial (see the module docstring and the spec)."""
-    if direction not in DIRECTIONS:
-        raise VireidError(f"direction: expected 'v2t' or 't2v', got {direction!r}")
+    check_choice(direction, "direction", tuple(DIRECTIONS), expected="'v2t' or 't2v'")
     check_metric(metric)
     if len(feature_sets) == 0:
         raise VireidError("features: expected at least one RegDB features file (one per trial)")

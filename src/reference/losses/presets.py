@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reference.checks import check_choice
-from reference.errors import VireidError
 from reference.losses.loss_spec import LossEntry, LossSpec
 
 #: lambda of the predecessor's stripe hetero-center terms per dataset [predecessor].
@@ -154,8 +153,5 @@ PRESETS: dict[str, Callable[[str], LossSpec]] = {
 
 def preset(method: str, dataset: str = "sysu") -> LossSpec:
     """The preset ``LossSpec`` of ``method`` (a key of :data:`PRESETS`) for ``dataset``."""
-    if method not in PRESETS:
-        raise VireidError(
-            f"method: expected one of {', '.join(map(repr, PRESETS))}, got {method!r}"
-        )
+    check_choice(method, "method", tuple(PRESETS))
     return PRESETS[method](dataset)
