@@ -40,6 +40,10 @@ def test_bad_entries():
         "loss: expected one of 'id', 'tri', 'hctri', 'ca', 'did', 'mml', 'mdl', got 'arcface'"
     ):
         LossEntry("arcface", "global")
+    with _raises(  # not a dictionary key: the same error, not a TypeError
+        "loss: expected one of 'id', 'tri', 'hctri', 'ca', 'did', 'mml', 'mdl', got ['tri']"
+    ):
+        LossEntry(["tri"], "global")
     with _raises(
         "on: expected 'global', 'coarse.<i>', 'fine.<i>', 'coarse.*', 'fine.*', 'coarse' or "
         "'fine', got 'fine.x'"

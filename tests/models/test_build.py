@@ -114,6 +114,11 @@ def test_kind_specific_rules():
     assert str(info.value) == (
         "model.derived_routing: expected one of ('base', 'cross', 'own'), got 'sideways'"
     )
+    with pytest.raises(VireidError) as info:  # not a dictionary key: not a TypeError either
+        ModelConfig(kind="method_b", num_classes=3, derived_routing=["own"])
+    assert str(info.value) == (
+        "model.derived_routing: expected one of ('base', 'cross', 'own'), got ['own']"
+    )
 
 
 def test_from_dict():

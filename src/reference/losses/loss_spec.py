@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reference import config
-from reference.checks import check_number
+from reference.checks import check_choice, check_number
 from reference.errors import VireidError
 from reference.losses.registry import LOSSES, SPLITTABLE, LossKind
 
@@ -67,10 +67,7 @@ class LossEntry:
     split: bool = False
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise VireidError(
-                f"loss: expected one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}"
-            )
+        check_choice(self.loss, "loss", tuple(LOSSES))
         kind = LOSSES[self.loss]
         on = self.on
         if not isinstance(on, str) or not (BRANCH.match(on) or EACH.match(on) or _CONCAT.match(on)):

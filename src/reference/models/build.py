@@ -134,11 +134,12 @@ class ModelConfig:
                 f"fine_stripes={self.fine_stripes}"
             )
         if self.kind == "method_b":
-            if self.derived_routing not in DERIVED_ROUTINGS:
-                raise VireidError(
-                    f"model.derived_routing: expected one of {tuple(DERIVED_ROUTINGS)}, "
-                    f"got {self.derived_routing!r}"
-                )
+            check_choice(
+                self.derived_routing,
+                "model.derived_routing",
+                tuple(DERIVED_ROUTINGS),
+                expected=f"one of {tuple(DERIVED_ROUTINGS)}",
+            )
         elif given_routing is not None:
             raise VireidError(
                 f"model.derived_routing: only method_b takes derived modalities; "
