@@ -85,6 +85,9 @@ def test_bad_dicts():
         LossSpec.from_dict({"entries": []})
     with _raises("entries[0]: expected a mapping with 'loss' and 'on'"):
         LossSpec.from_dict({"method": "x", "entries": [{"loss": "tri"}]})
+    for entries in (3, "tri", {"loss": "tri", "on": "global"}):
+        with _raises(f"entries: expected a list of tables, one per loss, got {entries!r}"):
+            LossSpec.from_dict({"method": "x", "entries": entries})
     with _raises("entries[0]: unknown field(s) ['wieght']"):
         LossSpec.from_dict(
             {"method": "x", "entries": [{"loss": "tri", "on": "global", "wieght": 1}]}

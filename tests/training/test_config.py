@@ -104,6 +104,7 @@ def test_overrides_and_diff():
         ("baseline-sysu", ["optim.momentum=1.5"], "optim.momentum: expected a number in [0, 1)"),
         ("baseline-sysu", ["pipeline.transform.pad=-1"], "pipeline.transform.pad: expected"),
         ("baseline-sysu", ["losses.entries=[]"], "losses.entries: a loss spec needs at least"),
+        ("baseline-sysu", ["losses.entries=3"], "losses.entries: expected a list of tables, one"),
         ("baseline-sysu", ["epochs"], "--set 'epochs': expected FIELD=VALUE"),
     ],
 )

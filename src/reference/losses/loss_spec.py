@@ -164,7 +164,10 @@ class LossSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> LossSpec:
         if not isinstance(data, Mapping) or "entries" not in data or "method" not in data:
             raise VireidError("loss spec: expected a mapping with 'method' and 'entries'")
-        for i, item in enumerate(data["entries"]):
+        entries = data["entries"]
+        if not isinstance(entries, (list, tuple)):
+            raise VireidError(f"entries: expected a list of tables, one per loss, got {entries!r}")
+        for i, item in enumerate(entries):
             if not isinstance(item, Mapping) or not {"loss", "on"} <= set(item):
                 raise VireidError(f"entries[{i}]: expected a mapping with 'loss' and 'on'")
             unknown = set(item) - {"loss", "on", "weight", "options", "name", "provenance", "split"}
