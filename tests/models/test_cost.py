@@ -55,17 +55,40 @@ def test_resnet50_matches_torchvision_documented_count(device):
     assert round(cost.forward / 2e9, 3) == 4.089
 
 
-def test_the_callers_model_is_left_as_it_was(device):
+@pytest.mark.parametrize("mode", ["eval", "mixed"])
+def test_the_callers_model_is_left_as_it_was(device, mode):
     model = build_model(ModelConfig(kind="baseline", num_classes=7)).to(device).eval()
+    if mode == "mixed":  # a frozen head in a training network: each module's own mode comes back
+        model.train()
+        model.head.eval()
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(2, 3, 64, 32, device=device)
     tags = torch.tensor([0, 1], device=device)
     step_flops(model, images, tags)
     head_step_flops(model, images, tags)
-    assert not model.training
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
     assert all(p.grad is None for p in model.parameters())
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    if mode == "mixed":  # the counts do not depend on the mode the caller left the model in
+        assert step_flops(model, images, tags) == step_flops(model.train(), images, tags)
+
+
+def test_the_model_is_restored_after_a_failing_step(device):
+    class Fails(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("late failure")
+
+    # the BatchNorm has moved its running statistics when the step fails after it
+    model = nn.Sequential(nn.BatchNorm2d(3), Fails()).to(device).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="late failure"):
+        step_flops(model, torch.randn(2, 3, 4, 4, device=device) + 5)
+    assert not any(m.training for m in model.modules())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 @pytest.mark.parametrize(("share_from", "depth"), [(0, 18), (2, 18), (5, 50)])
