@@ -108,8 +108,8 @@ def in_train_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in train mode for a counted step, then as it was: every module's mode, and
     every buffer's value (a train-mode forward moves BatchNorm's running statistics and
     counts). The step takes its gradients with ``torch.autograd.grad``, which leaves ``.grad``
-    alone. A copy of the buffers, not of the network: a ResNet-50's deep copy (100 MB of
-    weights) took about a quarter of a counted step on a CPU."""
+    alone. A copy of the buffers, not of the network (``spec/models/cost.md``: a deep copy of
+    Method A's 100 MB of weights cost about 0.1 s a count on a CPU)."""
     modes = [(m, m.training) for m in model.modules()]
     saved = [(b, b.detach().clone()) for b in model.buffers()]
     model.train()
