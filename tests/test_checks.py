@@ -113,6 +113,12 @@ def test_check_choice():
         check_choice(np.float32(10), "s", (1, 10), expected="1 or 10")
     assert check_choice(np.int64(10), "s", (1, 10)) == 10
     assert check_choice(0.5, "p", (0.5, 1)) == 0.5
+    # choices held as a dict's keys: an unhashable value is a wrong choice, not a TypeError
+    with _raises("d: expected one of 'sysu', 'regdb', got ['sysu']"):
+        check_choice(["sysu"], "d", {"sysu": 1, "regdb": 2})
+    with _raises("d: unknown dataset {}; expected one of 'sysu'"):
+        check_known({}, "d", {"sysu": 1}, "dataset")
+    assert check_choice("sysu", "d", {"sysu": 1, "regdb": 2}) == "sysu"
 
 
 def test_check_known_and_metric():

@@ -214,6 +214,16 @@ def test_bad_overrides(item: str, expected: str) -> None:
     assert str(info.value) == expected
 
 
+@pytest.mark.parametrize("assignments", ["kind=b", ["kind=b", 3], None])
+def test_overrides_must_be_a_list_of_strings(assignments) -> None:
+    # one string would be read character by character ("--set 'k'")
+    with pytest.raises(VireidError) as info:
+        apply_overrides({"kind": "a"}, assignments)
+    assert str(info.value) == (
+        f"overrides: expected a list of FIELD=VALUE strings, got {assignments!r}"
+    )
+
+
 def test_config_diff() -> None:
     a = Outer(kind="a")
     b = Outer(kind="b", inner=Inner(p=0.1))

@@ -33,6 +33,7 @@ __all__ = [
     "check_number",
     "check_probability",
     "is_integer",
+    "is_one_of",
     "is_real",
     "parse_number",
 ]
@@ -158,10 +159,19 @@ def check_choice(
     if (
         (isinstance(value, bool) and not bool_ok)
         or (_non_integral(value) and not fraction_ok)
-        or value not in choices
+        or not is_one_of(value, choices)
     ):
         raise fail(field, expected or "one of " + ", ".join(map(repr, choices)), value)
     return value
+
+
+def is_one_of(value: object, choices: Collection[object]) -> bool:
+    """``value in choices``, False (not a ``TypeError``) for a value that cannot be looked up in
+    hashed choices (a list given where a dict's keys are the choices)."""
+    try:
+        return value in choices
+    except TypeError:
+        return False
 
 
 def _non_integral(value: object) -> bool:
@@ -172,7 +182,7 @@ def _non_integral(value: object) -> bool:
 def check_known(value: T, field: str, choices: Collection[object], what: str) -> T:
     """``value`` if it is one of ``choices``, else ``"<field>: unknown <what> <value!r>;
     expected one of 'a', 'b'"``."""
-    if value not in choices:
+    if not is_one_of(value, choices):
         raise VireidError(
             f"{field}: unknown {what} {value!r}; expected one of "
             + ", ".join(repr(c) for c in choices)

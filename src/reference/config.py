@@ -270,6 +270,10 @@ def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict
     no TOML literal is taken as a string (``--set data.root=/data/sysu``). Missing tables on the
     path are created; whether the field exists is checked when the result is loaded.
     """
+    if not isinstance(assignments, (list, tuple)) or not all(
+        isinstance(a, str) for a in assignments
+    ):
+        raise VireidError(f"overrides: expected a list of FIELD=VALUE strings, got {assignments!r}")
     result = copy.deepcopy(dict(data))
     for item in assignments:
         key, sep, text = item.partition("=")

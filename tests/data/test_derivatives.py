@@ -202,6 +202,11 @@ def test_four_modality_bad_input():
     [
         ({"visible": "equalize"}, "visible: expected one of ['gray'], got 'equalize'"),
         ({"infrared": "x"}, "infrared: expected one of ['equalize', 'invert', 'gray'], got 'x'"),
+        # not a dictionary key: the same error, not a TypeError
+        (
+            {"infrared": ["x"]},
+            "infrared: expected one of ['equalize', 'invert', 'gray'], got ['x']",
+        ),
     ],
 )
 def test_bad_config(kwargs, message):

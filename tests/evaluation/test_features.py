@@ -229,6 +229,9 @@ def test_unknown_dataset():
     with pytest.raises(VireidError) as info:
         FeatureSet.create(**_sysu_arrays(), dataset="market")
     assert str(info.value) == "dataset: expected one of 'sysu', 'regdb', 'llcm', got 'market'"
+    with pytest.raises(VireidError) as info:  # not a dictionary key: not a TypeError either
+        FeatureSet.create(**_sysu_arrays(), dataset=["sysu"])
+    assert str(info.value) == "dataset: expected one of 'sysu', 'regdb', 'llcm', got ['sysu']"
 
 
 def test_missing_key_in_file(tmp_path):

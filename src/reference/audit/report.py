@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reference.audit.kinds import KINDS, Finding
+from reference.checks import is_one_of
 from reference.config import load_toml
 from reference.errors import VireidError
 from reference.fileio import atomic_write_text
@@ -47,7 +48,7 @@ def load_expectations(path: str | os.PathLike[str]) -> tuple[Expectation, ...]:
         if extra:
             raise VireidError(f"{where}.{sorted(extra)[0]}: unknown field; expected kind, note")
         kind, note = entry.get("kind"), entry.get("note")
-        if not isinstance(kind, str) or kind not in KINDS:
+        if not is_one_of(kind, KINDS):
             raise VireidError(
                 f"{where}.kind: unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
             )

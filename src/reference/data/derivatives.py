@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from reference.checks import check_choice
 from reference.data.batch import Batch
 from reference.data.modality import Modality
 from reference.data.transforms import check_uint8_images
@@ -87,14 +88,12 @@ class DerivativeConfig:
     infrared: InfraredDerivative = "equalize"
 
     def __post_init__(self) -> None:
-        if self.visible not in _VISIBLE:
-            raise VireidError(
-                f"visible: expected one of {list(VISIBLE_DERIVATIVES)}, got {self.visible!r}"
-            )
-        if self.infrared not in _INFRARED:
-            raise VireidError(
-                f"infrared: expected one of {list(INFRARED_DERIVATIVES)}, got {self.infrared!r}"
-            )
+        check_choice(
+            self.visible, "visible", _VISIBLE, expected=f"one of {list(VISIBLE_DERIVATIVES)}"
+        )
+        check_choice(
+            self.infrared, "infrared", _INFRARED, expected=f"one of {list(INFRARED_DERIVATIVES)}"
+        )
 
 
 def derive_visible(images: torch.Tensor, kind: str = "gray") -> torch.Tensor:

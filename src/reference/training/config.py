@@ -223,6 +223,6 @@ def load_preset(name: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     (``"optim.lr_head=0.05"``, values read as TOML literals) applied."""
     path = preset_path(name)
     data = load_toml(path)
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, overrides)
     data.setdefault("preset", str(name))
     return config_from_dict(data)
