@@ -84,6 +84,14 @@ def test_schedule_factor_oracle():
     assert ScheduleConfig(warmup_epochs=0, milestones=()).factor(0) == 1.0
 
 
+@pytest.mark.parametrize("milestones", [20, None, "20", (5, 2), (0,), (2.0,)])
+def test_bad_milestones_are_named(milestones):
+    with pytest.raises(VireidError) as info:
+        ScheduleConfig(milestones=milestones)
+    shown = list(milestones) if isinstance(milestones, tuple) else milestones
+    assert str(info.value) == f"milestones: expected increasing positive integers, got {shown!r}"
+
+
 def test_overrides_and_diff():
     a = load_preset("baseline-sysu")
     b = load_preset("baseline-sysu", ["optim.lr_head=0.05", "pipeline.transform.size=[32, 16]"])

@@ -121,3 +121,18 @@ def test_bad_demo_config():
         "zero_init_residual: expected some of ('baseline', 'method_a', 'method_b'), got 'method_c'"
     )
     assert DemoConfig(zero_init_residual=["baseline"]).zero_init_residual == ("baseline",)
+    # a value where a list belongs: the named error, not "'int' object is not iterable"
+    for name, value, message in [
+        ("image_size", 64, "image_size: expected a list or tuple, got 64"),
+        ("milestones", 11, "milestones: expected a list or tuple, got 11"),
+        ("zero_init_residual", None, "zero_init_residual: expected a list or tuple, got None"),
+        ("image_size", (64,), "image_size: expected (height, width) positive integers, got (64,)"),
+        (
+            "image_size",
+            (64, 0),
+            "image_size: expected (height, width) positive integers, got (64, 0)",
+        ),
+    ]:
+        with pytest.raises(VireidError) as exc:
+            DemoConfig(**{name: value})
+        assert str(exc.value) == message

@@ -91,6 +91,8 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         check_integer(self.warmup_epochs, "warmup_epochs", low=0, numpy=False)
+        if not isinstance(self.milestones, (list, tuple)):
+            raise fail("milestones", "increasing positive integers", self.milestones)
         ms = tuple(self.milestones)
         if not all(is_integer(m, numpy=False) and m >= 1 for m in ms) or list(ms) != sorted(
             set(ms)

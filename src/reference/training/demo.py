@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reference.checks import is_integer
 from reference.data.cache import load_decoded
 from reference.data.synthvi import sysu_split_sizes, write_sysu
 from reference.data.sysu import read_sysu_test, read_sysu_train
@@ -76,9 +77,17 @@ class DemoConfig:
             low = 0 if name == "synth_seed" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
-        object.__setattr__(self, "image_size", tuple(self.image_size))
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-        object.__setattr__(self, "zero_init_residual", tuple(self.zero_init_residual))
+        for name in ("image_size", "milestones", "zero_init_residual"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)):
+                raise VireidError(f"{name}: expected a list or tuple, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if len(self.image_size) != 2 or not all(
+            is_integer(v, numpy=False) and v >= 1 for v in self.image_size
+        ):
+            raise VireidError(
+                f"image_size: expected (height, width) positive integers, got {self.image_size!r}"
+            )
         unknown = [kind for kind in self.zero_init_residual if kind not in METHODS]
         if unknown:
             raise VireidError(f"zero_init_residual: expected some of {METHODS}, got {unknown[0]!r}")
