@@ -80,6 +80,19 @@ def test_bad_entries():
         preset(["c"])
 
 
+def test_bad_spec_fields():
+    entry = LossEntry("tri", "global")
+    with _raises("entries: expected a list of LossEntry, got None"):
+        LossSpec("x", None)
+    with _raises("entries[0]: expected a LossEntry, got <class 'str'>"):
+        LossSpec("x", ["tri"])
+    with _raises("notes: expected a list of strings, got 3"):
+        LossSpec("x", (entry,), notes=3)
+    with _raises("notes: expected a list of strings, got [1]"):
+        LossSpec("x", (entry,), notes=[1])
+    assert LossSpec("x", [entry], notes=["a"]).notes == ("a",)
+
+
 def test_bad_dicts():
     with _raises("loss spec: expected a mapping with 'method' and 'entries'"):
         LossSpec.from_dict({"entries": []})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -127,3 +128,17 @@ def test_bad_toml_file(tmp_path):
     bad.write_text("model = [\n")
     with pytest.raises(VireidError, match=r"bad\.toml: not a valid TOML file"):
         load_preset(bad)
+
+
+@pytest.mark.parametrize(
+    "part", ["model", "losses", "data", "pipeline", "optim", "schedule", "run"]
+)
+def test_parts_of_the_wrong_type_are_named(part):
+    # a Python caller building a TrainConfig by hand: the part named, not an AttributeError
+    good = load_preset("baseline-sysu")
+    with pytest.raises(VireidError) as info:
+        replace(good, **{part: {"kind": "baseline"}})
+    kind = type(getattr(good, part)).__name__
+    assert str(info.value) == f"{part}: expected a {kind}, got {{'kind': 'baseline'}}"
+    with pytest.raises(VireidError, match=r"^preset: expected a str, got None$"):
+        replace(good, preset=None)

@@ -139,6 +139,8 @@ class LossSpec:
             raise VireidError(
                 f"dataset: expected 'sysu', 'regdb', 'llcm' or None, got {self.dataset!r}"
             )
+        if not isinstance(self.entries, (list, tuple)):
+            raise VireidError(f"entries: expected a list of LossEntry, got {self.entries!r}")
         entries = tuple(self.entries)
         if not entries:
             raise VireidError("entries: a loss spec needs at least one entry")
@@ -146,6 +148,10 @@ class LossSpec:
             if not isinstance(entry, LossEntry):
                 raise VireidError(f"entries[{i}]: expected a LossEntry, got {type(entry)!r}")
         object.__setattr__(self, "entries", entries)
+        if not isinstance(self.notes, (list, tuple)) or not all(
+            isinstance(n, str) for n in self.notes
+        ):
+            raise VireidError(f"notes: expected a list of strings, got {self.notes!r}")
         object.__setattr__(self, "notes", tuple(self.notes))
         seen: dict[str, int] = {}
         for i, entry in enumerate(entries):

@@ -166,6 +166,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.format != PRESET_FORMAT:
             raise VireidError(f"format: expected {PRESET_FORMAT}, got {self.format!r}")
+        parts = {
+            "model": ModelConfig,
+            "losses": LossSpec,
+            "data": DataConfig,
+            "pipeline": PipelineConfig,
+            "optim": OptimConfig,
+            "schedule": ScheduleConfig,
+            "run": RunConfig,
+            "preset": str,
+        }
+        for name, kind in parts.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise VireidError(f"{name}: expected a {kind.__name__}, got {value!r}")
         if self.losses.dataset is not None and self.losses.dataset != self.data.dataset:
             raise VireidError(
                 f"losses.dataset: {self.losses.dataset!r} does not match "
