@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from reference import __version__
-from reference.checks import check_number
 from reference.errors import VireidError
-from reference.evaluation.scores import FIGURES, Scores
+from reference.evaluation.scores import Scores
 from reference.fileio import atomic_write_text
 from reference.results.intervals import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap_intervals
+from reference.results.record_figures import check_figures, check_intervals
 
 SCHEMA = "vireid.run/1"
 RUN_FILE = "run.json"
@@ -179,59 +179,6 @@ class ProtocolResult:
             intervals=intervals,
             interval_settings=data.get("interval_settings") or {},
         )
-
-
-def _fraction(value: object, field: str) -> float:
-    return check_number(
-        value, field, low=0.0, high=1.0, closed=True, expected="a fraction in [0, 1]"
-    )
-
-
-def _count(value: object, field: str) -> float:
-    return check_number(value, field, low=0.0, expected="a finite number >= 0")
-
-
-def check_figures(scores: Mapping[str, Any], at: str) -> None:
-    """The figures a record's scores document gives the comparisons and tables (``summary``:
-    each figure's ``mean`` and ``std``; each trial's ``cmc``) are fractions in [0, 1], else an
-    error naming the field (``at``: where the document sits): a hand-edited or truncated record
-    must not pass or fail a check on a figure that is not a number."""
-    summary = scores.get("summary", {})
-    if not isinstance(summary, Mapping):
-        raise VireidError(f"{at}.summary: expected an object, got {summary!r}")
-    for figure, entry in summary.items():
-        if not isinstance(entry, Mapping) or "mean" not in entry:
-            raise VireidError(f"{at}.summary.{figure}: expected an object with 'mean'")
-        # the rank and AP figures are fractions; num_valid counts queries
-        check = _fraction if figure in FIGURES else _count
-        check(entry["mean"], f"{at}.summary.{figure}.mean")
-        if "std" in entry:
-            check(entry["std"], f"{at}.summary.{figure}.std")
-    trials = scores.get("trials", [])
-    if not isinstance(trials, list):
-        raise VireidError(f"{at}.trials: expected a list, got {trials!r}")
-    for t, trial in enumerate(trials):
-        if not isinstance(trial, Mapping):
-            raise VireidError(f"{at}.trials[{t}]: expected an object, got {trial!r}")
-        cmc = trial.get("cmc", [])
-        if not isinstance(cmc, list):
-            raise VireidError(f"{at}.trials[{t}].cmc: expected a list, got {cmc!r}")
-        for r, value in enumerate(cmc):
-            _fraction(value, f"{at}.trials[{t}].cmc[{r}]")
-
-
-def check_intervals(intervals: object, at: str) -> None:
-    """Each figure's interval an object whose ``low`` <= ``high`` are fractions, else an error
-    naming the field."""
-    if not isinstance(intervals, Mapping):
-        raise VireidError(f"{at}: expected an object, got {intervals!r}")
-    for figure, entry in intervals.items():
-        if not isinstance(entry, Mapping) or not {"low", "high"} <= set(entry):
-            raise VireidError(f"{at}.{figure}: expected an object with 'low' and 'high'")
-        low = _fraction(entry["low"], f"{at}.{figure}.low")
-        high = _fraction(entry["high"], f"{at}.{figure}.high")
-        if low > high:
-            raise VireidError(f"{at}.{figure}: low {low!r} above high {high!r}")
 
 
 # ---------------------------------------------------------------------------------------------
