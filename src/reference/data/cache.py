@@ -74,13 +74,14 @@ def decode_image(
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def check_size(size: object) -> tuple[int, int]:
+def check_size(size: object, field: str = "size") -> tuple[int, int]:
+    """``(height, width)`` from two positive integers, else an error naming ``field``."""
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
         or not all(is_integer(v, numpy=False) and v > 0 for v in size)
     ):
-        raise VireidError(f"size: expected (height, width) positive integers, got {size!r}")
+        raise VireidError(f"{field}: expected (height, width) positive integers, got {size!r}")
     return int(size[0]), int(size[1])
 
 

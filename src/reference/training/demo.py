@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.checks import is_integer
-from reference.data.cache import load_decoded
+from reference.checks import check_integer
+from reference.data.cache import check_size, load_decoded
 from reference.data.synthvi import sysu_split_sizes, write_sysu
 from reference.data.sysu import read_sysu_test, read_sysu_train
 from reference.errors import VireidError
@@ -73,21 +73,14 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         for name in ("ids", "synth_seed", "epochs", "steps_per_epoch", "p", "k", "trials"):
-            value = getattr(self, name)
             low = 0 if name == "synth_seed" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_integer(getattr(self, name), name, low=low, numpy=False)
         for name in ("image_size", "milestones", "zero_init_residual"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)):
                 raise VireidError(f"{name}: expected a list or tuple, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if len(self.image_size) != 2 or not all(
-            is_integer(v, numpy=False) and v >= 1 for v in self.image_size
-        ):
-            raise VireidError(
-                f"image_size: expected (height, width) positive integers, got {self.image_size!r}"
-            )
+        check_size(self.image_size, "image_size")
         unknown = [kind for kind in self.zero_init_residual if kind not in METHODS]
         if unknown:
             raise VireidError(f"zero_init_residual: expected some of {METHODS}, got {unknown[0]!r}")
