@@ -271,9 +271,12 @@ def _distributed_rank(rank, world_size, store, out):
 def test_ranks_of_a_real_process_group_partition_the_draw(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this build")
-    torch.multiprocessing.spawn(
-        _distributed_rank, args=(2, tmp_path / "store", tmp_path), nprocs=2, join=True
-    )
+    # forked, not spawned: a spawned child imports torch and this module again (about 3 s of
+    # CPU each); the children touch no torch thread pool, only gloo and NumPy
+    torch.multiprocessing.start_processes(
+        _distributed_rank, args=(2, tmp_path / "store", tmp_path), nprocs=2, join=True,
+        start_method="fork",
+    )  # fmt: skip
     ranks = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
     labels = np.repeat(np.arange(6), 4)
     modality = np.tile([0, 1], 12)
