@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from reference.checks import (
     check_margin,
     check_metric,
     check_number,
+    check_path,
     check_probability,
     is_integer,
     is_real,
@@ -119,6 +121,14 @@ def test_check_choice():
     with _raises("d: unknown dataset {}; expected one of 'sysu'"):
         check_known({}, "d", {"sysu": 1}, "dataset")
     assert check_choice("sysu", "d", {"sysu": 1, "regdb": 2}) == "sysu"
+
+
+def test_check_path():
+    assert check_path("a/b.npz", "path") == Path("a/b.npz")
+    assert check_path(Path("x"), "root") == Path("x")
+    for value in (None, 3, ["a"], b"a/b", {"path": "x"}):
+        with _raises(f"root: expected a path (str or os.PathLike), got {value!r}"):
+            check_path(value, "root")
 
 
 def test_check_known_and_metric():

@@ -247,3 +247,10 @@ def test_load_toml(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(VireidError, match=r"bin\.toml: cannot be read as UTF-8 text"):
         load_toml(binary)
+
+
+@pytest.mark.parametrize("path", [None, 3, ["x"]])
+def test_load_toml_names_a_path_that_is_not_one(path):
+    with pytest.raises(VireidError) as info:
+        load_toml(path)
+    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"

@@ -42,3 +42,10 @@ def test_rejects_directory_target(tmp_path):
 def test_rejects_bad_mode(tmp_path):
     with pytest.raises(ValueError, match="mode must be"), atomic_open(tmp_path / "x", "a"):
         pass
+
+
+@pytest.mark.parametrize("path", [None, 3, ["x"]])
+def test_a_path_that_is_not_one_is_named(path):
+    with pytest.raises(VireidError) as info:
+        atomic_write_text(path, "x")
+    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"

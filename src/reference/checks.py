@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -31,6 +33,7 @@ __all__ = [
     "check_margin",
     "check_metric",
     "check_number",
+    "check_path",
     "check_probability",
     "is_integer",
     "is_one_of",
@@ -143,6 +146,15 @@ def check_bool(value: object, field: str, *, expected: str = "True or False") ->
     if not isinstance(value, bool):
         raise fail(field, expected, value)
     return value
+
+
+def check_path(value: object, field: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path` if it is a ``str`` or an ``os.PathLike`` (a file or
+    folder a reader opens); anything else (``None``, a number, a list) is an error naming
+    ``field``, not Python's ``TypeError`` from deep inside the reader."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise fail(field, "a path (str or os.PathLike)", value)
+    return Path(value)
 
 
 def check_choice(

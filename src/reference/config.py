@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from reference.checks import is_integer, is_real
+from reference.checks import check_path, is_integer, is_real
 from reference.errors import VireidError
 
 if sys.version_info >= (3, 11):
@@ -242,7 +242,7 @@ def to_dict(config: Any) -> Any:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The mapping of a TOML file; a missing or malformed file is an error naming it."""
-    file = Path(path)
+    file = check_path(path, "path")
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:

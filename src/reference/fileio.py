@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from reference.checks import check_path
 from reference.errors import VireidError
 
 
 def check_writable(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Return ``path`` as a Path; raise if it exists and ``overwrite`` is false."""
-    target = Path(path)
+    target = check_path(path, "path")
     if target.exists() and not overwrite:
         raise VireidError(
             f"{target}: file exists; pass overwrite=True (CLI: --force) to replace it"

@@ -153,3 +153,11 @@ def test_check_counts_and_problems(tiny, broken, capsys):
     assert check_command(root=broken, dataset="llcm") == 1
     out = capsys.readouterr().out
     assert "bad.jpg" in out and "1 fields in 'onefield'" in out
+
+
+@pytest.mark.parametrize("root", [None, 3, ["x"]])
+def test_a_root_that_is_not_a_path_is_named(root):
+    for read in (read_llcm_test, read_llcm_train):
+        with pytest.raises(VireidError) as info:
+            read(root)
+        assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"

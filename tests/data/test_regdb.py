@@ -302,3 +302,10 @@ def test_two_identities_share_a_label(broken):
         f"{vis}: label {label} is used for identity {o_pid} and identity {pid} (in {vis}); "
         "expected one identity per label"
     )
+
+
+@pytest.mark.parametrize("root", [None, 3, ["x"]])
+def test_a_root_that_is_not_a_path_is_named(root):
+    with pytest.raises(VireidError) as info:
+        read_regdb(root, trial=1, split="test")
+    assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"

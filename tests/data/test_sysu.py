@@ -357,3 +357,11 @@ def test_each_modality_in_the_predecessors_list_order(tiny):
             for name in sorted(os.listdir(tiny / f"cam{cam}" / f"{pid:04d}"))
         ]
         assert [str(p) for p in rec.subset(rec.modality == modality).paths] == expected
+
+
+@pytest.mark.parametrize("root", [None, 3, ["x"]])
+def test_a_root_that_is_not_a_path_is_named(root):
+    for read in (read_sysu_test, read_sysu_train, scan_sysu):
+        with pytest.raises(VireidError) as info:
+            read(root)
+        assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"

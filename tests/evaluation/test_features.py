@@ -331,3 +331,10 @@ def test_a_modalities_field_must_agree_with_the_cameras(dataset, camids, frames)
     assert str(info.value) == (
         f"features: field 'modalities': row 0 has modality 1 but camera 1 is visible in {dataset}"
     )
+
+
+@pytest.mark.parametrize("path", [None, 3, ["x"]])
+def test_a_path_that_is_not_one_is_named(path):
+    with pytest.raises(VireidError) as info:
+        load_features(path, "sysu")
+    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"

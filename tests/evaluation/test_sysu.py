@@ -647,3 +647,9 @@ def test_official_single_shot_takes_one_image_per_folder(tmp_path):
     rows = official_gallery(folders, split, mode="all", shots=1, trial=2)
     want = [(cam, pid, int(entries[(cam, pid)][2, 0]) - 1) for cam, pid in ((1, 1), (2, 1), (4, 2))]
     assert triples(fs, rows) == want
+
+
+def test_load_official_split_names_a_path_that_is_not_one():
+    with pytest.raises(VireidError) as info:
+        load_official_split(None)
+    assert str(info.value) == "path: expected a path (str or os.PathLike), got None"

@@ -185,3 +185,11 @@ def test_not_a_backbone(tmp_path):
     assert str(info.value) == (
         "model: expected a MultiStreamResNet or a model with one as .backbone, got Linear"
     )
+
+
+def test_a_path_that_is_not_one_is_named():
+    from reference.models.pretrained import read_state_dict
+
+    with pytest.raises(VireidError) as info:
+        read_state_dict(None)
+    assert str(info.value) == "path: expected a path (str or os.PathLike), got None"

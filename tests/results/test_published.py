@@ -293,3 +293,12 @@ def test_csv_values_keep_the_printed_digits():
     # the files keep the figures as printed ("66.90", "14.8"): read them as text
     text = Path(FOLDER / "method_a.csv").read_text(encoding="utf-8")
     assert ",mAP,66.90," in text and ",R1,74.0," in text
+
+
+def test_a_directory_that_is_not_a_path_is_named():
+    for load in (published.load_published, lambda d: published.load_source("x", d)):
+        with pytest.raises(VireidError) as info:
+            load(["tables"])
+        assert str(info.value) == (
+            "directory: expected a path (str or os.PathLike), got ['tables']"
+        )

@@ -148,3 +148,10 @@ def test_dataset_fingerprint_sees_renames_sizes_and_index_content(tmp_path):
     assert rec.dataset_fingerprint(tmp_path)["sha256"] != second["sha256"]
     with pytest.raises(VireidError, match="dataset root is not a folder"):
         rec.dataset_fingerprint(tmp_path / "none")
+
+
+@pytest.mark.parametrize("run", [None, 3, ["x"]])
+def test_read_record_names_a_run_that_is_not_a_path(run):
+    with pytest.raises(VireidError) as info:
+        rec.read_record(run)
+    assert str(info.value) == f"run: expected a path (str or os.PathLike), got {run!r}"

@@ -113,3 +113,9 @@ def test_load_model_gives_every_saved_tensor_exactly(tmp_path):
     save_checkpoint(tmp_path / "p.pt", state(model=partial, config=config_to_dict(config)))
     with pytest.raises(VireidError, match=r"p\.pt: weights do not fit its model config"):
         load_model(tmp_path / "p.pt")
+
+
+def test_read_checkpoint_names_a_path_that_is_not_one():
+    with pytest.raises(VireidError) as info:
+        read_checkpoint(["last.pt"])
+    assert str(info.value) == "path: expected a path (str or os.PathLike), got ['last.pt']"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reference.checks import check_path
 from reference.data.layout import CAM_DIR, identity_folders, read_list_file
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
@@ -53,7 +54,7 @@ class LlcmTest:
 
 
 def check_root(root: str | Path) -> Path:
-    root = Path(root)
+    root = check_path(root, "root")
     if not root.is_dir():
         raise VireidError(
             f"{root}: not a directory; expected an LLCM folder (idx/, test_vis/, test_nir/)"

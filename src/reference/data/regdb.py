@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from reference.checks import check_integer
+from reference.checks import check_integer, check_path
 from reference.data.layout import read_list_file
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
@@ -43,7 +43,7 @@ def check_trial(trial: object) -> int:
 
 def check_layout(root: str | Path, problems: Problems) -> Path:
     """Root, ``Visible/``, ``Thermal/`` and ``idx/`` must be folders."""
-    root = Path(root)
+    root = check_path(root, "root")
     if not root.is_dir():
         raise VireidError(
             f"{root}: not a directory; expected a RegDB folder (Visible/, Thermal/, idx/)"

@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from reference.checks import check_path
 from reference.data.layout import CAM_DIR, identity_folders
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords, Problems
@@ -99,7 +100,7 @@ def scan_sysu(
     or with images in one modality only. With ``problems=None`` the first one raises.
     """
     problems = problems if problems is not None else Problems(collect=False)
-    root = Path(root)
+    root = check_path(root, "root")
     if not root.is_dir():
         raise VireidError(
             f"{root}: not a directory; expected a SYSU-MM01 folder (cam1..cam6, exp/)"

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reference.checks import check_path
 from reference.errors import VireidError
 from reference.fileio import atomic_write_text
 
@@ -218,12 +219,12 @@ def compare_golden(got: Mapping[str, Any], golden: Mapping[str, Any]) -> list[st
 
 def write_golden(data: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
     """Replace the golden record (atomically) with ``data``."""
-    target = Path(path) if path is not None else golden_path()
+    target = check_path(path, "path") if path is not None else golden_path()
     return atomic_write_text(target, json.dumps(data, indent=2) + "\n", overwrite=True)
 
 
 def read_golden(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    target = Path(path) if path is not None else golden_path()
+    target = check_path(path, "path") if path is not None else golden_path()
     if not target.is_file():
         raise VireidError(
             f"{target}: no golden record; write it with vireid results golden --update"

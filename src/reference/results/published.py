@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reference.checks import parse_number
+from reference.checks import check_path, parse_number
 from reference.errors import VireidError
 
 COLUMNS: tuple[str, ...] = (
@@ -90,13 +90,13 @@ def published_dir() -> Path:
 
 def sources(directory: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
     """The source names: the stems of the CSV files, sorted."""
-    folder = Path(directory) if directory is not None else published_dir()
+    folder = check_path(directory, "directory") if directory is not None else published_dir()
     return tuple(sorted(p.stem for p in folder.glob("*.csv")))
 
 
 def load_source(name: str, directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """One source's figures, validated (see :func:`validate`)."""
-    folder = Path(directory) if directory is not None else published_dir()
+    folder = check_path(directory, "directory") if directory is not None else published_dir()
     path = folder / f"{name}.csv"
     if not path.is_file():
         raise VireidError(
@@ -108,7 +108,7 @@ def load_source(name: str, directory: str | os.PathLike[str] | None = None) -> p
 
 def load_published(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Every source's figures in one frame (the sources in name order)."""
-    folder = Path(directory) if directory is not None else published_dir()
+    folder = check_path(directory, "directory") if directory is not None else published_dir()
     frames = [load_source(name, folder) for name in sources(folder)]
     if not frames:
         raise VireidError(f"{folder}: no published tables (*.csv)")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reference import __version__
+from reference.checks import check_path
 from reference.errors import VireidError
 from reference.evaluation.scores import Scores
 from reference.fileio import atomic_write_text
@@ -330,7 +331,7 @@ class RunRecord:
 
 def record_path(run: str | os.PathLike[str]) -> Path:
     """``run`` itself when it is a file, else ``run/run.json``."""
-    path = Path(run)
+    path = check_path(run, "run")
     return path if path.is_file() or path.suffix == ".json" else path / RUN_FILE
 
 
