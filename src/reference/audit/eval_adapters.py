@@ -45,7 +45,7 @@ def detect_adapter(target: Target) -> str:
 
 
 def check_adapter(name: str) -> str:
-    check_choice(name, "adapter", tuple(ADAPTERS))
+    check_choice(name, "adapter", ADAPTERS)
     return name
 
 

@@ -41,7 +41,7 @@ PROTOCOLS: dict[str, EvalProtocol] = {
 
 
 def check_protocol(name: str) -> EvalProtocol:
-    check_choice(name, "protocol", tuple(PROTOCOLS))
+    check_choice(name, "protocol", PROTOCOLS)
     return PROTOCOLS[name]
 
 

@@ -173,7 +173,7 @@ def audit_features(
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Score ``path`` under ``protocol``; compare with ``claimed``; name what reproduces it."""
-    check_choice(protocol, "protocol", tuple(PROTOCOL_SETTINGS))
+    check_choice(protocol, "protocol", PROTOCOL_SETTINGS)
     if not claimed:
         raise VireidError("--claimed: expected at least one figure, e.g. R1=47.5,mAP=45.0")
     if not tolerance > 0:

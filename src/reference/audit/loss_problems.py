@@ -90,7 +90,7 @@ ADAPTERS: dict[str, str] = {
 
 
 def check_loss(name: str) -> LossInfo:
-    check_choice(name, "loss", tuple(LOSSES))
+    check_choice(name, "loss", LOSSES)
     return LOSSES[name]
 
 

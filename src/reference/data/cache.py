@@ -265,7 +265,7 @@ def load_decoded(
     silent, ``True`` a tqdm bar on stderr, a callable (:data:`Progress`) gets the lines.
     """
     size = check_size(size)
-    check_choice(resample, "resample", tuple(RESAMPLING), expected=f"one of {sorted(RESAMPLING)}")
+    check_choice(resample, "resample", RESAMPLING, expected=f"one of {sorted(RESAMPLING)}")
     if fingerprint_mode not in ("stat", "content"):
         raise VireidError(
             f"fingerprint_mode: expected 'stat' or 'content', got {fingerprint_mode!r}"

@@ -126,7 +126,7 @@ def evaluate_llcm(
     progress: Callable[[str], None] | None = None,
 ) -> Scores:
     """Score ``fs`` under the LLCM protocol (see the module docstring and the spec)."""
-    check_choice(direction, "direction", tuple(DIRECTIONS), expected="'i2v' or 'v2i'")
+    check_choice(direction, "direction", DIRECTIONS, expected="'i2v' or 'v2i'")
     check_integer(trials, "trials", low=1, numpy=False)
     check_metric(metric)
     folders = folders_of(fs, source)

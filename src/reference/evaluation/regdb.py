@@ -40,7 +40,7 @@ def evaluate_regdb(
     progress: Callable[[str], None] | None = None,
 ) -> Scores:
     """Score one RegDB features file per trial (see the module docstring and the spec)."""
-    check_choice(direction, "direction", tuple(DIRECTIONS), expected="'v2t' or 't2v'")
+    check_choice(direction, "direction", DIRECTIONS, expected="'v2t' or 't2v'")
     check_metric(metric)
     if len(feature_sets) == 0:
         raise VireidError("features: expected at least one RegDB features file (one per trial)")

@@ -67,7 +67,7 @@ class LossEntry:
     split: bool = False
 
     def __post_init__(self) -> None:
-        check_choice(self.loss, "loss", tuple(LOSSES))
+        check_choice(self.loss, "loss", LOSSES)
         kind = LOSSES[self.loss]
         on = self.on
         if not isinstance(on, str) or not (BRANCH.match(on) or EACH.match(on) or _CONCAT.match(on)):

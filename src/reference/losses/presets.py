@@ -153,5 +153,5 @@ PRESETS: dict[str, Callable[[str], LossSpec]] = {
 
 def preset(method: str, dataset: str = "sysu") -> LossSpec:
     """The preset ``LossSpec`` of ``method`` (a key of :data:`PRESETS`) for ``dataset``."""
-    check_choice(method, "method", tuple(PRESETS))
+    check_choice(method, "method", PRESETS)
     return PRESETS[method](dataset)
