@@ -150,8 +150,8 @@ def check_bool(value: object, field: str, *, expected: str = "True or False") ->
 
 def check_path(value: object, field: str) -> Path:
     """``value`` as a :class:`~pathlib.Path` if it is a ``str`` or an ``os.PathLike`` (a file or
-    folder a reader opens); anything else (``None``, a number, a list) is an error naming
-    ``field``, not Python's ``TypeError`` from deep inside the reader."""
+    folder a reader opens or a writer writes); anything else (``None``, a number, a list,
+    ``bytes``) is an error naming ``field``, not Python's ``TypeError`` from inside pathlib."""
     if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
         raise fail(field, "a path (str or os.PathLike)", value)
     return Path(value)

@@ -266,10 +266,9 @@ def load_decoded(
     """
     size = check_size(size)
     check_choice(resample, "resample", RESAMPLING, expected=f"one of {sorted(RESAMPLING)}")
-    if fingerprint_mode not in ("stat", "content"):
-        raise VireidError(
-            f"fingerprint_mode: expected 'stat' or 'content', got {fingerprint_mode!r}"
-        )
+    check_choice(
+        fingerprint_mode, "fingerprint_mode", ("stat", "content"), expected="'stat' or 'content'"
+    )
     check_integer(workers, "workers", low=0, numpy=False)
     if not isinstance(records, ImageRecords):
         raise VireidError(f"records: expected ImageRecords, got {type(records)!r}")
