@@ -8,7 +8,12 @@ from torchvision.models import resnet18, resnet50
 
 from reference.errors import VireidError
 from reference.models.backbone import STAGES, MultiStreamResNet
-from reference.models.pretrained import load_pretrained, stage_of, torchvision_key
+from reference.models.pretrained import (
+    load_pretrained,
+    read_state_dict,
+    stage_of,
+    torchvision_key,
+)
 
 
 def seeded(fn, seed: int):
@@ -188,8 +193,6 @@ def test_not_a_backbone(tmp_path):
 
 
 def test_a_path_that_is_not_one_is_named():
-    from reference.models.pretrained import read_state_dict
-
     with pytest.raises(VireidError) as info:
         read_state_dict(None)
     assert str(info.value) == "path: expected a path (str or os.PathLike), got None"
