@@ -126,8 +126,8 @@ def test_check_choice():
 def test_check_path():
     assert check_path("a/b.npz", "path") == Path("a/b.npz")
     assert check_path(Path("x"), "root") == Path("x")
-    for value in (None, 3, ["a"], b"a/b", {"path": "x"}):
-        with _raises(f"root: expected a path (str or os.PathLike), got {value!r}"):
+    for value in (None, 3, ["a"], b"a/b", {"path": "x"}, ""):
+        with _raises(f"root: expected a non-empty path (str or os.PathLike), got {value!r}"):
             check_path(value, "root")
 
 

@@ -37,3 +37,20 @@ def test_python_dash_m_runs_the_cli():
     )
     assert result.returncode == 0
     assert "evaluate" in result.stdout and "synth" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "check", "", "--dataset", "sysu"],
+        ["evaluate", "sysu", "--features", ""],
+        ["train", "--preset", "baseline-sysu", "--data-root", ""],
+        ["extract", "--checkpoint", "", "--data-root", "d", "--out", "f.npz"],
+    ],
+)
+def test_an_empty_path_argument_is_refused(argv, capsys):
+    # Path("") is the working folder: an unset shell variable must not make it the input
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "expected a non-empty path" in capsys.readouterr().err

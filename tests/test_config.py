@@ -137,7 +137,8 @@ def test_round_trip_property(kind, count, size, p, name, weights) -> None:
             {"kind": "a", "weights": {"w": "1"}},
             "train.weights.w: expected a finite number, got '1'",
         ),
-        ({"kind": "a", "root": 5}, "train.root: expected a path or none, got 5"),
+        ({"kind": "a", "root": 5}, "train.root: expected a non-empty path or none, got 5"),
+        ({"kind": "a", "root": ""}, "train.root: expected a non-empty path or none, got ''"),
         (
             {"kind": "a", "inner": {"p": 2}},
             "train.inner.p: expected a probability in [0, 1], got 2.0",
@@ -253,4 +254,4 @@ def test_load_toml(tmp_path: Path) -> None:
 def test_load_toml_names_a_path_that_is_not_one(path):
     with pytest.raises(VireidError) as info:
         load_toml(path)
-    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"
+    assert str(info.value) == f"path: expected a non-empty path (str or os.PathLike), got {path!r}"

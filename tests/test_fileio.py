@@ -48,4 +48,4 @@ def test_rejects_bad_mode(tmp_path):
 def test_a_path_that_is_not_one_is_named(path):
     with pytest.raises(VireidError) as info:
         atomic_write_text(path, "x")
-    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"
+    assert str(info.value) == f"path: expected a non-empty path (str or os.PathLike), got {path!r}"

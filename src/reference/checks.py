@@ -151,9 +151,12 @@ def check_bool(value: object, field: str, *, expected: str = "True or False") ->
 def check_path(value: object, field: str) -> Path:
     """``value`` as a :class:`~pathlib.Path` if it is a ``str`` or an ``os.PathLike`` (a file or
     folder a reader opens or a writer writes); anything else (``None``, a number, a list,
-    ``bytes``) is an error naming ``field``, not Python's ``TypeError`` from inside pathlib."""
-    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
-        raise fail(field, "a path (str or os.PathLike)", value)
+    ``bytes``) is an error naming ``field``, not Python's ``TypeError`` from inside pathlib, and
+    so is the empty string, which ``Path`` reads as the working folder."""
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        raise fail(field, "a non-empty path (str or os.PathLike)", value)
+    if not os.fspath(value):  # Path("") is the working folder: read there, it would mislead
+        raise fail(field, "a non-empty path (str or os.PathLike)", value)
     return Path(value)
 
 

@@ -34,6 +34,14 @@ from reference.errors import VireidError
 _Subparsers = argparse._SubParsersAction
 
 
+def _path(text: str) -> Path:
+    """A path argument: ``Path("")`` is the working folder, so an empty argument (an unset
+    shell variable, ``--data-root "$ROOT"``) is refused instead of read there."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a non-empty path")
+    return Path(text)
+
+
 def _add_metric(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metric",
@@ -52,7 +60,7 @@ def _add_metric(p: argparse.ArgumentParser) -> None:
 
 
 def _add_json_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
+    p.add_argument("--json", type=_path, metavar="OUT", help="write the scores as JSON to OUT")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
@@ -62,7 +70,7 @@ def _add_protocol(
     """``vireid evaluate NAME``: ``--features`` (keywords ``features``) or ``--example``."""
     parser = protocols.add_parser(name, help=summary)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--features", type=Path, **features)
+    source.add_argument("--features", type=_path, **features)
     source.add_argument("--example", action="store_true", help=example)
     return parser
 
@@ -93,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sysu.add_argument("--sampling", choices=["official", "agw"], default="agw")
     sysu.add_argument(
         "--split",
-        type=Path,
+        type=_path,
         metavar="rand_perm_cam.mat",
         help="the dataset authors' gallery permutations (required with --sampling official)",
     )
@@ -120,14 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write a SynthVI dataset folder")
     synth.add_argument("--layout", choices=["sysu", "regdb", "llcm"], required=True)
-    synth.add_argument("--out", type=Path, required=True, metavar="DIR")
+    synth.add_argument("--out", type=_path, required=True, metavar="DIR")
     synth.add_argument("--ids", type=int, default=None, help="number of identities")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="write into a non-empty DIR")
 
     data_commands = _add_group(commands, "data", "dataset tools")
     check = data_commands.add_parser("check", help="validate a dataset folder")
-    check.add_argument("root", type=Path, metavar="ROOT")
+    check.add_argument("root", type=_path, metavar="ROOT")
     check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
 
     model_commands = _add_group(commands, "model", "model tools")
@@ -138,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "counts and the operations of one training step. With --pretrained, the local weights "
         "file is loaded (and checked) first. Flags override the fields of --config.",
     )
-    summary.add_argument("--config", type=Path, metavar="MODEL.json", help="ModelConfig fields")
+    summary.add_argument("--config", type=_path, metavar="MODEL.json", help="ModelConfig fields")
     summary.add_argument("--kind", choices=["method_a", "method_b", "baseline"])
     summary.add_argument(
         "--num-classes",
@@ -155,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--derived-routing", choices=["base", "cross", "own"])
     summary.add_argument(
         "--pretrained",
-        type=Path,
+        type=_path,
         metavar="PATH",
         help="local torchvision ResNet state dict (of --depth) copied into every stream",
     )
@@ -170,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
         "130: interrupted (resume with --resume).",
     )
     train.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
-    train.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    train.add_argument("--data-root", type=_path, required=True, metavar="ROOT")
     train.add_argument("--trial", type=int, metavar="T", help="RegDB trial 1..10")
-    train.add_argument("--pretrained", type=Path, metavar="W", help="local ResNet-50 weights")
-    train.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<P>)")
+    train.add_argument("--pretrained", type=_path, metavar="W", help="local ResNet-50 weights")
+    train.add_argument("--out", type=_path, metavar="DIR", help="run folder (default runs/<P>)")
     train.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
         help="override a config field, e.g. --set optim.lr_head=0.05 (repeatable)",
@@ -204,12 +212,12 @@ def _add_extract(commands: _Subparsers) -> None:
         "of both modalities) with the model of a "
         "training checkpoint and write the features file that 'vireid evaluate' scores.",
     )
-    extract.add_argument("--checkpoint", type=Path, required=True, metavar="C.pt")
-    extract.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    extract.add_argument("--checkpoint", type=_path, required=True, metavar="C.pt")
+    extract.add_argument("--data-root", type=_path, required=True, metavar="ROOT")
     extract.add_argument(
         "--trial", type=int, metavar="T", help="RegDB trial 1..10 (default: the run's trial)"
     )
-    extract.add_argument("--out", type=Path, required=True, metavar="F.npz")
+    extract.add_argument("--out", type=_path, required=True, metavar="F.npz")
     extract.add_argument(
         "--flip", action="store_true", help="average each embedding with its mirror image's"
     )
@@ -227,11 +235,11 @@ def _add_extract(commands: _Subparsers) -> None:
         "protocol and print one table, untrained against trained.",
     )
     demo.add_argument(
-        "--out", type=Path, default=Path("vireid-demo"), metavar="DIR",
+        "--out", type=_path, default=Path("vireid-demo"), metavar="DIR",
         help="run folders DIR/<method> (default: ./vireid-demo)",
     )  # fmt: skip
     demo.add_argument(
-        "--cache", type=Path, metavar="DIR",
+        "--cache", type=_path, metavar="DIR",
         help="SynthVI and decoded-image cache (default: $XDG_CACHE_HOME/vireid or ~/.cache/vireid)",
     )  # fmt: skip
     demo.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
@@ -247,7 +255,7 @@ def _add_results(commands: _Subparsers) -> None:
         "published, delta, 95% interval and a verdict per figure. Exit 0 when nothing falls "
         "short, 1 otherwise; comparing across protocols is refused (exit 2).",
     )
-    check.add_argument("run", type=Path, metavar="RUN", help="run folder (or its run.json)")
+    check.add_argument("run", type=_path, metavar="RUN", help="run folder (or its run.json)")
     check.add_argument(
         "--against", metavar="SOURCE:METHOD", help="default: the published row of the run's preset"
     )
@@ -255,16 +263,16 @@ def _add_results(commands: _Subparsers) -> None:
         "--tolerance", metavar="R1=1.5,mAP=1.5", help="points per figure (default 1.5 each)"
     )
     table = actions.add_parser("table", help="Markdown report and CMC plot of runs")
-    table.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    table.add_argument("runs", type=_path, nargs="+", metavar="RUN")
     table.add_argument("--against", action="append", default=[], metavar="SOURCE:METHOD")
-    table.add_argument("--out", type=Path, required=True, metavar="DIR")
+    table.add_argument("--out", type=_path, required=True, metavar="DIR")
     table.add_argument("--force", action="store_true", help="replace report.md / cmc.png")
     ranks = actions.add_parser("ranks", help="queries beside their top-10 gallery images (PNG)")
-    ranks.add_argument("features", type=Path, metavar="FEATURES.npz")
-    ranks.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    ranks.add_argument("features", type=_path, metavar="FEATURES.npz")
+    ranks.add_argument("--data-root", type=_path, required=True, metavar="ROOT")
     ranks.add_argument("--queries", type=int, default=6, metavar="N", help="default 6")
     ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
-    ranks.add_argument("--out", type=Path, required=True, metavar="ranks.png")
+    ranks.add_argument("--out", type=_path, required=True, metavar="ranks.png")
     ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
     gold = actions.add_parser(
         "golden", help="re-run the golden SynthVI runs and compare with results/golden"
@@ -275,12 +283,12 @@ def _add_results(commands: _Subparsers) -> None:
         help="train, extract, score every protocol, record and check a preset (resumable)",
     )
     rep.add_argument("--preset", required=True, metavar="P", help="preset name or .toml file")
-    rep.add_argument("--data-root", type=Path, required=True, metavar="ROOT")
+    rep.add_argument("--data-root", type=_path, required=True, metavar="ROOT")
     rep.add_argument(
-        "--pretrained", type=Path, required=True, metavar="W", help="ResNet-50 weights"
+        "--pretrained", type=_path, required=True, metavar="W", help="ResNet-50 weights"
     )
-    rep.add_argument("--out", type=Path, metavar="DIR", help="default runs/reproduce-<P>")
-    rep.add_argument("--split", type=Path, metavar="rand_perm_cam.mat", help="SYSU official draw")
+    rep.add_argument("--out", type=_path, metavar="DIR", help="default runs/reproduce-<P>")
+    rep.add_argument("--split", type=_path, metavar="rand_perm_cam.mat", help="SYSU official draw")
     rep.add_argument("--against", metavar="SOURCE:METHOD", help="default: the preset's row")
     rep.add_argument("--tolerance", metavar="R1=1.5,mAP=1.5")
     rep.add_argument("--trials", type=int, default=10, help="RegDB trials (default 10)")
@@ -322,9 +330,9 @@ def _add_audit(commands: _Subparsers) -> None:
     what = audit.add_subparsers(dest="audit_command", required=True, metavar="WHAT")
 
     def reports(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--expect", type=Path, metavar="FILE", help="known deviations (TOML)")
-        p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the Markdown report")
-        p.add_argument("--json", type=Path, metavar="OUT.json", help="write the JSON report")
+        p.add_argument("--expect", type=_path, metavar="FILE", help="known deviations (TOML)")
+        p.add_argument("--markdown", type=_path, metavar="OUT.md", help="write the Markdown report")
+        p.add_argument("--json", type=_path, metavar="OUT.json", help="write the JSON report")
         p.add_argument("--force", action="store_true", help="replace report files that exist")
 
     target_help = "package.module:function or path/to/file.py:function"
@@ -345,7 +353,7 @@ def _add_audit(commands: _Subparsers) -> None:
     )
     reports(lo)
     fe = what.add_parser("features", help="re-score features and compare with claimed figures")
-    fe.add_argument("features", type=Path, metavar="F.npz")
+    fe.add_argument("features", type=_path, metavar="F.npz")
     fe.add_argument("--protocol", choices=["sysu", "regdb", "market"], required=True)
     fe.add_argument("--claimed", required=True, metavar="R1=..,mAP=..", help="in percent")
     fe.add_argument("--tolerance", type=float, default=0.5, help="points of percent (default 0.5)")

@@ -85,7 +85,7 @@ def _describe(hint: Any) -> str:
         int: "an integer",
         float: "a finite number",
         str: "a string",
-        Path: "a path",
+        Path: "a non-empty path",
     }.get(hint, getattr(hint, "__name__", repr(hint)))
 
 
@@ -160,7 +160,8 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             return float(value) if hint is float else value
         raise _bad(path, hint, value)
     if hint is Path:
-        if isinstance(value, (str, Path)):
+        # not "": Path("") is the working folder, which a field left empty does not mean
+        if isinstance(value, Path) or (isinstance(value, str) and value):
             return Path(value)
         raise _bad(path, hint, value)
     if isinstance(hint, type):

@@ -160,4 +160,5 @@ def test_a_root_that_is_not_a_path_is_named(root):
     for read in (read_llcm_test, read_llcm_train):
         with pytest.raises(VireidError) as info:
             read(root)
-        assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"
+        expected = f"root: expected a non-empty path (str or os.PathLike), got {root!r}"
+        assert str(info.value) == expected

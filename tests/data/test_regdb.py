@@ -308,4 +308,4 @@ def test_two_identities_share_a_label(broken):
 def test_a_root_that_is_not_a_path_is_named(root):
     with pytest.raises(VireidError) as info:
         read_regdb(root, trial=1, split="test")
-    assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"
+    assert str(info.value) == f"root: expected a non-empty path (str or os.PathLike), got {root!r}"

@@ -364,4 +364,5 @@ def test_a_root_that_is_not_a_path_is_named(root):
     for read in (read_sysu_test, read_sysu_train, scan_sysu):
         with pytest.raises(VireidError) as info:
             read(root)
-        assert str(info.value) == f"root: expected a path (str or os.PathLike), got {root!r}"
+        expected = f"root: expected a non-empty path (str or os.PathLike), got {root!r}"
+        assert str(info.value) == expected

@@ -337,4 +337,4 @@ def test_a_modalities_field_must_agree_with_the_cameras(dataset, camids, frames)
 def test_a_path_that_is_not_one_is_named(path):
     with pytest.raises(VireidError) as info:
         load_features(path, "sysu")
-    assert str(info.value) == f"path: expected a path (str or os.PathLike), got {path!r}"
+    assert str(info.value) == f"path: expected a non-empty path (str or os.PathLike), got {path!r}"

@@ -652,4 +652,4 @@ def test_official_single_shot_takes_one_image_per_folder(tmp_path):
 def test_load_official_split_names_a_path_that_is_not_one():
     with pytest.raises(VireidError) as info:
         load_official_split(None)
-    assert str(info.value) == "path: expected a path (str or os.PathLike), got None"
+    assert str(info.value) == "path: expected a non-empty path (str or os.PathLike), got None"

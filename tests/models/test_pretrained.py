@@ -195,4 +195,4 @@ def test_not_a_backbone(tmp_path):
 def test_a_path_that_is_not_one_is_named():
     with pytest.raises(VireidError) as info:
         read_state_dict(None)
-    assert str(info.value) == "path: expected a path (str or os.PathLike), got None"
+    assert str(info.value) == "path: expected a non-empty path (str or os.PathLike), got None"

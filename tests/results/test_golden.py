@@ -131,4 +131,4 @@ def test_golden_command_without_a_record_fails_before_training(tmp_path, monkeyp
 def test_read_golden_names_a_path_that_is_not_one():
     with pytest.raises(VireidError) as info:
         golden.read_golden(3)
-    assert str(info.value) == "path: expected a path (str or os.PathLike), got 3"
+    assert str(info.value) == "path: expected a non-empty path (str or os.PathLike), got 3"

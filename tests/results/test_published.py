@@ -300,5 +300,5 @@ def test_a_directory_that_is_not_a_path_is_named():
         with pytest.raises(VireidError) as info:
             load(["tables"])
         assert str(info.value) == (
-            "directory: expected a path (str or os.PathLike), got ['tables']"
+            "directory: expected a non-empty path (str or os.PathLike), got ['tables']"
         )

@@ -154,4 +154,4 @@ def test_dataset_fingerprint_sees_renames_sizes_and_index_content(tmp_path):
 def test_read_record_names_a_run_that_is_not_a_path(run):
     with pytest.raises(VireidError) as info:
         rec.read_record(run)
-    assert str(info.value) == f"run: expected a path (str or os.PathLike), got {run!r}"
+    assert str(info.value) == f"run: expected a non-empty path (str or os.PathLike), got {run!r}"

@@ -118,4 +118,6 @@ def test_load_model_gives_every_saved_tensor_exactly(tmp_path):
 def test_read_checkpoint_names_a_path_that_is_not_one():
     with pytest.raises(VireidError) as info:
         read_checkpoint(["last.pt"])
-    assert str(info.value) == "path: expected a path (str or os.PathLike), got ['last.pt']"
+    assert str(info.value) == (
+        "path: expected a non-empty path (str or os.PathLike), got ['last.pt']"
+    )

@@ -164,6 +164,10 @@ def test_bad_data_root(tmp_path):
     config = load_preset("baseline-sysu", [f"data.root='{tmp_path / 'nowhere'}'"])
     with pytest.raises(VireidError, match="nowhere is not a folder"):
         train(config, tmp_path / "b")
+    # an empty root would be the working folder: refused where the config is read
+    with pytest.raises(VireidError) as info:
+        load_preset("baseline-sysu", ["data.root=''"])
+    assert str(info.value) == "data.root: expected a non-empty path or none, got ''"
     (tmp_path / "empty").mkdir()
     config = load_preset("baseline-regdb", [f"data.root='{tmp_path / 'empty'}'"])
     with pytest.raises(VireidError, match="empty"):

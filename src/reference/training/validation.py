@@ -10,12 +10,12 @@ transform's embeddings (validation, and the analysis-only test monitor).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from reference.checks import check_path
 from reference.data.modality import Modality
 from reference.data.records import ImageRecords
 from reference.errors import VireidError
@@ -48,7 +48,7 @@ def check_root(config: TrainConfig) -> None:
     root = config.data.root
     if root is None:
         raise VireidError("data.root: no dataset folder given (CLI: --data-root ROOT)")
-    if not Path(root).is_dir():
+    if not check_path(root, "data.root").is_dir():
         raise VireidError(f"data.root: {root} is not a folder")
 
 
