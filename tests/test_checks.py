@@ -24,6 +24,7 @@ from reference.checks import (
     check_path,
     check_probability,
     is_integer,
+    is_path,
     is_real,
     parse_number,
 )
@@ -129,6 +130,8 @@ def test_check_path():
     for value in (None, 3, ["a"], b"a/b", {"path": "x"}, ""):
         with _raises(f"root: expected a non-empty path (str or os.PathLike), got {value!r}"):
             check_path(value, "root")
+        assert not is_path(value)
+    assert is_path("a") and is_path(Path("a"))
 
 
 def test_check_known_and_metric():

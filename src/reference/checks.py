@@ -37,6 +37,7 @@ __all__ = [
     "check_probability",
     "is_integer",
     "is_one_of",
+    "is_path",
     "is_real",
     "parse_number",
 ]
@@ -153,11 +154,18 @@ def check_path(value: object, field: str) -> Path:
     folder a reader opens or a writer writes); anything else (``None``, a number, a list,
     ``bytes``) is an error naming ``field``, not Python's ``TypeError`` from inside pathlib, and
     so is the empty string, which ``Path`` reads as the working folder."""
-    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+    if not is_path(value):
         raise fail(field, "a non-empty path (str or os.PathLike)", value)
-    if not os.fspath(value):  # Path("") is the working folder: read there, it would mislead
-        raise fail(field, "a non-empty path (str or os.PathLike)", value)
-    return Path(value)
+    return Path(value)  # type: ignore[arg-type]
+
+
+def is_path(value: object) -> bool:
+    """``value`` is a non-empty ``str`` or an ``os.PathLike`` of one (``Path("")`` would be the
+    working folder: read there, an empty value would mislead)."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    text = os.fspath(value)
+    return isinstance(text, str) and text != ""
 
 
 def check_choice(

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reference import __version__
+from reference.checks import is_path
 from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
@@ -37,7 +38,7 @@ _Subparsers = argparse._SubParsersAction
 def _path(text: str) -> Path:
     """A path argument: ``Path("")`` is the working folder, so an empty argument (an unset
     shell variable, ``--data-root "$ROOT"``) is refused instead of read there."""
-    if not text:
+    if not is_path(text):
         raise argparse.ArgumentTypeError("expected a non-empty path")
     return Path(text)
 

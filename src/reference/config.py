@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from reference.checks import check_path, is_integer, is_real
+from reference.checks import check_path, is_integer, is_path, is_real
 from reference.errors import VireidError
 
 if sys.version_info >= (3, 11):
@@ -160,8 +160,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             return float(value) if hint is float else value
         raise _bad(path, hint, value)
     if hint is Path:
-        # not "": Path("") is the working folder, which a field left empty does not mean
-        if isinstance(value, Path) or (isinstance(value, str) and value):
+        if is_path(value):  # not "": Path("") is the working folder
             return Path(value)
         raise _bad(path, hint, value)
     if isinstance(hint, type):
