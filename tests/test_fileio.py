@@ -1,11 +1,32 @@
 from __future__ import annotations
 
+import os
 import re
+import stat
 
 import pytest
 
+from reference import fileio
 from reference.errors import VireidError
-from reference.fileio import atomic_open, atomic_write_bytes, atomic_write_text
+from reference.fileio import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_text,
+    create_temporary_file,
+    create_temporary_folder,
+)
+
+
+@pytest.fixture(params=[0o022, 0o027, 0o077])
+def umask(request):
+    """The process's umask set to the parameter for the test, then restored."""
+    before = os.umask(request.param)
+    yield request.param
+    os.umask(before)
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def test_writes_new_file(tmp_path):
@@ -49,3 +70,53 @@ def test_a_path_that_is_not_one_is_named(path):
     with pytest.raises(VireidError) as info:
         atomic_write_text(path, "x")
     assert str(info.value) == f"path: expected a non-empty path (str or os.PathLike), got {path!r}"
+
+
+def test_a_new_file_gets_the_permissions_a_plain_write_gives(tmp_path, umask):
+    # mkstemp's 0o600 whatever the umask made checkpoints and results unreadable to the group
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    out = atomic_write_text(tmp_path / "a.json", "{}")
+    assert mode_of(out) == 0o666 & ~umask == mode_of(plain)
+    with atomic_open(tmp_path / "b.bin") as handle:
+        handle.write(b"x")
+    assert mode_of(tmp_path / "b.bin") == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o400])
+def test_a_replaced_file_keeps_its_permissions(tmp_path, umask, mode):
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+    target.chmod(mode)
+    atomic_write_bytes(target, b"new", overwrite=True)
+    assert target.read_bytes() == b"new"
+    assert mode_of(target) == mode
+
+
+def test_temporary_names_are_fresh_and_retried(tmp_path, monkeypatch):
+    target = tmp_path / "a.bin"
+    taken = tmp_path / ".a.bin.00000000.tmp"
+    taken.write_bytes(b"someone else's")
+    names = iter(["00000000", "00000001"])
+    monkeypatch.setattr(fileio.secrets, "token_hex", lambda n: next(names))
+    fd, tmp = create_temporary_file(target)
+    os.close(fd)
+    assert tmp == tmp_path / ".a.bin.00000001.tmp"
+    assert taken.read_bytes() == b"someone else's" and tmp.read_bytes() == b""
+
+
+def test_no_free_temporary_name_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / ".a.bin.00000000.tmp").write_bytes(b"")
+    (tmp_path / "d.00000000").mkdir()
+    monkeypatch.setattr(fileio.secrets, "token_hex", lambda n: "00000000")
+    with pytest.raises(FileExistsError, match=re.escape(f"{tmp_path}: no free temporary name")):
+        create_temporary_file(tmp_path / "a.bin")
+    with pytest.raises(FileExistsError, match=re.escape(f"{tmp_path}: no free temporary name")):
+        create_temporary_folder(tmp_path, "d.")
+
+
+def test_a_temporary_folder_gets_the_permissions_mkdir_gives(tmp_path, umask):
+    folder = create_temporary_folder(tmp_path, ".x.")
+    assert folder.parent == tmp_path and folder.name.startswith(".x.") and folder.is_dir()
+    assert mode_of(folder) == 0o777 & ~umask
+    assert list(folder.iterdir()) == []

@@ -4,13 +4,21 @@ Result files, caches and checkpoints are written to a temporary file in the dest
 then renamed over the destination, so a reader never sees a half-written file and an interrupted
 write leaves the old file intact. A file that already exists is only replaced when the caller says
 so (``overwrite=True``): nothing a user produced is overwritten without being asked.
+
+Permissions are those a plain write would leave: a new file gets ``0o666`` less the user's umask
+(``tempfile.mkstemp`` would give ``0o600``, so a checkpoint or a results file on a shared machine
+could not be read by the user's group), and a replaced file keeps its permission bits, as
+``open(path, "w")`` keeps them. Temporary folders (:func:`create_temporary_folder`) likewise get
+``0o777`` less the umask, not ``mkdtemp``'s ``0o700``: a folder that is finished in one and then
+renamed into place (a SynthVI dataset) has a plain folder's permissions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -43,8 +51,7 @@ def atomic_open(
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     target = check_writable(path, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = create_temporary_file(target)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -52,10 +59,43 @@ def atomic_open(
             os.fsync(handle.fileno())
         # Re-check: another writer may have created the file while we were writing.
         check_writable(target, overwrite=overwrite)
+        with contextlib.suppress(FileNotFoundError):  # a replaced file's permissions stay
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: attempts at a fresh temporary name before giving up (each name has 32 random bits)
+TEMPORARY_ATTEMPTS = 100
+
+
+def create_temporary_file(target: Path) -> tuple[int, Path]:
+    """A new empty file beside ``target`` (``.<name>.<random>.tmp``), open for writing: ``(file
+    descriptor, path)``. Created with mode ``0o666``, which the kernel reduces by the umask, as
+    for any new file; ``O_EXCL`` makes the name this call's alone (it also refuses a link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMPORARY_ATTEMPTS):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
+
+
+def create_temporary_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``<prefix><random>`` in ``parent``, created with mode ``0o777`` less
+    the umask, as ``mkdir`` creates one (``tempfile.mkdtemp`` would make it ``0o700``)."""
+    for _ in range(TEMPORARY_ATTEMPTS):
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(0o777)
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"{parent}: no free temporary name for {prefix}...")
 
 
 def atomic_write_bytes(

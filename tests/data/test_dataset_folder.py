@@ -3,6 +3,9 @@ force replacing the layout only, a file in the way, and nothing left behind on f
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from reference.data import synthvi_render
@@ -67,3 +70,14 @@ def test_out_under_a_file(tmp_path):
     assert str(info.value) == (
         f"{out}: cannot create the dataset folder there: {tmp_path / 'f'} is a file"
     )
+
+
+def test_the_dataset_folder_gets_a_plain_folders_permissions(tmp_path):
+    # it is built in a temporary folder and renamed: mkdtemp's 0o700 made it owner-only
+    before = os.umask(0o022)
+    try:
+        out = write_regdb(tmp_path / "d", ids=4, image_size=SMALL)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*")} == {0o755, 0o644}

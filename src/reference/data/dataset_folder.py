@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reference.errors import VireidError
+from reference.fileio import create_temporary_folder
 
 __all__ = ["commit_folder", "write_dataset_folder"]
 
@@ -67,7 +68,8 @@ def write_dataset_folder(
         raise VireidError(f"{out}: cannot create the dataset folder there: {blocker} is a file")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synthvi.", dir=out.parent))
+        # mkdir's permissions (the umask), not mkdtemp's owner-only ones: the folder becomes `out`
+        tmp = create_temporary_folder(out.parent, f".{out.name}.synthvi.")
     except OSError as exc:
         raise VireidError(
             f"{out}: cannot create the dataset folder there ({exc.strerror or exc})"
