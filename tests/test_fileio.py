@@ -120,3 +120,29 @@ def test_a_temporary_folder_gets_the_permissions_mkdir_gives(tmp_path, umask):
     assert folder.parent == tmp_path and folder.name.startswith(".x.") and folder.is_dir()
     assert mode_of(folder) == 0o777 & ~umask
     assert list(folder.iterdir()) == []
+
+
+def test_a_file_in_the_way_of_the_folder_is_named(tmp_path):
+    (tmp_path / "f.npz").write_bytes(b"mine")
+    for target in (tmp_path / "f.npz" / "x.json", tmp_path / "f.npz" / "sub" / "x.json"):
+        with pytest.raises(VireidError) as info:
+            atomic_write_text(target, "{}")
+        assert str(info.value) == (
+            f"{target}: cannot write there ({tmp_path / 'f.npz'} is a file, not a folder)"
+        )
+    assert (tmp_path / "f.npz").read_bytes() == b"mine"
+
+
+def test_a_failed_system_write_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch):
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(VireidError) as info:
+        atomic_write_bytes(target, b"new", overwrite=True)
+    assert str(info.value) == f"{target}: could not be written (No space left on device)"
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]

@@ -45,13 +45,18 @@ def atomic_open(
 ) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it to ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. The system's
+    refusals (a file where a folder of the path should be, no permission, a full disk) become a
+    :class:`VireidError` naming ``path``.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     target = check_writable(path, overwrite=overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temporary_file(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = create_temporary_file(target)
+    except OSError as exc:
+        raise VireidError(f"{target}: cannot write there ({why_not(target, exc)})") from exc
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -62,9 +67,21 @@ def atomic_open(
         with contextlib.suppress(FileNotFoundError):  # a replaced file's permissions stay
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise VireidError(f"{target}: could not be written ({why_not(target, exc)})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def why_not(target: Path, exc: OSError) -> str:
+    """Why the system refused to create or write ``target``, in words: the file that stands
+    where one of its folders should be, else the system's reason."""
+    blocker = next((p for p in target.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"{blocker} is a file, not a folder"
+    return exc.strerror or str(exc)
 
 
 #: attempts at a fresh temporary name before giving up (each name has 32 random bits)

@@ -57,8 +57,9 @@ def test_written_atomically_and_loaded_weights_only(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("reference.fileio.os.replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(VireidError) as info:  # the system's refusal, naming the file
         save_checkpoint(tmp_path / "last.pt", state(step=2))
+    assert str(info.value) == f"{tmp_path / 'last.pt'}: could not be written (disk full)"
     assert (tmp_path / "last.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
     monkeypatch.undo()
