@@ -63,6 +63,14 @@ def test_written_atomically_and_loaded_weights_only(tmp_path, monkeypatch):
     assert (tmp_path / "last.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
     monkeypatch.undo()
+    # a file that is no zip archive: torch's own error is a bare "KeyError: 105"
+    (tmp_path / "notes.pt").write_text("hi\n")
+    with pytest.raises(VireidError) as info:
+        read_checkpoint(tmp_path / "notes.pt")
+    assert str(info.value) == (
+        f"{tmp_path / 'notes.pt'}: not a readable checkpoint (truncated, or not a torch file): "
+        "not a zip archive, which torch.save writes"
+    )
     # a file whose unpickling would run code is refused by weights_only loading
     torch.save({"format": "vireid-checkpoint", "evil": random.Random(0)}, tmp_path / "evil.pt")
     with pytest.raises(VireidError, match=r"evil\.pt: not a readable checkpoint"):

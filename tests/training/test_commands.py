@@ -52,6 +52,11 @@ def test_train_with_validation_and_test_monitoring(synth_roots, tmp_path, capsys
             ["--preset", "baseline-regdb", "--trial", "11"],
             "error: data.trial: expected an integer in 1..10, got 11",
         ),
+        (  # accepted and ignored before, into a run folder named runs/method_a-sysu-trial3
+            ["--preset", "method_a-sysu", "--trial", "3"],
+            "error: trial: SYSU-MM01 has one training split (--trial is RegDB's; SYSU-MM01's "
+            "trials are gallery draws made when scoring); got --trial 3\n",
+        ),
     ],
 )
 def test_bad_arguments(extra, message, tmp_path, capsys):

@@ -27,6 +27,7 @@ import functools
 import io
 import random
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not zipfile.is_zipfile(path):  # torch's own words are then a bare KeyError: 105
+            first = "not a zip archive, which torch.save writes"
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VireidError(
             f"{path}: not a readable checkpoint (truncated, or not a torch file): {first}"
         ) from None

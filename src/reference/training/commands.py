@@ -18,6 +18,13 @@ from reference.errors import VireidError
 from reference.training.config import load_preset
 from reference.training.engine import TrainingStopped, train
 
+#: why ``--trial`` means nothing for the datasets other than RegDB
+ONE_SPLIT = {
+    "llcm": "LLCM has one training split (--trial is RegDB's)",
+    "sysu": "SYSU-MM01 has one training split (--trial is RegDB's; SYSU-MM01's trials are "
+    "gallery draws made when scoring)",
+}
+
 
 def default_out_dir(preset: str, trial: int | None) -> Path:
     """``runs/<preset>`` (``runs/<preset>-trial<T>`` for a RegDB trial)."""
@@ -52,10 +59,9 @@ def train_command(
     if monitor_test:
         assignments.append("run.monitor_test=true")
     config = load_preset(preset, [*assignments, *overrides])
-    if trial is not None and config.data.dataset == "llcm":  # LLCM: one training split
-        raise VireidError(
-            f"trial: LLCM has one training split (--trial is RegDB's); got --trial {trial}"
-        )
+    if trial is not None and config.data.dataset != "regdb":  # one training split: refused,
+        # not ignored into a run folder named for a trial that changed nothing
+        raise VireidError(f"trial: {ONE_SPLIT[config.data.dataset]}; got --trial {trial}")
     out_dir = out if out is not None else default_out_dir(preset, trial)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
