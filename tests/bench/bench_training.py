@@ -9,8 +9,9 @@ Run: ``nox -s bench`` (or ``pytest tests/bench/bench_training.py -o python_files
   records, the decoded cache, building the model, the final checkpoint), so the time per step
   is the difference of two runs that differ only in their number of steps:
   ``(T(N_LONG) - T(N_SHORT)) / (N_LONG - N_SHORT)``; the fixed cost cancels.
-- **Bare step** (the same-run baseline): the same network (same config, same initial weights)
-  and the same losses, ``zero_grad``, forward, ``compute_losses``, backward, ``optimizer.step()``
+- **Bare step** (the same-run baseline): the same network (same config, same initial weights),
+  the same losses and the engine's optimizer (``setup.build_optimizer``), ``zero_grad``,
+  forward, ``compute_losses``, backward, ``optimizer.step()``
   on one fixed batch that the pipeline made before timing: no data work, no bookkeeping. The
   losses are in the bare step because they are the method, not the engine's overhead.
 - Seven rounds (CPU; three on a GPU). A round times the two runs (short first in even
@@ -52,6 +53,7 @@ from reference.losses.dispatch import compute_losses
 from reference.models.build import build_model
 from reference.training.config import TrainConfig, load_preset
 from reference.training.engine import train
+from reference.training.setup import build_optimizer
 from tests.plugin import test_device_from_env
 
 DEVICE = test_device_from_env()
@@ -93,17 +95,8 @@ def bare_step_fn(config: TrainConfig, root: Path):
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     model.train()
-    groups = model.parameter_groups()
-    optim = config.optim
-    optimizer = torch.optim.SGD(
-        [
-            {"params": groups["backbone"], "lr": optim.lr_backbone},
-            {"params": groups["head"], "lr": optim.lr_head},
-        ],
-        momentum=optim.momentum,
-        nesterov=optim.nesterov,
-        weight_decay=optim.weight_decay,
-    )
+    # the engine's optimizer (its fused kernel where torch has one): the same step on both sides
+    optimizer = build_optimizer(model.parameter_groups(), config.optim, DEVICE)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp)
 
     def step() -> None:

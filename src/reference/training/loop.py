@@ -23,6 +23,7 @@ from reference.training.config import TrainConfig, config_to_dict
 from reference.training.distributed import Processes
 from reference.training.faults import StopFlag
 from reference.training.runfolder import RunLog
+from reference.training.setup import load_optimizer_state
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Loop:
 
     def restore(self, data: dict[str, Any]) -> None:
         self.network.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
+        load_optimizer_state(self.optimizer, data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         if data["scaler"]:
             self.scaler.load_state_dict(data["scaler"])

@@ -4,11 +4,20 @@ Spec: ``spec/training/engine.md`` (section "Optimisation"). SGD with Nesterov mo
 parameter groups (``backbone``, ``head``) [predecessor], a per-epoch ``LambdaLR`` of the
 schedule's factor, a gradient scaler for fp16; DistributedDataParallel (optionally with
 SyncBatchNorm) under several processes, ``torch.compile`` when asked.
+
+The optimizer's step runs torch's fused SGD kernel where this torch has one for the device
+(:func:`fused_sgd_available`): one pass over each tensor instead of torch's default on the CPU,
+a Python loop of several element-wise operations per tensor (7 ms against 36 ms a step for a
+ResNet-18 Method A, 15 against 41 ms at depth 50, two threads). It computes the same values bit
+for bit on the CPU: ``tests/training/test_setup.py::test_fused_sgd_equals_the_loop``. It reads
+a gradient as laid out like its parameter, which autograd guarantees (a channels-last weight gets
+a channels-last gradient); a gradient written by hand in another layout would be misread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -20,7 +29,7 @@ from torch import nn
 
 from reference.errors import VireidError
 from reference.models.build import build_model
-from reference.training.config import TrainConfig
+from reference.training.config import OptimConfig, TrainConfig
 from reference.training.distributed import Processes
 
 
@@ -106,9 +115,22 @@ def build_for_training(
     if config.run.compile:
         check_compiler(device)
         model = torch.compile(model)
-    groups = network.parameter_groups()
-    optim = config.optim
-    optimizer = torch.optim.SGD(
+    optimizer = build_optimizer(network.parameter_groups(), config.optim, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: config.schedule.factor(epoch)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
+    return network, model, optimizer, scheduler, scaler
+
+
+def build_optimizer(
+    groups: dict[str, list[nn.Parameter]], optim: OptimConfig, device: torch.device
+) -> torch.optim.SGD:
+    """SGD with Nesterov momentum over the ``backbone`` and ``head`` parameter groups
+    (``ReidNetwork.parameter_groups()``), each at its learning rate, weight decay on both; the
+    fused kernel where :func:`fused_sgd_available` says ``device`` has one."""
+    fused = {"fused": True} if fused_sgd_available(device.type) else {}
+    return torch.optim.SGD(
         [
             {"params": groups["backbone"], "lr": optim.lr_backbone, "name": "backbone"},
             {"params": groups["head"], "lr": optim.lr_head, "name": "head"},
@@ -117,9 +139,29 @@ def build_for_training(
         momentum=optim.momentum,
         nesterov=optim.nesterov,
         weight_decay=optim.weight_decay,
+        **fused,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: config.schedule.factor(epoch)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=config.run.amp == "fp16")
-    return network, model, optimizer, scheduler, scaler
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping ``optimizer``'s kernel choice (``fused``,
+    ``foreach``): the saved groups carry the choice of the run that saved them (the same values
+    either way), which this torch or device may not support."""
+    kernels = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, (fused, foreach) in zip(optimizer.param_groups, kernels, strict=True):
+        group["fused"], group["foreach"] = fused, foreach
+
+
+@functools.cache
+def fused_sgd_available(device_type: str) -> bool:
+    """Whether this torch's SGD takes ``fused=True`` for float32 tensors on ``device_type``
+    (older versions have no such argument, or a fused kernel for CUDA only): one momentum step
+    on a one-element tensor, tried once per device type."""
+    try:
+        weight = torch.zeros(1, device=device_type, requires_grad=True)
+        weight.grad = torch.ones(1, device=device_type)
+        torch.optim.SGD([weight], lr=0.1, momentum=0.9, nesterov=True, fused=True).step()
+    except (TypeError, RuntimeError):
+        return False
+    return True
