@@ -355,10 +355,11 @@ def _add_audit(commands: _Subparsers) -> None:
     reports(lo)
     fe = what.add_parser("features", help="re-score features and compare with claimed figures")
     fe.add_argument("features", type=_path, metavar="F.npz")
-    fe.add_argument("--protocol", choices=["sysu", "regdb", "market"], required=True)
+    fe.add_argument("--protocol", choices=["sysu", "regdb", "market", "llcm"], required=True)
     fe.add_argument("--claimed", required=True, metavar="R1=..,mAP=..", help="in percent")
     fe.add_argument("--tolerance", type=float, default=0.5, help="points of percent (default 0.5)")
-    fe.add_argument("--trials", type=int, default=10, help="SYSU-MM01 trials (default 10)")
+    fe.add_argument("--trials", type=int, default=10, help="SYSU-MM01, LLCM trials (default 10)")
+    fe.add_argument("--direction", choices=["i2v", "v2i"], help="LLCM's (default i2v)")
     reports(fe)
 
 
@@ -385,6 +386,7 @@ def _dispatch_audit(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         trials=args.trials,
         files=files,
+        direction=args.direction,
     )
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from reference.audit.features_audit import audit_features, parse_claimed
 from reference.errors import VireidError
-from reference.evaluation.example import sysu_example
+from reference.evaluation.example import llcm_example, sysu_example
 from reference.evaluation.features import save_features
+from reference.evaluation.llcm import evaluate_llcm
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,48 @@ def test_market_features_file(tmp_path):
         audit_features(tmp_path / "bad.npz", protocol="market", claimed={"R1": 1.0})
 
 
+@pytest.mark.parametrize("direction", ["i2v", "v2i"])
+def test_llcm_features_file(tmp_path, direction):
+    """The reference is the LLCM protocol's own scoring; a claim made with the cosine distance
+    is named as such."""
+    fs = llcm_example(0, n_ids=30, noise=3.0)
+    path = save_features(tmp_path / "llcm.npz", fs)
+    first = audit_features(
+        path, protocol="llcm", claimed={"R1": 0.0}, trials=3, direction=direction
+    )
+    reference = figures_of(first, "reference")
+    scores = evaluate_llcm(fs, direction=direction, trials=3)
+    for name in ("R1", "R10", "mAP", "mINP"):  # Scores in fractions, the audit in percent
+        assert reference[name] == pytest.approx(100 * scores.mean(name), abs=1e-9)
+    assert first.settings["direction"] == direction
+    assert [r["variant"] for r in first.extra["claims"]] == [
+        "reference", "standard CMC", "trapezoidal AP (Market-1501 code)", "cosine distance",
+        "rule 'none'",
+    ]  # fmt: skip
+    cosine = figures_of(first, "cosine distance")
+    assert abs(cosine["mAP"] - reference["mAP"]) > 0.5  # the variants tell apart here
+    named = audit_features(path, protocol="llcm", trials=3, direction=direction,
+                           claimed={k: cosine[k] for k in ("R1", "mAP", "mINP")})  # fmt: skip
+    assert [f.kind for f in named.findings] == ["distance"]
+
+
+def test_a_direction_is_llcms_alone(tmp_path):
+    with pytest.raises(VireidError) as err:
+        audit_features(tmp_path / "absent.npz", protocol="sysu", claimed={"R1": 1.0},
+                       direction="i2v")  # fmt: skip
+    assert str(err.value) == "direction: only used with protocol 'llcm', got 'i2v'"
+    with pytest.raises(VireidError) as err:
+        audit_features(tmp_path / "absent.npz", protocol="llcm", claimed={"R1": 1.0},
+                       direction="v2t")  # fmt: skip
+    assert str(err.value) == "direction: expected 'i2v' or 'v2i', got 'v2t'"
+
+
 @pytest.mark.parametrize("protocol", ["cuhk", ["sysu"]])
 def test_unknown_protocol_is_named_before_the_file_is_read(tmp_path, protocol):
     with pytest.raises(VireidError) as err:
         audit_features(tmp_path / "absent.npz", protocol=protocol, claimed={"R1": 1.0})
     assert str(err.value) == (
-        f"protocol: expected one of 'sysu', 'regdb', 'market', got {protocol!r}"
+        f"protocol: expected one of 'sysu', 'regdb', 'market', 'llcm', got {protocol!r}"
     )
 
 

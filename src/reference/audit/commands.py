@@ -117,17 +117,24 @@ def audit_features_command(
     tolerance: float,
     trials: int,
     files: ReportFiles,
+    direction: str | None = None,
 ) -> int:
     """``vireid audit features F.npz``: re-score features and compare with claimed figures."""
-    from reference.audit.features_audit import audit_features, parse_claimed
+    from reference.audit.features_audit import (
+        audit_features,
+        check_protocol,
+        parse_claimed,
+        variants,
+    )
 
     figures = parse_claimed(claimed)
+    check_protocol(protocol, direction)
     files.check()
     report, seconds = _timed(
-        7,
+        len(variants(protocol)),
         lambda step: audit_features(
             features, protocol=protocol, claimed=figures, tolerance=tolerance, trials=trials,
-            progress=step,
+            direction=direction, progress=step,
         ),
     )  # fmt: skip
     report.seconds = seconds

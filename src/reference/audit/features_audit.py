@@ -1,7 +1,8 @@
 """``vireid audit features F.npz --protocol P --claimed R1=..,mAP=..``: re-score and compare.
 
 Spec: ``spec/audit/features.md``. Another implementation's features (the features file of
-``spec/evaluation/features.md``; for ``market`` the same keys plus a boolean ``query`` array) are
+``spec/evaluation/features.md``; for ``market`` the same keys plus a boolean ``query`` array;
+for ``llcm`` an LLCM features file, scored in one direction, ``i2v`` or ``v2i``) are
 scored under this project's protocol, and the figures its authors report are compared with them.
 When they differ by more than the tolerance, the same features are re-scored with one choice
 changed at a time (CMC kind, camera rule, AP formula, distance): a variant that reproduces every
@@ -25,6 +26,7 @@ from reference.audit.kinds import Finding
 from reference.audit.report import AuditReport
 from reference.checks import check_choice, parse_number
 from reference.errors import VireidError
+from reference.evaluation import llcm
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import load_features
 from reference.evaluation.metrics import rank_metrics
@@ -76,10 +78,20 @@ PROTOCOL_SETTINGS = {
     "sysu": ("sysu", "identity"),
     "regdb": ("none", "standard"),
     "market": ("same-id-same-camera", "standard"),
+    "llcm": ("same-id-same-camera", "identity"),
+}
+#: the other camera rules tried as variants: none for RegDB, whose two cameras no rule separates;
+#: LLCM's cameras are not SYSU-MM01's, so its camera-3 rule means nothing there
+OTHER_RULES = {
+    "sysu": ("same-id-same-camera", "none"),
+    "regdb": (),
+    "market": ("sysu", "none"),
+    "llcm": ("none",),
 }
 
 
-def _variants(protocol: str) -> list[Variant]:
+def variants(protocol: str) -> list[Variant]:
+    """The reference and the variants tried against a claim, in the report's order."""
     rule, kind = PROTOCOL_SETTINGS[protocol]
     other = "standard" if kind == "identity" else "identity"
     out = [
@@ -88,10 +100,8 @@ def _variants(protocol: str) -> list[Variant]:
         Variant("ap-formula", "trapezoidal AP (Market-1501 code)", rule, kind, ap="trapezoid"),
         Variant("distance", "cosine distance", rule, kind, metric="cosine"),
     ]
-    if protocol != "regdb":  # RegDB's two cameras are never excluded by any rule
-        for r in ("sysu", "same-id-same-camera", "none"):
-            if r != rule:
-                out.append(Variant("camera-rule", f"rule {r!r}", r, kind))
+    for r in OTHER_RULES[protocol]:
+        out.append(Variant("camera-rule", f"rule {r!r}", r, kind))
     return out
 
 
@@ -104,8 +114,8 @@ def _trial(features: np.ndarray, q: np.ndarray, g: np.ndarray, pids, camids) -> 
     )  # fmt: skip
 
 
-def load_trials(path: Path, protocol: str, trials: int) -> list[Trial]:
-    """The query/gallery trials of ``path`` under ``protocol``."""
+def load_trials(path: Path, protocol: str, trials: int, direction: str = "i2v") -> list[Trial]:
+    """The query/gallery trials of ``path`` under ``protocol`` (``direction``: LLCM's)."""
     if protocol == "sysu":
         fs = load_features(path, "sysu")
         folders = folders_of(fs, str(path))
@@ -121,6 +131,18 @@ def load_trials(path: Path, protocol: str, trials: int) -> list[Trial]:
         if q.size == 0 or g.size == 0:
             raise VireidError(f"{path}: expected visible (camid 1) and thermal (camid 2) rows")
         return [_trial(fs.features, q, g, fs.pids, fs.camids)]
+    if protocol == "llcm":
+        fs = load_features(path, "llcm")
+        folders = llcm.folders_of(fs, str(path))
+        q_mod, g_mod = llcm.DIRECTIONS[direction]
+        queries = llcm.query_rows(folders, q_mod)
+        galleries = [llcm.gallery_rows(folders, g_mod, t) for t in range(trials)]
+        if queries.size == 0 or galleries[0].size == 0:
+            raise VireidError(
+                f"{path}: expected visible and infrared rows for the {direction} direction"
+            )
+        # LLCM's camera k is one place in both modalities: the rule reads the camera ids as they are
+        return [_trial(fs.features, queries, g, fs.pids, fs.camids) for g in galleries]
     return [_market_trial(path)]
 
 
@@ -163,6 +185,16 @@ def _mean(trials: list[Trial], v: Variant) -> dict[str, float]:
     return {name: 100 * float(np.mean([p[name] for p in per])) for name in FIGURES}
 
 
+def check_protocol(protocol: object, direction: object = None) -> str:
+    """``protocol`` one of ``PROTOCOL_SETTINGS`` and ``direction`` LLCM's (``None``: ``'i2v'``
+    for LLCM), else an error naming the argument; the direction to score."""
+    check_choice(protocol, "protocol", PROTOCOL_SETTINGS)
+    if protocol != "llcm" and direction is not None:
+        raise VireidError(f"direction: only used with protocol 'llcm', got {direction!r}")
+    direction = "i2v" if direction is None else direction
+    return check_choice(direction, "direction", llcm.DIRECTIONS, expected="'i2v' or 'v2i'")
+
+
 def audit_features(
     path: str | os.PathLike[str],
     *,
@@ -170,20 +202,22 @@ def audit_features(
     claimed: dict[str, float],
     tolerance: float = 0.5,
     trials: int = 10,
+    direction: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
-    """Score ``path`` under ``protocol``; compare with ``claimed``; name what reproduces it."""
-    check_choice(protocol, "protocol", PROTOCOL_SETTINGS)
+    """Score ``path`` under ``protocol``; compare with ``claimed``; name what reproduces it.
+
+    ``direction``: LLCM's, ``'i2v'`` (default) or ``'v2i'``; no other protocol takes one."""
+    direction = check_protocol(protocol, direction)
     if not claimed:
         raise VireidError("--claimed: expected at least one figure, e.g. R1=47.5,mAP=45.0")
     if not tolerance > 0:
         raise VireidError(f"--tolerance: expected a positive number of points, got {tolerance}")
     path = Path(path)
-    data = load_trials(path, protocol, trials)
+    data = load_trials(path, protocol, trials, direction)
     table: list[dict[str, Any]] = []
     findings: list[Finding] = []
-    variants = _variants(protocol)
-    for v in variants:
+    for v in variants(protocol):
         if progress is not None:
             progress(v.label)
         figures = _mean(data, v)
@@ -223,6 +257,9 @@ def audit_features(
     }
     if protocol == "sysu":
         settings["draw"] = "all-search, single-shot, the common code's gallery draw"
+    if protocol == "llcm":
+        settings["direction"] = direction
+        settings["draw"] = "the public code's gallery draw, one image per identity and camera"
     return AuditReport(
         "features", str(path), settings, findings, [], len(data),
         extra={"claims": table, "claims_markdown": lines},
