@@ -339,7 +339,7 @@ def _add_audit(commands: _Subparsers) -> None:
     target_help = "package.module:function or path/to/file.py:function"
     ev = what.add_parser("eval", help="audit an evaluation function on the battery")
     ev.add_argument("target", metavar="TARGET", help=target_help)
-    ev.add_argument("--protocol", choices=["sysu", "regdb", "market"], default="sysu")
+    ev.add_argument("--protocol", choices=["sysu", "regdb", "market", "llcm"], default="sysu")
     ev.add_argument("--adapter", choices=["distance", "similarity", "torchreid"])
     ev.add_argument(
         "--scale", type=float, default=1.0, help="examples per probe x SCALE (default 1)"

@@ -134,10 +134,15 @@ def test_spec_example_figures_match_the_spec():
 def test_unknown_protocol():
     with pytest.raises(VireidError) as err:
         check_protocol("cuhk")
-    assert str(err.value) == "protocol: expected one of 'sysu', 'regdb', 'market', got 'cuhk'"
+    assert (
+        str(err.value) == "protocol: expected one of 'sysu', 'regdb', 'market', 'llcm', got 'cuhk'"
+    )
     with pytest.raises(VireidError) as err:
         check_protocol(["sysu"])  # not a dictionary key: the same error, not a TypeError
-    assert str(err.value) == "protocol: expected one of 'sysu', 'regdb', 'market', got ['sysu']"
+    assert (
+        str(err.value)
+        == "protocol: expected one of 'sysu', 'regdb', 'market', 'llcm', got ['sysu']"
+    )
     with pytest.raises(VireidError) as err:
         check_adapter({"adapter": "distance"})
     assert str(err.value).startswith("adapter: expected one of 'distance', ")

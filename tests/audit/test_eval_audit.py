@@ -59,12 +59,23 @@ def test_each_wrong_evaluation_is_named_by_its_kind_alone(name, kind, label):
 
 @pytest.mark.parametrize(
     ("name", "protocol"),
-    [("correct", "sysu"), ("correct_market", "market"), ("correct_regdb", "regdb")],
+    [
+        ("correct", "sysu"),
+        ("correct_market", "market"),
+        ("correct_regdb", "regdb"),
+        ("correct_llcm", "llcm"),
+    ],
 )
 def test_a_correct_reimplementation_passes_clean(name, protocol):
     result, _ = audit_eval(target(name), protocol=protocol)
     assert result.findings == []
     assert result.problems > 200
+
+
+def test_the_market_function_audited_as_llcm_differs_in_its_cmc_alone():
+    # the same camera rule, LLCM's identity CMC against Market-1501's standard one
+    result, _ = audit_eval(target("correct_market"), protocol="llcm")
+    assert {f.kind for f in result.findings} == {"cmc-kind"}
 
 
 def test_two_differences_are_both_named():

@@ -133,6 +133,11 @@ def ragged_identity_cmc(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20
     return _evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, ragged=True)
 
 
+def correct_llcm(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):
+    """The LLCM evaluation (same identity and camera skipped, identity CMC)."""
+    return _evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, rule="market")
+
+
 def correct_regdb(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):
     """The RegDB evaluation (no camera rule, standard CMC)."""
     return _evaluate(

@@ -37,6 +37,13 @@ PROTOCOLS: dict[str, EvalProtocol] = {
         "standard",
         "Market-1501 style: same identity and camera skipped; standard CMC",
     ),
+    "llcm": EvalProtocol(
+        "llcm",
+        "same-id-same-camera",
+        "identity",
+        "LLCM: same identity and camera skipped (camera k is one place in both modalities); "
+        "identity CMC",
+    ),
 }
 
 
@@ -136,8 +143,15 @@ _CAMERAS = {
     "sysu": ((3, 6), (1, 2, 4, 5)),
     "market": ((1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 6)),
     "regdb": ((1,), (2,)),
+    # infrared-to-visible: LLCM has no infrared camera 3
+    "llcm": ((1, 2, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 5, 6, 7, 8, 9)),
 }
-_HEAVY = {"sysu": ((3,), (2, 2, 1)), "market": ((1, 2), (1, 2)), "regdb": ((2,), (1,))}
+_HEAVY = {
+    "sysu": ((3,), (2, 2, 1)),
+    "market": ((1, 2), (1, 2)),
+    "regdb": ((2,), (1,)),
+    "llcm": ((1, 2), (1, 2)),
+}
 
 
 @dataclass(frozen=True)
@@ -195,9 +209,11 @@ def build_problem(
     # at least one valid query, else there is nothing to score (the reference refuses)
     if not _has_valid(q_pids, g_pids, q_camids, g_camids, protocol.exclusion):
         q_pids[0] = g_pids[0]
-        q_camids[0] = {"sysu": 6, "market": int(g_camids[0]) % 6 + 1}.get(
-            protocol.name, q_camids[0]
-        )
+        q_camids[0] = {
+            "sysu": 6,
+            "market": int(g_camids[0]) % 6 + 1,
+            "llcm": 2 if int(g_camids[0]) == 1 else 1,
+        }.get(protocol.name, q_camids[0])
     out = problem(distmat, q_pids, g_pids, q_camids, g_camids)
     return EvalProblem(
         out.distmat, out.q_pids, out.g_pids, out.q_camids, out.g_camids, out.max_rank,

@@ -27,7 +27,8 @@ from reference.audit.target import load_target
 from reference.errors import VireidError
 
 USAGE = (
-    "pytest --pyargs reference.audit --audit-target TARGET [--audit-protocol sysu|regdb|market] "
+    "pytest --pyargs reference.audit --audit-target TARGET "
+    "[--audit-protocol sysu|regdb|market|llcm] "
     "[--audit-loss tri|hctri|ca|mml|mdl|id] [--audit-adapter NAME] [--audit-expect FILE]"
 )
 
@@ -42,7 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--audit-protocol",
         default="sysu",
-        choices=["sysu", "regdb", "market"],
+        choices=["sysu", "regdb", "market", "llcm"],
         help="evaluation protocol of the reference (default sysu)",
     )
     group.addoption(
