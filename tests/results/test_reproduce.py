@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reference.cli import main
-from reference.data.synthvi import write_regdb, write_sysu
+from reference.data.synthvi import write_regdb, write_synthvi, write_sysu
 from reference.errors import VireidError
 from reference.results.record import read_record
 from reference.results.reproduce import reproduce
@@ -35,6 +35,7 @@ def roots(tmp_path_factory):
     return {
         "sysu": write_sysu(base / "sysu", ids=8, image_size=(32, 16)),
         "regdb": write_regdb(base / "regdb", ids=6, image_size=(32, 16)),
+        "llcm": write_synthvi(base / "llcm", "llcm", ids=8, image_size=(32, 16)).root,
     }
 
 
@@ -50,6 +51,8 @@ def table(tmp_path, monkeypatch):
         + "high,t,,sysu,all,1,agw,i2v,mAP,100,\n"
         + "low,t,,regdb,,,,v2t,R1,0,\n"
         + "low,t,,regdb,,,,t2v,mAP,0,\n"
+        + "low,t,,llcm,,,,i2v,R1,0,\n"
+        + "low,t,,llcm,,,,v2i,mAP,0,\n"
     )
     monkeypatch.setenv("VIREID_PUBLISHED", str(folder))
     return folder
@@ -131,6 +134,27 @@ def test_regdb_reproduction_trains_a_model_per_trial_and_scores_both_directions(
     assert {c.protocol for c in done.check.comparisons} == {"regdb-v2t", "regdb-t2v"}
 
 
+@pytest.mark.slow
+def test_llcm_reproduction_scores_both_directions_of_one_model(roots, table, tmp_path):
+    out = tmp_path / "repro"
+    done = reproduce(
+        "baseline-llcm", roots["llcm"], None, out, overrides=TINY, against="t:low", resamples=50
+    )
+    record = read_record(out)
+    assert set(record.protocols) == {"llcm-i2v", "llcm-v2i"}
+    pool = str(out / "features" / "llcm.npz")
+    for result in record.protocols.values():
+        assert len(result.scores["trials"]) == 10 and result.scores["settings"]["features"] == pool
+    assert (out / "train" / "summary.json").is_file() and record.training["models"] == 1
+    assert {c.protocol for c in done.check.comparisons} == {"llcm-i2v", "llcm-v2i"}
+    assert done.check.passed
+    # no published row of this project's methods on LLCM: recorded, not checked
+    unchecked = reproduce("baseline-llcm", roots["llcm"], None, out, overrides=TINY)
+    assert unchecked.reference is None and unchecked.check is None
+    assert unchecked.skipped == ("train train", "extract llcm.npz", "score llcm-i2v",
+                                 "score llcm-v2i")  # fmt: skip
+
+
 def test_bad_input(roots, tmp_path):
     with pytest.raises(VireidError, match=r"--data-root: .* is not a folder"):
         reproduce("baseline-sysu", tmp_path / "none", None, tmp_path / "o")
@@ -142,12 +166,10 @@ def test_bad_input(roots, tmp_path):
         reproduce("baseline-regdb", roots["regdb"], None, tmp_path / "o", split=tmp_path / "x")
     with pytest.raises(VireidError, match="--against: method_b has no method 'nope'"):
         reproduce("baseline-sysu", roots["sysu"], None, tmp_path / "o", against="method_b:nope")
-    with pytest.raises(VireidError) as exc:
-        reproduce("baseline-llcm", roots["sysu"], None, tmp_path / "o")
-    assert str(exc.value) == (
-        "preset: baseline-llcm trains on LLCM, which reproduce does not run yet; expected a "
-        "SYSU-MM01 or RegDB preset (LLCM: vireid train, vireid extract, vireid evaluate llcm)"
-    )
+    with pytest.raises(VireidError, match="--trials: only for RegDB"):
+        reproduce("baseline-llcm", roots["llcm"], None, tmp_path / "o", trials=3)
+    with pytest.raises(VireidError, match="--split: only for SYSU-MM01"):
+        reproduce("baseline-llcm", roots["llcm"], None, tmp_path / "o", split=tmp_path / "x")
     assert not (tmp_path / "o").exists()  # nothing written before the input is checked
 
 

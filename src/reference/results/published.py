@@ -62,6 +62,10 @@ PRESET_ROWS: dict[str, str | None] = {
     "method_b-regdb": "method_b:BDF",
     "baseline-regdb": None,
     "method_a-regdb": None,
+    # LLCM publishes other methods' figures (AGW, CAJ, DEEN: --against llcm:AGW), none of these
+    "baseline-llcm": None,
+    "method_a-llcm": None,
+    "method_b-llcm": None,
 }
 #: the key of a figure: no two rows of the tables share it
 KEY: tuple[str, ...] = ("source", "method", *SETTINGS, "metric")

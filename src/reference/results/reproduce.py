@@ -7,8 +7,10 @@ The output folder ``OUT`` holds::
     run.json                    the run record (reference.results.record), updated per stage
     train/                      SYSU-MM01: the training run folder (config.json, log.csv, last.pt,
                                 summary.json)
+    train/                      LLCM: the same
     trial-01/ ... trial-10/     RegDB: one training run folder per trial (a model per trial)
     features/sysu.npz           SYSU-MM01: the test pool's features
+    features/llcm.npz           LLCM: the test pool's features (both modalities)
     features/trial-01.npz ...   RegDB: each trial's test split's features
 
 Stages, each skipped when its output exists (so an interrupted reproduction resumes where it
@@ -16,7 +18,8 @@ stopped): training (a run with ``summary.json`` is finished; one with ``last.pt`
 extraction (the features file), scoring (the protocol's entry in ``run.json``). SYSU-MM01 is
 scored in all/indoor search x single/multi-shot x the ``agw`` draw, and the ``official`` draw too
 when the dataset authors' ``rand_perm_cam.mat`` is given; RegDB in both directions over the
-trials' models. Then the record is checked against the preset's published row.
+trials' models; LLCM in both directions (10 gallery draws each). Then the record is checked
+against the preset's published row.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 from reference.config import to_dict
 from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet, load_features, save_features
+from reference.evaluation.llcm import evaluate_llcm
 from reference.evaluation.regdb import evaluate_regdb
 from reference.evaluation.sysu import evaluate_sysu, load_official_split
 from reference.results import compare, published
@@ -59,6 +63,7 @@ SYSU_PROTOCOLS: tuple[tuple[str, int], ...] = (
 )
 REGDB_TRIALS = 10
 REGDB_DIRECTIONS = ("v2t", "t2v")
+LLCM_DIRECTIONS = ("i2v", "v2i")
 
 Progress = Callable[[str], None]
 
@@ -166,14 +171,9 @@ def reproduce(
         assignments.append(f"model.pretrained={_literal(Path(pretrained).resolve())}")
     config = load_preset(preset, [*assignments, *overrides])
     dataset = config.data.dataset
-    if dataset == "llcm":  # train, then vireid extract + vireid evaluate llcm by hand
-        raise VireidError(
-            f"preset: {preset} trains on LLCM, which reproduce does not run yet; expected a "
-            "SYSU-MM01 or RegDB preset (LLCM: vireid train, vireid extract, vireid evaluate llcm)"
-        )
-    if dataset == "sysu" and trials != REGDB_TRIALS:
+    if dataset != "regdb" and trials != REGDB_TRIALS:
         raise VireidError("--trials: only for RegDB (the number of trials, a model each)")
-    if dataset == "regdb" and split is not None:
+    if dataset != "sysu" and split is not None:
         raise VireidError("--split: only for SYSU-MM01 (the official gallery draw)")
     if not 1 <= trials <= REGDB_TRIALS:
         raise VireidError(f"--trials: expected 1..{REGDB_TRIALS}, got {trials}")
@@ -206,30 +206,7 @@ def reproduce(
         )
         write_record(out, record)
 
-    if dataset == "sysu":
-        summary = _train_stage(config, out / "train", progress, skipped)
-        summaries = [summary]
-        fs = _extract_stage(
-            config, out / "train", summary, out / "features" / "sysu.npz", None, progress, skipped
-        )
-        draws = ["agw"] + (["official"] if official is not None else [])
-        for draw in draws:
-            for mode, shots in SYSU_PROTOCOLS:
-                settings = {"dataset": "sysu", "mode": mode, "shots": shots, "sampling": draw}
-                key = protocol_key(protocol_of(settings))
-                if key in record.protocols:
-                    skipped.append(f"score {key}")
-                    continue
-                progress(f"scoring {key}")
-                scores = evaluate_sysu(
-                    fs, mode=mode, shots=shots, sampling=draw, split=official,
-                    source=str(out / "features" / "sysu.npz"),
-                )  # fmt: skip
-                record = record.with_protocol(
-                    ProtocolResult.from_scores(scores, resamples=resamples)
-                )
-                write_record(out, record)
-    else:
+    if dataset == "regdb":  # a model per trial
         summaries = []
         sets = []
         for t in range(1, trials + 1):
@@ -249,7 +226,41 @@ def reproduce(
             scores = evaluate_regdb(sets, direction=direction, sources=sources)
             record = record.with_protocol(ProtocolResult.from_scores(scores, resamples=resamples))
             write_record(out, record)
-
+    else:  # SYSU-MM01 and LLCM: one model, one test pool
+        summary = _train_stage(config, out / "train", progress, skipped)
+        summaries = [summary]
+        pool = out / "features" / f"{dataset}.npz"
+        fs = _extract_stage(config, out / "train", summary, pool, None, progress, skipped)
+        if dataset == "sysu":
+            draws = ["agw"] + (["official"] if official is not None else [])
+            for draw in draws:
+                for mode, shots in SYSU_PROTOCOLS:
+                    settings = {"dataset": "sysu", "mode": mode, "shots": shots, "sampling": draw}
+                    key = protocol_key(protocol_of(settings))
+                    if key in record.protocols:
+                        skipped.append(f"score {key}")
+                        continue
+                    progress(f"scoring {key}")
+                    scores = evaluate_sysu(
+                        fs, mode=mode, shots=shots, sampling=draw, split=official,
+                        source=str(pool),
+                    )  # fmt: skip
+                    record = record.with_protocol(
+                        ProtocolResult.from_scores(scores, resamples=resamples)
+                    )
+                    write_record(out, record)
+        else:
+            for direction in LLCM_DIRECTIONS:
+                key = protocol_key(protocol_of({"dataset": "llcm", "direction": direction}))
+                if key in record.protocols:
+                    skipped.append(f"score {key}")
+                    continue
+                progress(f"scoring {key}")
+                scores = evaluate_llcm(fs, direction=direction, source=str(pool))
+                record = record.with_protocol(
+                    ProtocolResult.from_scores(scores, resamples=resamples)
+                )
+                write_record(out, record)
     selection = {
         "rule": summaries[0].get("selection"),
         "checkpoints": [s.get("selected_checkpoint") for s in summaries],
