@@ -8,7 +8,14 @@ from PIL import Image
 from reference.errors import VireidError
 from reference.results import published
 from reference.results.compare import check
-from reference.results.report import DPI, PANEL_INCHES, cmc_figure, markdown_report, write_report
+from reference.results.report import (
+    DPI,
+    PANEL_INCHES,
+    PANELS_PER_ROW,
+    cmc_figure,
+    markdown_report,
+    write_report,
+)
 from tests.results.fakes import fake_record, fake_scores
 
 
@@ -77,3 +84,23 @@ def test_write_report_writes_a_png_of_the_expected_size_and_never_overwrites(run
     write_report(runs[1:], None, tmp_path, force=True)
     with Image.open(plot) as image:
         assert image.size == (PANEL_INCHES[0] * DPI, PANEL_INCHES[1] * DPI)
+
+
+def test_the_plot_wraps_after_four_panels(tmp_path):
+    # a SYSU-MM01 reproduction with both draws (eight protocols) and an LLCM run (two): three
+    # rows of four, four, two, instead of one row ten panels (5,000 pixels) wide
+    sysu = [
+        fake_scores("sysu", mode=mode, shots=shots, sampling=draw, seed=i)
+        for i, (draw, mode, shots) in enumerate(
+            (d, m, s) for d in ("agw", "official") for m in ("all", "indoor") for s in (1, 10)
+        )
+    ]
+    llcm = [fake_scores("llcm", direction=d, seed=9) for d in ("i2v", "v2i")]
+    runs = [("s", fake_record(*sysu)), ("l", fake_record(*llcm))]
+    fig = cmc_figure(runs)
+    assert len(fig.axes) == 10 and PANELS_PER_ROW == 4
+    grid = [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes]
+    assert set(grid) == {(3, 4)}
+    _, plot = write_report(runs, None, tmp_path)
+    with Image.open(plot) as image:
+        assert image.size == (4 * PANEL_INCHES[0] * DPI, 3 * PANEL_INCHES[1] * DPI)

@@ -22,6 +22,8 @@ from reference.results.compare import preferred
 from reference.results.published import METRICS, SETTINGS, is_derived, is_reranked
 from reference.results.record import ProtocolResult, RunRecord, describe
 
+#: panels in a row of the CMC plot: SYSU-MM01's four protocols of a draw share one row
+PANELS_PER_ROW = 4
 PANEL_INCHES = (5.0, 4.0)
 DPI = 100
 PUBLISHED_MARKERS = ("x", "^", "s", "D", "v", "P")  # black: the runs' curves use the colours
@@ -119,8 +121,12 @@ def cmc_figure(runs: Runs, published: pd.DataFrame | None = None):
 
     protocols = protocols_of(runs)
     n = max(1, len(protocols))
-    fig = Figure(figsize=(PANEL_INCHES[0] * n, PANEL_INCHES[1]), dpi=DPI)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = min(n, PANELS_PER_ROW)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows), dpi=DPI)
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for spare in axes[n:]:  # the last row's empty places
+        fig.delaxes(spare)
     for ax, (key, representative) in zip(axes, protocols.items(), strict=False):
         for name, run in runs:
             result = run.protocols.get(key)
