@@ -29,7 +29,7 @@ from pathlib import Path
 
 from reference import __version__
 from reference.checks import is_path
-from reference.datasets import REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
+from reference.datasets import LLCM_TRAIN_IDS, REGDB_IDS_PER_SPLIT, SYSU_TRAINVAL_IDS
 from reference.errors import VireidError
 
 _Subparsers = argparse._SubParsersAction
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"training identities: {SYSU_TRAINVAL_IDS} SYSU-MM01 (the default without "
-        f"--config), {REGDB_IDS_PER_SPLIT} RegDB",
+        f"--config), {REGDB_IDS_PER_SPLIT} RegDB, {LLCM_TRAIN_IDS} LLCM",
     )
     summary.add_argument("--share-from", type=int, metavar="K", help="first shared stage, 0..5")
     summary.add_argument("--last-stride", type=int, choices=[1, 2])
@@ -275,6 +275,12 @@ def _add_results(commands: _Subparsers) -> None:
     ranks.add_argument("--seed", type=int, default=0, help="seed of the random queries")
     ranks.add_argument("--out", type=_path, required=True, metavar="ranks.png")
     ranks.add_argument("--force", action="store_true", help="replace the PNG if it exists")
+    ranks.add_argument(
+        "--direction",
+        choices=["i2v", "v2i", "v2t", "t2v"],
+        help="LLCM i2v (default) or v2i, RegDB v2t (default) or t2v; SYSU-MM01: i2v",
+    )
+    ranks.add_argument("--trial", type=int, metavar="T", help="RegDB: the features' trial")
     gold = actions.add_parser(
         "golden", help="re-run the golden SynthVI runs and compare with results/golden"
     )
@@ -322,7 +328,9 @@ def _dispatch_results(args: argparse.Namespace) -> int:
             trials=args.trials, overrides=args.overrides,
         )  # fmt: skip
     return results.results_ranks(
-        **_fields(args, "features", "data_root", "queries", "out", "seed", "force")
+        **_fields(
+            args, "features", "data_root", "queries", "out", "seed", "force", "direction", "trial"
+        )
     )
 
 

@@ -61,15 +61,35 @@ def results_table(*, runs: Sequence[Path], against: Sequence[str], out: Path, fo
 
 
 def results_ranks(
-    *, features: Path, data_root: Path, queries: int, out: Path, seed: int, force: bool
+    *,
+    features: Path,
+    data_root: Path,
+    queries: int,
+    out: Path,
+    seed: int,
+    force: bool,
+    direction: str | None = None,
+    trial: int | None = None,
 ) -> int:
-    """Write the ranking picture of a SYSU-MM01 features file."""
-    from reference.results.ranks import write_ranks
+    """Write the ranking picture of a features file of the dataset in ``data_root``."""
+    from reference.results.ranks import check_direction, write_ranks
+    from reference.training.extract import detect_dataset
 
     if not data_root.is_dir():
         raise VireidError(f"--data-root: {data_root} is not a folder")
-    fs = load_features(features, "sysu")
-    path, ranked = write_ranks(fs, data_root, out, n_queries=queries, seed=seed, force=force)
+    dataset = detect_dataset(data_root)
+    direction = check_direction(dataset, direction)
+    if (dataset == "regdb") != (trial is not None):
+        raise VireidError(
+            "--trial: RegDB features hold one trial's test split: give that trial (1..10)"
+            if dataset == "regdb"
+            else f"--trial: only for RegDB (a {dataset} features file holds the whole test pool)"
+        )
+    fs = load_features(features, dataset)
+    path, ranked = write_ranks(
+        fs, data_root, out, n_queries=queries, seed=seed, force=force,
+        dataset=dataset, direction=direction, trial=trial,
+    )  # fmt: skip
     for row in ranked:
         hits = "".join("+" if m else "." for m in row.matches)
         print(f"{row.kind:6s}  query row {row.query:6d}  AP {row.ap:.3f}  top-10 {hits}")

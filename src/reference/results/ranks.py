@@ -2,13 +2,16 @@
 
 Spec: ``spec/results/check.md`` (section "Ranks").
 
-SYSU-MM01 features file and dataset folder: the queries are every infrared test image, the
-gallery is trial 0 of the chosen draw (``agw`` by default), single-shot, all-search; the camera
-rule applies (camera-3 queries skip camera 2). Each query's gallery is ranked by distance; its
-AP is the protocol's (``rank_metrics``). Of ``n`` queries shown, ``(n + 2) // 3`` are the worst
-(lowest AP), ``(n + 1) // 3`` the best (highest AP, then earliest first hit) and ``n // 3`` drawn
-at random (seeded) from the others. A row: the query, then its ten nearest gallery images, each
-framed green (same identity) or red, with ``cam<c>`` and the distance under it.
+A features file and its dataset folder, each dataset under its protocol's first trial:
+SYSU-MM01, the infrared test images against trial 0 of the ``agw`` draw, single-shot,
+all-search, with the camera rule (camera-3 queries skip camera 2); LLCM, one direction
+(``i2v`` by default) against trial 0 of its draw, same identity and camera skipped; RegDB, one
+trial's test split (its features file), one direction (``v2t`` by default), no rule. Each
+query's gallery is ranked by distance; its AP is the protocol's (``rank_metrics``). Of ``n``
+queries shown, ``(n + 2) // 3`` are the worst (lowest AP), ``(n + 1) // 3`` the best (highest
+AP, then earliest first hit) and ``n // 3`` drawn at random (seeded) from the others. A row: the
+query, then its ten nearest gallery images, each framed green (same identity) or red, with
+``cam<c>`` and the distance under it.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.data.sysu import scan_sysu
+from reference.checks import check_choice
 from reference.errors import VireidError
+from reference.evaluation import llcm, regdb, sysu
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.metrics import exclusion_mask, rank_metrics
-from reference.evaluation.sysu import agw_gallery, folders_of, query_rows
 from reference.fileio import atomic_open, check_writable
+from reference.training.extract import test_records
 
 TOP = 10
 CELL_INCHES = (1.0, 2.1)  # width, height of one image cell
@@ -45,36 +49,89 @@ class RankedQuery:
     matches: tuple[bool, ...]
 
 
-def image_paths(fs: FeatureSet, root: str | os.PathLike[str]) -> list[Path]:
-    """The image of each row of a SYSU-MM01 features file in the dataset folder ``root``."""
-    layout = scan_sysu(root)
+#: each dataset's directions (query, gallery), the first the default; SYSU-MM01 has one
+DIRECTIONS: dict[str, tuple[str, ...]] = {
+    "sysu": ("i2v",),
+    "llcm": tuple(llcm.DIRECTIONS),
+    "regdb": tuple(regdb.DIRECTIONS),
+}
+
+
+def check_direction(dataset: str, direction: str | None) -> str:
+    """``direction`` one of ``dataset``'s (``None``: its first), else an error naming it."""
+    choices = DIRECTIONS[check_choice(dataset, "dataset", DIRECTIONS)]
+    if direction is None:
+        return choices[0]
+    expected = " or ".join(repr(c) for c in choices) + f" for {dataset}"
+    return check_choice(direction, "direction", choices, expected=expected)
+
+
+def image_paths(
+    fs: FeatureSet, root: str | os.PathLike[str], dataset: str = "sysu", trial: int | None = None
+) -> list[Path]:
+    """The image of each row of a features file in the dataset folder ``root``: the test pool's
+    image with the row's camera, identity and frame (and modality, for LLCM); RegDB's pool is
+    trial ``trial``'s test split."""
+    if fs.frames is None:
+        raise VireidError("features: no frames; the picture finds each row's image by its frame")
+    records = test_records(root, dataset, trial)  # type: ignore[arg-type]
+    with_modality = fs.modalities is not None
+    columns = [records.camids, records.pids, records.frames]
+    if with_modality:
+        columns.insert(0, records.modality)
+    keys = zip(*(c.tolist() for c in columns), strict=True)
+    where = dict(zip(keys, records.paths, strict=True))
     paths = []
-    for i, (cam, pid, frame) in enumerate(zip(fs.camids, fs.pids, fs.frames, strict=True)):
-        names = layout.files.get((int(cam), int(pid)), ())
-        if frame >= len(names):
+    for i in range(len(fs.pids)):
+        cam, pid, frame = int(fs.camids[i]), int(fs.pids[i]), int(fs.frames[i])
+        key = (int(fs.modalities[i]), cam, pid, frame) if with_modality else (cam, pid, frame)
+        path = where.get(key)
+        if path is None:
             raise VireidError(
-                f"features row {i}: frame {frame} of cam{cam}/{pid:04d}, but {root} has "
-                f"{len(names)} images there: the features file does not belong to this dataset"
+                f"features row {i}: camera {cam}, identity {pid}, frame {frame} is not an image "
+                f"of {root}'s test pool: the features file does not belong to this dataset"
             )
-        paths.append(Path(root) / f"cam{cam}" / f"{pid:04d}" / names[int(frame)])
+        paths.append(path)
     return paths
 
 
+def protocol_rows(fs: FeatureSet, dataset: str, direction: str):
+    """``(queries, gallery, exclusion, cmc_kind)`` of the picture: rows of ``fs`` and the
+    protocol's rules (see the module docstring)."""
+    if dataset == "sysu":
+        folders = sysu.folders_of(fs)
+        gallery = sysu.agw_gallery(folders, mode="all", shots=1, trial=0)
+        return sysu.query_rows(folders), gallery, "sysu", "identity"
+    if dataset == "llcm":
+        folders = llcm.folders_of(fs)
+        q_mod, g_mod = llcm.DIRECTIONS[direction]
+        queries, gallery = llcm.query_rows(folders, q_mod), llcm.gallery_rows(folders, g_mod, 0)
+        return queries, gallery, "same-id-same-camera", "identity"
+    q_cam, g_cam = regdb.DIRECTIONS[direction]
+    queries, gallery = np.flatnonzero(fs.camids == q_cam), np.flatnonzero(fs.camids == g_cam)
+    return queries, gallery, "none", "standard"
+
+
 def rank_queries(
-    fs: FeatureSet, *, n_queries: int = 6, seed: int = 0, metric: str = "euclidean"
+    fs: FeatureSet,
+    *,
+    n_queries: int = 6,
+    seed: int = 0,
+    metric: str = "euclidean",
+    dataset: str = "sysu",
+    direction: str | None = None,
 ) -> list[RankedQuery]:
     """Pick and rank ``n_queries`` queries (see the module docstring)."""
     if isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1:
         raise VireidError(f"--queries: expected a positive integer, got {n_queries!r}")
-    folders = folders_of(fs)
-    queries = query_rows(folders)
-    gallery = agw_gallery(folders, mode="all", shots=1, trial=0)
+    direction = check_direction(dataset, direction)
+    queries, gallery, rule, kind = protocol_rows(fs, dataset, direction)
     if queries.size == 0 or gallery.size == 0:
-        raise VireidError("features: no infrared query or no visible gallery image")
+        raise VireidError(f"features: no query or no gallery image ({dataset}, {direction})")
     dist = pairwise_distance(fs.features[queries], fs.features[gallery], metric)
     q_pids, g_pids = fs.pids[queries], fs.pids[gallery]
     q_cams, g_cams = fs.camids[queries], fs.camids[gallery]
-    metrics = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, exclusion="sysu")
+    metrics = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, exclusion=rule, cmc_kind=kind)
     assert metrics.queries is not None
     valid = np.flatnonzero(metrics.queries.valid)
     ap = metrics.queries.ap
@@ -87,7 +144,7 @@ def rank_queries(
     rng = np.random.default_rng(seed)
     n_random = min(n_queries - n_worst - n_best, rest.size)
     random_pick = [int(i) for i in rng.choice(rest, size=n_random, replace=False)]
-    skip = exclusion_mask(q_pids, g_pids, q_cams, g_cams, "sysu").numpy()
+    skip = exclusion_mask(q_pids, g_pids, q_cams, g_cams, rule).numpy()
     d = dist.double().numpy()
     out = []
     for kind, picks in (("worst", worst), ("best", best), ("random", sorted(random_pick))):
@@ -181,11 +238,16 @@ def write_ranks(
     n_queries: int = 6,
     seed: int = 0,
     force: bool = False,
+    dataset: str = "sysu",
+    direction: str | None = None,
+    trial: int | None = None,
 ) -> tuple[Path, list[RankedQuery]]:
-    """Write the picture as PNG to ``out`` (atomically; an existing file only with ``force``)."""
+    """Write the picture as PNG to ``out`` (atomically; an existing file only with ``force``);
+    ``trial``: the RegDB trial whose test split ``fs`` holds."""
     target = check_writable(out, overwrite=force)
-    paths = image_paths(fs, root)
-    ranked = rank_queries(fs, n_queries=n_queries, seed=seed)
+    direction = check_direction(dataset, direction)
+    paths = image_paths(fs, root, dataset, trial)
+    ranked = rank_queries(fs, n_queries=n_queries, seed=seed, dataset=dataset, direction=direction)
     fig = ranks_figure(fs, paths, ranked)
     with atomic_open(target, "wb", overwrite=force) as handle:
         fig.savefig(handle, format="png", dpi=DPI)
