@@ -24,6 +24,7 @@ against the preset's published row.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from reference.errors import VireidError
 from reference.evaluation.features import FeatureSet, load_features, save_features
 from reference.evaluation.llcm import evaluate_llcm
 from reference.evaluation.regdb import evaluate_regdb
+from reference.evaluation.scores import Scores
 from reference.evaluation.sysu import evaluate_sysu, load_official_split
 from reference.results import compare, published
 from reference.results.record import (
@@ -206,6 +208,20 @@ def reproduce(
         )
         write_record(out, record)
 
+    def stage(
+        record: RunRecord, settings: dict[str, Any], score: Callable[[], Scores]
+    ) -> RunRecord:
+        """``record`` with the protocol of ``settings`` scored by ``score``, written; as it is
+        when it holds that protocol already (a resumed reproduction)."""
+        key = protocol_key(protocol_of(settings))
+        if key in record.protocols:
+            skipped.append(f"score {key}")
+            return record
+        progress(f"scoring {key}")
+        scored = record.with_protocol(ProtocolResult.from_scores(score(), resamples=resamples))
+        write_record(out, scored)
+        return scored
+
     if dataset == "regdb":  # a model per trial
         summaries = []
         sets = []
@@ -218,14 +234,11 @@ def reproduce(
             sets.append(_extract_stage(trial_config, folder, summary, path, t, progress, skipped))
         sources = [str(out / "features" / f"trial-{t:02d}.npz") for t in range(1, trials + 1)]
         for direction in REGDB_DIRECTIONS:
-            key = protocol_key(protocol_of({"dataset": "regdb", "direction": direction}))
-            if key in record.protocols:
-                skipped.append(f"score {key}")
-                continue
-            progress(f"scoring {key}")
-            scores = evaluate_regdb(sets, direction=direction, sources=sources)
-            record = record.with_protocol(ProtocolResult.from_scores(scores, resamples=resamples))
-            write_record(out, record)
+            record = stage(
+                record,
+                {"dataset": "regdb", "direction": direction},
+                functools.partial(evaluate_regdb, sets, direction=direction, sources=sources),
+            )
     else:  # SYSU-MM01 and LLCM: one model, one test pool
         summary = _train_stage(config, out / "train", progress, skipped)
         summaries = [summary]
@@ -235,32 +248,21 @@ def reproduce(
             draws = ["agw"] + (["official"] if official is not None else [])
             for draw in draws:
                 for mode, shots in SYSU_PROTOCOLS:
-                    settings = {"dataset": "sysu", "mode": mode, "shots": shots, "sampling": draw}
-                    key = protocol_key(protocol_of(settings))
-                    if key in record.protocols:
-                        skipped.append(f"score {key}")
-                        continue
-                    progress(f"scoring {key}")
-                    scores = evaluate_sysu(
-                        fs, mode=mode, shots=shots, sampling=draw, split=official,
-                        source=str(pool),
+                    record = stage(
+                record,
+                        {"dataset": "sysu", "mode": mode, "shots": shots, "sampling": draw},
+                        functools.partial(
+                            evaluate_sysu, fs, mode=mode, shots=shots, sampling=draw,
+                            split=official, source=str(pool),
+                        ),
                     )  # fmt: skip
-                    record = record.with_protocol(
-                        ProtocolResult.from_scores(scores, resamples=resamples)
-                    )
-                    write_record(out, record)
         else:
             for direction in LLCM_DIRECTIONS:
-                key = protocol_key(protocol_of({"dataset": "llcm", "direction": direction}))
-                if key in record.protocols:
-                    skipped.append(f"score {key}")
-                    continue
-                progress(f"scoring {key}")
-                scores = evaluate_llcm(fs, direction=direction, source=str(pool))
-                record = record.with_protocol(
-                    ProtocolResult.from_scores(scores, resamples=resamples)
+                record = stage(
+                    record,
+                    {"dataset": "llcm", "direction": direction},
+                    functools.partial(evaluate_llcm, fs, direction=direction, source=str(pool)),
                 )
-                write_record(out, record)
     selection = {
         "rule": summaries[0].get("selection"),
         "checkpoints": [s.get("selected_checkpoint") for s in summaries],
