@@ -146,3 +146,15 @@ def test_a_failed_system_write_names_the_file_and_leaves_the_old_one(tmp_path, m
     assert str(info.value) == f"{target}: could not be written (No space left on device)"
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_a_mount_that_refuses_chmod_still_takes_the_write(tmp_path, monkeypatch):
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(fileio.os, "chmod", refused)
+    atomic_write_bytes(target, b"new", overwrite=True)
+    assert target.read_bytes() == b"new"

@@ -64,7 +64,9 @@ def atomic_open(
             os.fsync(handle.fileno())
         # Re-check: another writer may have created the file while we were writing.
         check_writable(target, overwrite=overwrite)
-        with contextlib.suppress(FileNotFoundError):  # a replaced file's permissions stay
+        # a replaced file's permissions stay (best effort: some mounts refuse chmod, and a
+        # write they take must not fail for it)
+        with contextlib.suppress(OSError):
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)
     except OSError as exc:
