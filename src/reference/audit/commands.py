@@ -122,13 +122,13 @@ def audit_features_command(
     """``vireid audit features F.npz``: re-score features and compare with claimed figures."""
     from reference.audit.features_audit import (
         audit_features,
-        check_protocol,
+        check_protocol_direction,
         parse_claimed,
         variants,
     )
 
     figures = parse_claimed(claimed)
-    check_protocol(protocol, direction)
+    check_protocol_direction(protocol, direction)
     files.check()
     report, seconds = _timed(
         len(variants(protocol)),

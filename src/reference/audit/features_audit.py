@@ -185,7 +185,7 @@ def _mean(trials: list[Trial], v: Variant) -> dict[str, float]:
     return {name: 100 * float(np.mean([p[name] for p in per])) for name in FIGURES}
 
 
-def check_protocol(protocol: object, direction: object = None) -> str:
+def check_protocol_direction(protocol: object, direction: object = None) -> str:
     """``protocol`` one of ``PROTOCOL_SETTINGS`` and ``direction`` LLCM's (``None``: ``'i2v'``
     for LLCM), else an error naming the argument; the direction to score."""
     check_choice(protocol, "protocol", PROTOCOL_SETTINGS)
@@ -208,7 +208,7 @@ def audit_features(
     """Score ``path`` under ``protocol``; compare with ``claimed``; name what reproduces it.
 
     ``direction``: LLCM's, ``'i2v'`` (default) or ``'v2i'``; no other protocol takes one."""
-    direction = check_protocol(protocol, direction)
+    direction = check_protocol_direction(protocol, direction)
     if not claimed:
         raise VireidError("--claimed: expected at least one figure, e.g. R1=47.5,mAP=45.0")
     if not tolerance > 0:
