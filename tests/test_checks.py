@@ -20,6 +20,7 @@ from reference.checks import (
     check_known,
     check_margin,
     check_metric,
+    check_not_folder,
     check_number,
     check_path,
     check_probability,
@@ -156,3 +157,12 @@ def test_parse_number_names_the_field_and_the_text(text):
         parse_number(text, "f", expected="a number in percent")
     with _raises(f"g: expected a number, got {text!r}"):
         parse_number(text, "g")
+
+
+def test_check_not_folder(tmp_path):
+    (tmp_path / "f.npz").write_bytes(b"")
+    assert check_not_folder(tmp_path / "f.npz", "a file") == tmp_path / "f.npz"
+    assert check_not_folder(tmp_path / "absent", "a file") == tmp_path / "absent"
+    with pytest.raises(VireidError) as info:
+        check_not_folder(tmp_path, "an .npz features file")
+    assert str(info.value) == f"{tmp_path}: is a folder; expected an .npz features file"

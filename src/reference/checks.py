@@ -159,6 +159,15 @@ def check_path(value: object, field: str) -> Path:
     return Path(value)  # type: ignore[arg-type]
 
 
+def check_not_folder(path: Path, expected: str) -> Path:
+    """``path`` unless it is an existing folder, where a reader wants a file: then an error
+    ``<path>: is a folder; expected <expected>`` (the reader's "not found" would mislead: the
+    path exists)."""
+    if path.is_dir():
+        raise VireidError(f"{path}: is a folder; expected {expected}")
+    return path
+
+
 def is_path(value: object) -> bool:
     """``value`` is a non-empty ``str`` or an ``os.PathLike`` of one (``Path("")`` would be the
     working folder: read there, an empty value would mislead)."""

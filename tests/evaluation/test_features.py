@@ -262,6 +262,10 @@ def test_file_not_found_and_unreadable(tmp_path):
     with pytest.raises(VireidError) as info:
         load_features(missing, "sysu")
     assert str(info.value) == f"{missing}: features file not found (expected an .npz file)"
+    # a folder exists: "not found" would mislead
+    with pytest.raises(VireidError) as info:
+        load_features(tmp_path, "sysu")
+    assert str(info.value) == f"{tmp_path}: is a folder; expected an .npz features file"
 
     garbage = tmp_path / "g.npz"
     garbage.write_bytes(b"not an archive at all")

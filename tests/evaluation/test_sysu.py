@@ -313,6 +313,9 @@ def test_unreadable_and_missing_split(tmp_path):
     with pytest.raises(VireidError) as info:
         load_official_split(missing)
     assert str(info.value) == f"{missing}: split file not found (expected rand_perm_cam.mat)"
+    with pytest.raises(VireidError) as info:
+        load_official_split(tmp_path)  # the folder that holds it, given for the file
+    assert str(info.value) == f"{tmp_path}: is a folder; expected the file rand_perm_cam.mat"
     bad = tmp_path / "bad.mat"
     bad.write_bytes(b"MATLAB? no")
     with pytest.raises(VireidError) as info:

@@ -95,6 +95,10 @@ def expect_error(net, path, message: str, *, exact: bool = False) -> None:
 def test_missing_file(target, tmp_path):
     path = tmp_path / "absent.pth"
     expect_error(target, path, f"{path}: pretrained weights file not found", exact=True)
+    expect_error(
+        target, tmp_path, f"{tmp_path}: is a folder; expected a weights file (a torch state dict)",
+        exact=True,
+    )  # fmt: skip
 
 
 def test_truncated_file(target, weights, tmp_path):

@@ -348,6 +348,10 @@ def test_bad_checkpoints_are_named(sysu_root, sysu_checkpoint, regdb_root, tmp_p
 
     missing = tmp_path / "nope.pt"
     assert run(missing) == (2, f"error: {missing}: no such checkpoint file\n")
+    assert run(tmp_path) == (  # the run folder given for its checkpoint
+        2,
+        f"error: {tmp_path}: is a folder; expected a checkpoint file (last.pt, best-val.pt)\n",
+    )
     cut = tmp_path / "cut.pt"
     cut.write_bytes(sysu_checkpoint.read_bytes()[:1000])
     code, err = run(cut)
