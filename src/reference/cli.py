@@ -268,6 +268,12 @@ def _add_results(commands: _Subparsers) -> None:
     table.add_argument("--against", action="append", default=[], metavar="SOURCE:METHOD")
     table.add_argument("--out", type=_path, required=True, metavar="DIR")
     table.add_argument("--force", action="store_true", help="replace report.md / cmc.png")
+    curves = actions.add_parser(
+        "curves", help="training curves of run folders: losses, rates, speed, mAP (PNG)"
+    )
+    curves.add_argument("runs", type=_path, nargs="+", metavar="RUN", help="training run folder")
+    curves.add_argument("--out", type=_path, required=True, metavar="curves.png")
+    curves.add_argument("--force", action="store_true", help="replace the PNG if it exists")
     ranks = actions.add_parser("ranks", help="queries beside their top-10 gallery images (PNG)")
     ranks.add_argument("features", type=_path, metavar="FEATURES.npz")
     ranks.add_argument("--data-root", type=_path, required=True, metavar="ROOT")
@@ -319,6 +325,8 @@ def _dispatch_results(args: argparse.Namespace) -> int:
         return results.results_table(
             runs=args.runs, against=args.against, out=args.out, force=args.force
         )
+    if args.results_command == "curves":
+        return results.results_curves(runs=args.runs, out=args.out, force=args.force)
     if args.results_command == "golden":
         return results.results_golden(update=args.update)
     if args.results_command == "reproduce":

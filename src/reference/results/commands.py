@@ -60,6 +60,19 @@ def results_table(*, runs: Sequence[Path], against: Sequence[str], out: Path, fo
     return 0
 
 
+def results_curves(*, runs: Sequence[Path], out: Path, force: bool) -> int:
+    """Write the training curves of run folders (log.csv, eval.csv) as one PNG."""
+    from reference.results.curves import write_curves
+
+    path, logs = write_curves(runs, out, force=force)
+    for run in logs:
+        last = run.log.iloc[-1]
+        print(f"{run.name}: {len(run.log)} log rows to step {int(last['step'])}, "
+              f"last total loss {float(last['total']):.4f}")  # fmt: skip
+    _progress(f"wrote {path}")
+    return 0
+
+
 def results_ranks(
     *,
     features: Path,
