@@ -62,6 +62,8 @@ def test_demo_trains_extracts_and_scores_every_method(demo_run):
         assert set(scores) == {"untrained", "trained"}
         with Image.open(run / "ranks.png") as picture:  # the ranking picture of the trained model
             assert picture.format == "PNG" and min(picture.size) > 100
+        with Image.open(run / "curves.png") as picture:  # the run's training curves, one row
+            assert picture.format == "PNG" and picture.size == (1500, 350)
         assert m.trained.settings["sampling"] == "agw" and len(m.trained.trials) == TINY.trials
     method_a = json.loads((folder / "out" / "method_a" / "config.json").read_text())["model"]
     assert (method_a["coarse_stripes"], method_a["fine_stripes"]) == (1, 2)

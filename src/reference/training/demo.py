@@ -33,6 +33,7 @@ from reference.evaluation.scores import Scores
 from reference.evaluation.sysu import evaluate_sysu
 from reference.fileio import atomic_write_text
 from reference.models.build import build_model
+from reference.results.curves import write_curves
 from reference.results.ranks import write_ranks
 from reference.training.config import TrainConfig, load_preset
 from reference.training.engine import RUN_FILES, train
@@ -41,7 +42,13 @@ from reference.training.extract import ExtractConfig, embed_all, resolve_device
 METHODS = ("baseline", "method_a", "method_b")
 NAMES = {"baseline": "baseline", "method_a": "Method A", "method_b": "Method B"}
 #: the files the demo adds to each run folder
-DEMO_FILES = ("features-untrained.npz", "features.npz", "scores.json", "ranks.png")
+DEMO_FILES = (
+    "features-untrained.npz",
+    "features.npz",
+    "scores.json",
+    "ranks.png",
+    "curves.png",
+)
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,9 @@ def run_demo(
         atomic_write_text(
             run_dir / "scores.json", json.dumps(scores, indent=2) + "\n", overwrite=force
         )
-        # the picture people look at first: queries beside their top-10 gallery images
+        # the pictures people look at first: queries beside their top-10 gallery images, and
+        # the training curves (no TensorBoard needed)
         write_ranks(after, root, run_dir / "ranks.png", force=force)
+        write_curves([run_dir], run_dir / "curves.png", force=force)
         results.append(MethodResult(kind, untrained, trained, run_dir, result.wall_s))
     return DemoResult(root, synth_s, tuple(results), time.perf_counter() - start, config)
