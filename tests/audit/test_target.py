@@ -38,6 +38,16 @@ def test_bad_targets_are_named(spec, message):
     assert str(err.value) == message
 
 
+def test_a_folder_named_like_a_file_is_named_as_a_folder(tmp_path):
+    folder = tmp_path / "repo.py"
+    folder.mkdir()
+    with pytest.raises(VireidError) as err:
+        load_target(f"{folder}:evaluate")
+    assert str(err.value) == (
+        f"target: {folder}: is a folder; expected a Python file (from '{folder}:evaluate')"
+    )
+
+
 def test_a_class_is_built_without_arguments(tmp_path):
     f = tmp_path / "their_loss.py"
     f.write_text(

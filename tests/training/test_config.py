@@ -124,6 +124,11 @@ def test_bad_presets_and_overrides(name, overrides, message):
 
 
 def test_bad_toml_file(tmp_path):
+    folder = tmp_path / "mine.toml"
+    folder.mkdir()
+    with pytest.raises(VireidError) as info:
+        load_preset(folder)
+    assert str(info.value) == f"{folder}: is a folder; expected a preset file (.toml)"
     bad = tmp_path / "bad.toml"
     bad.write_text("model = [\n")
     with pytest.raises(VireidError, match=r"bad\.toml: not a valid TOML file"):

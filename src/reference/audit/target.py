@@ -74,6 +74,8 @@ def _split(spec: str) -> tuple[str, str]:
 
 
 def _import_file(path: Path, spec: str) -> Any:
+    if path.is_dir():
+        raise VireidError(f"target: {path}: is a folder; expected a Python file (from {spec!r})")
     if not path.is_file():
         raise VireidError(f"target: {path}: no such file (from {spec!r})")
     folder = str(path.resolve().parent)

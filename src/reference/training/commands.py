@@ -82,6 +82,7 @@ def train_command(
                 f"mAP {100 * bv['mAP']:.2f} mINP {100 * bv['mINP']:.2f}"
             )
         print(f"model           {result.checkpoint}")
+        print(f"curves          vireid results curves {result.out_dir} --out curves.png")
     return 0
 
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from reference.checks import check_bool, check_choice, check_integer, check_number, fail, is_integer
+from reference.checks import (
+    check_bool,
+    check_choice,
+    check_integer,
+    check_not_folder,
+    check_number,
+    fail,
+    is_integer,
+)
 from reference.config import apply_overrides, from_mapping, load_toml, to_dict
 from reference.data.pipeline import PipelineConfig
 from reference.errors import VireidError
@@ -225,7 +233,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 def preset_path(name: str | Path) -> Path:
     """The file of a shipped preset name, or ``name`` itself when it is a ``.toml`` path."""
     if str(name).endswith(".toml"):
-        path = Path(name)
+        path = check_not_folder(Path(name), "a preset file (.toml)")
         if not path.is_file():
             raise VireidError(f"{path}: no such preset file")
         return path
