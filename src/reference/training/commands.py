@@ -166,7 +166,10 @@ def print_demo(result) -> None:
     )
     made = "cached" if result.synth_s == 0 else f"written in {result.synth_s:.0f} s"
     print(f"SynthVI: {result.root} ({made})")
-    print(f"run folders: {', '.join(str(m.run_dir) for m in result.methods)}")
+    print(
+        f"run folders: {', '.join(str(m.run_dir) for m in result.methods)} "
+        "(each with ranks.png, the ranking picture, and curves.png, the training curves)"
+    )
     print(f"wall time: {result.wall_s:.0f} s")
 
 
