@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = _add_group(commands, "data", "dataset tools")
     check = data_commands.add_parser("check", help="validate a dataset folder")
     check.add_argument("root", type=_path, metavar="ROOT")
-    check.add_argument("--dataset", choices=["sysu", "regdb", "llcm"], required=True)
+    check.add_argument(
+        "--dataset",
+        choices=["sysu", "regdb", "llcm"],
+        help="default: the one ROOT's folders show (cam1..cam6 + exp/, Visible/ + Thermal/ + "
+        "idx/, test_vis/ + test_nir/ + idx/)",
+    )
 
     model_commands = _add_group(commands, "model", "model tools")
     summary = model_commands.add_parser(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reference.cli import main
 from reference.data import synthvi
 from reference.data.commands import check_command, synth_command
 from reference.data.synthvi import DEFAULT_IDS
@@ -60,3 +61,14 @@ def test_synth_command_unknown_layout(tmp_path):
         synth_command(layout="market", out=tmp_path / "d", ids=None, seed=0, force=False)
     assert str(info.value) == "layout: expected 'sysu', 'regdb' or 'llcm', got 'market'"
     assert not (tmp_path / "d").exists()
+
+
+def test_check_reads_the_dataset_off_the_folder(sysu_clean, tmp_path, capsys):
+    assert main(["data", "check", str(sysu_clean)]) == 0
+    assert "SYSU-MM01 folder" in capsys.readouterr().out
+    assert main(["data", "check", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}: cannot tell the dataset (no layout found); expected a SYSU-MM01 "
+        "folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) or an LLCM folder "
+        "(test_vis/, test_nir/, idx/); or name it: --dataset sysu|regdb|llcm\n"
+    )

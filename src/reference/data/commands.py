@@ -49,10 +49,18 @@ def _checked(done: int, total: int) -> None:
     print(f"checked {done}/{total} images", file=sys.stderr, flush=True)
 
 
-def check_command(*, root: Path, dataset: str) -> int:
+def check_command(*, root: Path, dataset: str | None = None) -> int:
     """``vireid data check``: print the report of ``check_sysu``/``check_regdb``/``check_llcm``;
-    return 0 if no problem, else 1."""
+    return 0 if no problem, else 1. ``dataset`` defaults to the one ``root``'s folders show
+    (``detect_dataset``, as ``vireid extract`` reads them)."""
     checks = {"sysu": check_sysu, "regdb": check_regdb, "llcm": check_llcm}
+    if dataset is None:
+        from reference.training.extract import detect_dataset
+
+        try:
+            dataset = detect_dataset(root)
+        except VireidError as exc:  # a folder too broken to tell: the user can say
+            raise VireidError(f"{exc}; or name it: --dataset sysu|regdb|llcm") from None
     if dataset not in checks:
         raise VireidError(f"dataset: expected 'sysu', 'regdb' or 'llcm', got {dataset!r}")
     workers = min(4, os.cpu_count() or 1)
