@@ -14,6 +14,7 @@ import numpy as np
 
 from reference.audit.eval_oracle import skips
 from reference.checks import check_choice
+from reference.evaluation import llcm, regdb, sysu
 
 MAX_RANK = 20
 
@@ -28,9 +29,14 @@ class EvalProtocol:
 
 PROTOCOLS: dict[str, EvalProtocol] = {
     "sysu": EvalProtocol(
-        "sysu", "sysu", "identity", "SYSU-MM01: camera-3 queries skip camera 2; identity CMC"
+        "sysu",
+        sysu.EXCLUSION,
+        sysu.CMC_KIND,
+        "SYSU-MM01: camera-3 queries skip camera 2; identity CMC",
     ),
-    "regdb": EvalProtocol("regdb", "none", "standard", "RegDB: no camera rule; standard CMC"),
+    "regdb": EvalProtocol(
+        "regdb", regdb.EXCLUSION, regdb.CMC_KIND, "RegDB: no camera rule; standard CMC"
+    ),
     "market": EvalProtocol(
         "market",
         "same-id-same-camera",
@@ -39,8 +45,8 @@ PROTOCOLS: dict[str, EvalProtocol] = {
     ),
     "llcm": EvalProtocol(
         "llcm",
-        "same-id-same-camera",
-        "identity",
+        llcm.EXCLUSION,
+        llcm.CMC_KIND,
         "LLCM: same identity and camera skipped (camera k is one place in both modalities); "
         "identity CMC",
     ),

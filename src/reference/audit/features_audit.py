@@ -26,12 +26,10 @@ from reference.audit.kinds import Finding
 from reference.audit.report import AuditReport
 from reference.checks import check_choice, parse_number
 from reference.errors import VireidError
-from reference.evaluation import llcm
+from reference.evaluation import llcm, regdb, sysu
 from reference.evaluation.distance import pairwise_distance
 from reference.evaluation.features import load_features
 from reference.evaluation.metrics import rank_metrics
-from reference.evaluation.regdb import DIRECTIONS
-from reference.evaluation.sysu import agw_gallery, folders_of, query_rows
 
 FIGURES = ("R1", "R5", "R10", "R20", "mAP", "mINP")
 MAX_RANK = 20
@@ -75,10 +73,10 @@ class Variant:
 
 
 PROTOCOL_SETTINGS = {
-    "sysu": ("sysu", "identity"),
-    "regdb": ("none", "standard"),
+    "sysu": (sysu.EXCLUSION, sysu.CMC_KIND),
+    "regdb": (regdb.EXCLUSION, regdb.CMC_KIND),
     "market": ("same-id-same-camera", "standard"),
-    "llcm": ("same-id-same-camera", "identity"),
+    "llcm": (llcm.EXCLUSION, llcm.CMC_KIND),
 }
 #: the other camera rules tried as variants: none for RegDB, whose two cameras no rule separates;
 #: LLCM's cameras are not SYSU-MM01's, so its camera-3 rule means nothing there
@@ -118,15 +116,15 @@ def load_trials(path: Path, protocol: str, trials: int, direction: str = "i2v") 
     """The query/gallery trials of ``path`` under ``protocol`` (``direction``: LLCM's)."""
     if protocol == "sysu":
         fs = load_features(path, "sysu")
-        folders = folders_of(fs, str(path))
-        queries = query_rows(folders)
+        folders = sysu.folders_of(fs, str(path))
+        queries = sysu.query_rows(folders)
         if queries.size == 0:
             raise VireidError(f"{path}: no query: the features hold no IR image (camera 3 or 6)")
-        galleries = [agw_gallery(folders, mode="all", shots=1, trial=t) for t in range(trials)]
+        galleries = [sysu.agw_gallery(folders, mode="all", shots=1, trial=t) for t in range(trials)]
         return [_trial(fs.features, queries, g, fs.pids, fs.camids) for g in galleries]
     if protocol == "regdb":
         fs = load_features(path, "regdb")
-        q_cam, g_cam = DIRECTIONS["v2t"]
+        q_cam, g_cam = regdb.DIRECTIONS["v2t"]
         q, g = np.flatnonzero(fs.camids == q_cam), np.flatnonzero(fs.camids == g_cam)
         if q.size == 0 or g.size == 0:
             raise VireidError(f"{path}: expected visible (camid 1) and thermal (camid 2) rows")

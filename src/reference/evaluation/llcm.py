@@ -38,6 +38,9 @@ CAMERAS: dict[int, tuple[int, ...]] = {
 DIRECTIONS: dict[str, tuple[int, int]] = {"i2v": (INFRARED, VISIBLE), "v2i": (VISIBLE, INFRARED)}
 MODALITY_NAMES = {VISIBLE: "visible", INFRARED: "infrared"}
 MAX_RANK = 20
+#: the protocol's ranking rules [protocol]: same identity and same camera skipped (camera k is
+#: one place in both modalities); identity CMC
+EXCLUSION, CMC_KIND = "same-id-same-camera", "identity"
 
 Folder = tuple[int, int, int]  # (modality, camera, identity)
 
@@ -153,7 +156,7 @@ def evaluate_llcm(
             score_trial(
                 trial_distance(qf, gf, metric, rerank, prepared), query, labels_of(fs, rows, dev),
                 trial=t,
-                rules=("same-id-same-camera", "identity", MAX_RANK), chunk_size=chunk_size,
+                rules=(EXCLUSION, CMC_KIND, MAX_RANK), chunk_size=chunk_size,
                 where=f"{source}: LLCM",
             )
         )  # fmt: skip
@@ -162,8 +165,8 @@ def evaluate_llcm(
         "direction": direction,
         "trials": trials,
         "metric": metric,
-        "exclusion": "same-id-same-camera",
-        "cmc_kind": "identity",
+        "exclusion": EXCLUSION,
+        "cmc_kind": CMC_KIND,
         "max_rank": MAX_RANK,
         "features": source,
         "num_ids": len(folders.test_ids),

@@ -26,6 +26,9 @@ from reference.evaluation.trials import features_of, score_trial, trial_distance
 DIRECTIONS: dict[str, tuple[int, int]] = {"v2t": (1, 2), "t2v": (2, 1)}  # (query, gallery) cam
 MODALITY_NAMES = {1: "visible", 2: "thermal"}
 MAX_RANK = 20
+#: the protocol's ranking rules [protocol]: no camera rule (two cameras, one per modality); the
+#: standard CMC
+EXCLUSION, CMC_KIND = "none", "standard"
 
 
 def evaluate_regdb(
@@ -70,7 +73,7 @@ def evaluate_regdb(
         results.append(
             score_trial(
                 trial_distance(qf, gf, metric, rerank), (fs.pids[q], fs.camids[q]),
-                (fs.pids[g], fs.camids[g]), trial=t + 1, rules=("none", "standard", MAX_RANK),
+                (fs.pids[g], fs.camids[g]), trial=t + 1, rules=(EXCLUSION, CMC_KIND, MAX_RANK),
                 chunk_size=chunk_size, where=f"{source}: RegDB",
                 source=None if sources is None else source,
             )
@@ -80,8 +83,8 @@ def evaluate_regdb(
         "direction": direction,
         "trials": len(feature_sets),
         "metric": metric,
-        "exclusion": "none",
-        "cmc_kind": "standard",
+        "exclusion": EXCLUSION,
+        "cmc_kind": CMC_KIND,
         "max_rank": MAX_RANK,
         "features": None if sources is None else list(sources),
         "rerank": None if rerank is None else rerank.to_dict(),

@@ -44,6 +44,8 @@ SHOTS: tuple[int, ...] = (1, 10)
 SAMPLINGS: tuple[str, ...] = ("official", "agw")
 OFFICIAL_TRIALS = 10
 MAX_RANK = 20
+#: the protocol's ranking rules [protocol]: camera-3 queries skip camera 2; identity CMC
+EXCLUSION, CMC_KIND = "sysu", "identity"
 
 Folder = tuple[int, int]  # (camera, identity)
 
@@ -343,7 +345,7 @@ def evaluate_sysu(
         try:  # every trial at once (one row sort); same figures as the loop below
             pooled = rank_metrics_pooled(
                 dist, q_pids, g_pids, q_cams, g_cams, columns,
-                exclusion="sysu", cmc_kind="identity", max_rank=MAX_RANK,
+                exclusion=EXCLUSION, cmc_kind=CMC_KIND, max_rank=MAX_RANK,
                 chunk_size=chunk_size,
             )  # fmt: skip
         except VireidError:
@@ -363,7 +365,7 @@ def evaluate_sysu(
         results.append(
             score_trial(
                 trial_dist, (q_pids, q_cams), labels_of(fs, rows, dev), trial=t,
-                rules=("sysu", "identity", MAX_RANK), chunk_size=chunk_size,
+                rules=(EXCLUSION, CMC_KIND, MAX_RANK), chunk_size=chunk_size,
                 where=f"{source}: SYSU-MM01",
             )
         )  # fmt: skip
@@ -375,8 +377,8 @@ def evaluate_sysu(
         "sampling": sampling,
         "trials": trials,
         "metric": metric,
-        "exclusion": "sysu",
-        "cmc_kind": "identity",
+        "exclusion": EXCLUSION,
+        "cmc_kind": CMC_KIND,
         "max_rank": MAX_RANK,
         "features": source,
         "split": str(split.path) if isinstance(split, OfficialSplit) else None,

@@ -101,15 +101,15 @@ def protocol_rows(fs: FeatureSet, dataset: str, direction: str):
     if dataset == "sysu":
         folders = sysu.folders_of(fs)
         gallery = sysu.agw_gallery(folders, mode="all", shots=1, trial=0)
-        return sysu.query_rows(folders), gallery, "sysu", "identity"
+        return sysu.query_rows(folders), gallery, sysu.EXCLUSION, sysu.CMC_KIND
     if dataset == "llcm":
         folders = llcm.folders_of(fs)
         q_mod, g_mod = llcm.DIRECTIONS[direction]
         queries, gallery = llcm.query_rows(folders, q_mod), llcm.gallery_rows(folders, g_mod, 0)
-        return queries, gallery, "same-id-same-camera", "identity"
+        return queries, gallery, llcm.EXCLUSION, llcm.CMC_KIND
     q_cam, g_cam = regdb.DIRECTIONS[direction]
     queries, gallery = np.flatnonzero(fs.camids == q_cam), np.flatnonzero(fs.camids == g_cam)
-    return queries, gallery, "none", "standard"
+    return queries, gallery, regdb.EXCLUSION, regdb.CMC_KIND
 
 
 def rank_queries(
