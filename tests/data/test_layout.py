@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.data.layout import CAM_DIR, PID_DIR, identity_folders, read_list_file
+from reference.data.layout import (
+    CAM_DIR,
+    PID_DIR,
+    detect_dataset,
+    identity_folders,
+    read_list_file,
+)
 from reference.data.records import Problems
 from reference.errors import VireidError
 
@@ -174,3 +180,38 @@ def test_folder_name_patterns():
     assert not CAM_DIR.fullmatch("Cam1") and not CAM_DIR.fullmatch("cam")
     assert PID_DIR.fullmatch("0042") and not PID_DIR.fullmatch("42")
     assert not PID_DIR.fullmatch("00042")
+
+
+@pytest.mark.parametrize(
+    ("folders", "dataset"),
+    [
+        (("cam1", "cam3", "exp"), "sysu"),
+        (("Visible", "Thermal", "idx"), "regdb"),
+        (("test_vis", "test_nir", "idx", "train_vis"), "llcm"),
+    ],
+)
+def test_the_layout_tells_the_dataset(tmp_path, folders, dataset):
+    for name in folders:
+        (tmp_path / name).mkdir()
+    assert detect_dataset(tmp_path) == dataset
+
+
+def test_a_folder_of_no_layout_or_of_several_is_named(tmp_path):
+    expected = (
+        "expected a SYSU-MM01 folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, "
+        "idx/) or an LLCM folder (test_vis/, test_nir/, idx/)"
+    )
+    with pytest.raises(VireidError) as exc:
+        detect_dataset(tmp_path)
+    assert str(exc.value) == f"{tmp_path}: cannot tell the dataset (no layout found); {expected}"
+    for name in ("Visible", "Thermal", "idx", "test_vis", "test_nir"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(VireidError) as exc:
+        detect_dataset(tmp_path)
+    assert str(exc.value) == (
+        f"{tmp_path}: cannot tell the dataset (several layouts found); {expected}"
+    )
+    missing = tmp_path / "nope"
+    with pytest.raises(VireidError) as exc:
+        detect_dataset(missing)
+    assert str(exc.value) == f"{missing}: not a directory; {expected}"

@@ -29,7 +29,6 @@ from reference.training.checkpoint import save_checkpoint
 from reference.training.config import config_to_dict, load_preset
 from reference.training.extract import (
     ExtractConfig,
-    detect_dataset,
     embed_all,
     extract_checkpoint,
     extract_features,
@@ -205,21 +204,6 @@ def test_written_file_scores_under_vireid_evaluate_sysu(sysu_root, baseline, tmp
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("SYSU-MM01 all-search, single-shot, agw draw, 2 trials")
     assert out.splitlines()[-1].startswith("mean ± std")
-
-
-def test_dataset_detection(sysu_root, regdb_root, tmp_path):
-    assert detect_dataset(sysu_root) == "sysu" and detect_dataset(regdb_root) == "regdb"
-    with pytest.raises(VireidError) as exc:
-        detect_dataset(tmp_path)
-    assert str(exc.value) == (
-        f"{tmp_path}: cannot tell the dataset (no layout found); expected a SYSU-MM01 "
-        "folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) or an LLCM folder "
-        "(test_vis/, test_nir/, idx/)"
-    )
-    missing = tmp_path / "nope"
-    with pytest.raises(VireidError) as exc:
-        detect_dataset(missing)
-    assert str(exc.value).startswith(f"{missing}: not a directory; expected a SYSU-MM01 folder")
 
 
 def test_bad_data_roots_and_trials(sysu_root, regdb_root, baseline, tmp_path):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from reference.cli import main
+from reference.data.layout import detect_dataset
 from reference.data.llcm import read_llcm_test, read_llcm_train
 from reference.data.records import ImageRecords
 from reference.errors import VireidError
@@ -21,7 +22,7 @@ from reference.evaluation.features import load_features
 from reference.evaluation.llcm import evaluate_llcm
 from reference.training.config import load_preset
 from reference.training.engine import train
-from reference.training.extract import detect_dataset, extract_checkpoint
+from reference.training.extract import extract_checkpoint
 from reference.training.validation import read_training_data, score_retrieval
 from tests.training.conftest import tiny_config
 

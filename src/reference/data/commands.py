@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reference.data import synthvi
 from reference.data.check import check_llcm, check_regdb, check_sysu
+from reference.data.layout import detect_dataset
 from reference.datasets import REGDB_TRIALS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 
@@ -52,11 +53,9 @@ def _checked(done: int, total: int) -> None:
 def check_command(*, root: Path, dataset: str | None = None) -> int:
     """``vireid data check``: print the report of ``check_sysu``/``check_regdb``/``check_llcm``;
     return 0 if no problem, else 1. ``dataset`` defaults to the one ``root``'s folders show
-    (``detect_dataset``, as ``vireid extract`` reads them)."""
+    (``layout.detect_dataset``, as ``vireid extract`` reads them)."""
     checks = {"sysu": check_sysu, "regdb": check_regdb, "llcm": check_llcm}
     if dataset is None:
-        from reference.training.extract import detect_dataset
-
         try:
             dataset = detect_dataset(root)
         except VireidError as exc:  # a folder too broken to tell: the user can say

@@ -7,6 +7,9 @@ through :class:`~reference.data.records.Problems` (naming the path and what was 
   LLCM's training lists);
 - :func:`identity_folders`: the ``<pid:04d>`` folders of one camera folder and the sorted image
   files of each (SYSU-MM01's cameras, LLCM's test cameras).
+
+And :func:`detect_dataset`, which tells the three layouts apart by their top-level folders (for
+the commands that take any dataset folder: extract, data check, the ranking picture).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from reference.data.records import Problems
+from reference.errors import VireidError
 
 #: a camera folder's name, ``cam<k>`` [protocol]
 CAM_DIR = re.compile(r"cam(\d+)")
@@ -105,3 +109,30 @@ def identity_folders(
             continue
         files[int(pid_dir.name)] = tuple(names)
     return files
+
+
+#: the folders that tell the three layouts apart (the readers validate the rest)
+_LAYOUT_MARKS: dict[str, tuple[str, ...]] = {
+    "sysu": ("cam1", "cam3", "exp"),
+    "regdb": ("Visible", "Thermal", "idx"),
+    "llcm": ("test_vis", "test_nir", "idx"),
+}
+_EXPECTED_FOLDERS = (
+    "expected a SYSU-MM01 folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) "
+    "or an LLCM folder (test_vis/, test_nir/, idx/)"
+)
+
+
+def detect_dataset(root: str | Path) -> str:
+    """``"sysu"``, ``"regdb"`` or ``"llcm"`` from the folders in ``root`` (the readers check the
+    rest)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VireidError(f"{root}: not a directory; {_EXPECTED_FOLDERS}")
+    found = [
+        name for name, marks in _LAYOUT_MARKS.items() if all((root / m).is_dir() for m in marks)
+    ]
+    if len(found) != 1:
+        what = "several layouts" if found else "no layout"
+        raise VireidError(f"{root}: cannot tell the dataset ({what} found); {_EXPECTED_FOLDERS}")
+    return found[0]

@@ -85,8 +85,8 @@ def results_ranks(
     trial: int | None = None,
 ) -> int:
     """Write the ranking picture of a features file of the dataset in ``data_root``."""
+    from reference.data.layout import detect_dataset
     from reference.results.ranks import check_direction, write_ranks
-    from reference.training.extract import detect_dataset
 
     if not data_root.is_dir():
         raise VireidError(f"--data-root: {data_root} is not a folder")

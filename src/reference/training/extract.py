@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from reference.data.cache import decode_all
+from reference.data.layout import detect_dataset
 from reference.data.llcm import read_llcm_test
 from reference.data.records import ImageRecords
 from reference.data.regdb import check_trial, read_regdb
@@ -41,16 +42,6 @@ from reference.fileio import check_writable
 
 Dataset = Literal["sysu", "regdb", "llcm"]
 DATASETS = ("sysu", "regdb", "llcm")
-# the folders that tell the two layouts apart (the readers validate the rest)
-_LAYOUT_MARKS: dict[str, tuple[str, ...]] = {
-    "sysu": ("cam1", "cam3", "exp"),
-    "regdb": ("Visible", "Thermal", "idx"),
-    "llcm": ("test_vis", "test_nir", "idx"),
-}
-_EXPECTED_FOLDERS = (
-    "expected a SYSU-MM01 folder (cam1..cam6, exp/), a RegDB folder (Visible/, Thermal/, idx/) "
-    "or an LLCM folder (test_vis/, test_nir/, idx/)"
-)
 
 
 @dataclass(frozen=True)
@@ -75,21 +66,6 @@ class ExtractConfig:
                 raise VireidError(f"{name}: expected an integer >= {low}, got {value!r}")
         if not isinstance(self.flip, bool):
             raise VireidError(f"flip: expected True or False, got {self.flip!r}")
-
-
-def detect_dataset(root: str | Path) -> Dataset:
-    """``"sysu"``, ``"regdb"`` or ``"llcm"`` from the folders in ``root`` (the readers check the
-    rest)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise VireidError(f"{root}: not a directory; {_EXPECTED_FOLDERS}")
-    found = [
-        name for name, marks in _LAYOUT_MARKS.items() if all((root / m).is_dir() for m in marks)
-    ]
-    if len(found) != 1:
-        what = "several layouts" if found else "no layout"
-        raise VireidError(f"{root}: cannot tell the dataset ({what} found); {_EXPECTED_FOLDERS}")
-    return found[0]  # type: ignore[return-value]
 
 
 def test_records(root: str | Path, dataset: Dataset, trial: int | None = None) -> ImageRecords:
@@ -210,8 +186,8 @@ def extract_features(
 ) -> FeatureSet:
     """The features file contents of ``root``'s test pool, embedded by ``model``.
 
-    ``dataset`` defaults to the one ``root``'s folders show (:func:`detect_dataset`); ``trial``
-    is RegDB's (required there, refused for SYSU-MM01).
+    ``dataset`` defaults to the one ``root``'s folders show (``data.layout.detect_dataset``);
+    ``trial`` is RegDB's (required there, refused for SYSU-MM01).
     """
     dataset = detect_dataset(root) if dataset is None else dataset
     records = test_records(root, dataset, trial)
