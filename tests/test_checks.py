@@ -16,11 +16,11 @@ from reference.checks import (
     METRICS,
     check_bool,
     check_choice,
+    check_file,
     check_integer,
     check_known,
     check_margin,
     check_metric,
-    check_not_folder,
     check_number,
     check_path,
     check_probability,
@@ -159,10 +159,16 @@ def test_parse_number_names_the_field_and_the_text(text):
         parse_number(text, "g")
 
 
-def test_check_not_folder(tmp_path):
+def test_check_file(tmp_path):
+    words = {"expected": "an .npz features file", "missing": "features file not found"}
     (tmp_path / "f.npz").write_bytes(b"")
-    assert check_not_folder(tmp_path / "f.npz", "a file") == tmp_path / "f.npz"
-    assert check_not_folder(tmp_path / "absent", "a file") == tmp_path / "absent"
+    assert check_file(str(tmp_path / "f.npz"), "path", **words) == tmp_path / "f.npz"
     with pytest.raises(VireidError) as info:
-        check_not_folder(tmp_path, "an .npz features file")
+        check_file(tmp_path, "path", **words)
     assert str(info.value) == f"{tmp_path}: is a folder; expected an .npz features file"
+    with pytest.raises(VireidError) as info:
+        check_file(tmp_path / "absent", "path", **words)
+    assert str(info.value) == f"{tmp_path / 'absent'}: features file not found"
+    with pytest.raises(VireidError) as info:
+        check_file(None, "path", **words)
+    assert str(info.value) == "path: expected a non-empty path (str or os.PathLike), got None"

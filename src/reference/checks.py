@@ -28,6 +28,7 @@ __all__ = [
     "Metric",
     "check_bool",
     "check_choice",
+    "check_file",
     "check_integer",
     "check_known",
     "check_margin",
@@ -159,12 +160,16 @@ def check_path(value: object, field: str) -> Path:
     return Path(value)  # type: ignore[arg-type]
 
 
-def check_not_folder(path: Path, expected: str) -> Path:
-    """``path`` unless it is an existing folder, where a reader wants a file: then an error
-    ``<path>: is a folder; expected <expected>`` (the reader's "not found" would mislead: the
-    path exists)."""
+def check_file(value: object, field: str, *, expected: str, missing: str) -> Path:
+    """``value`` as the :class:`~pathlib.Path` of an existing file (:func:`check_path` first):
+    an existing folder is ``<path>: is a folder; expected <expected>`` (a "not found" would
+    mislead: the path exists), a path with nothing there ``<path>: <missing>`` (the reader's own
+    words)."""
+    path = check_path(value, field)
     if path.is_dir():
         raise VireidError(f"{path}: is a folder; expected {expected}")
+    if not path.is_file():
+        raise VireidError(f"{path}: {missing}")
     return path
 
 

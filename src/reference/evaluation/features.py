@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from reference.checks import check_choice, check_not_folder, check_path
+from reference.checks import check_choice, check_file
 from reference.datasets import (
     LLCM_VISIBLE_CAMERAS,
     REGDB_CAMERAS,
@@ -243,9 +243,10 @@ def _modalities(
 def load_features(path: str | os.PathLike[str], dataset: Dataset) -> FeatureSet:
     """Read and validate a features file; errors name the file and the field."""
     _check_dataset(dataset)
-    path = check_not_folder(check_path(path, "path"), "an .npz features file")
-    if not path.is_file():
-        raise VireidError(f"{path}: features file not found (expected an .npz file)")
+    path = check_file(
+        path, "path", expected="an .npz features file",
+        missing="features file not found (expected an .npz file)",
+    )  # fmt: skip
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)

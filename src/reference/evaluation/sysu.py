@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reference.checks import check_choice, check_integer, check_not_folder, check_path
+from reference.checks import check_choice, check_file, check_integer
 from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
 from reference.evaluation.distance import check_metric, pairwise_distance
@@ -128,9 +128,10 @@ def load_official_split(path: str | os.PathLike[str]) -> OfficialSplit:
     """Read ``rand_perm_cam.mat``: ``rand_perm_cam[cam-1, 0][pid-1, 0]`` is ``(10, n)``."""
     import scipy.io
 
-    path = check_not_folder(check_path(path, "path"), "the file rand_perm_cam.mat")
-    if not path.is_file():
-        raise VireidError(f"{path}: split file not found (expected rand_perm_cam.mat)")
+    path = check_file(
+        path, "path", expected="the file rand_perm_cam.mat",
+        missing="split file not found (expected rand_perm_cam.mat)",
+    )  # fmt: skip
     try:
         mat = scipy.io.loadmat(path)
     except Exception as exc:  # scipy raises several types for a corrupt file

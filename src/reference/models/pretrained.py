@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reference.checks import check_not_folder, check_path
+from reference.checks import check_file
 from reference.errors import VireidError
 from reference.models.backbone import STAGES, MultiStreamResNet
 
@@ -45,9 +45,10 @@ def _first(keys: list[str]) -> str:
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state-dict file (tensors only, never arbitrary pickled objects)."""
-    path = check_not_folder(check_path(path, "path"), "a weights file (a torch state dict)")
-    if not path.is_file():
-        raise VireidError(f"{path}: pretrained weights file not found")
+    path = check_file(
+        path, "path", expected="a weights file (a torch state dict)",
+        missing="pretrained weights file not found",
+    )  # fmt: skip
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, not a torch file at all

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from reference import __version__
-from reference.checks import check_not_folder, check_path
+from reference.checks import check_file
 from reference.config import config_diff
 from reference.errors import VireidError
 from reference.fileio import atomic_write_bytes
@@ -134,9 +134,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path`` (tensors on the CPU), checked to be one of ours."""
-    path = check_not_folder(check_path(path, "path"), "a checkpoint file (last.pt, best-val.pt)")
-    if not path.is_file():
-        raise VireidError(f"{path}: no such checkpoint file")
+    path = check_file(
+        path, "path", expected="a checkpoint file (last.pt, best-val.pt)",
+        missing="no such checkpoint file",
+    )  # fmt: skip
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or foreign file

@@ -22,8 +22,8 @@ from typing import Any, Literal
 from reference.checks import (
     check_bool,
     check_choice,
+    check_file,
     check_integer,
-    check_not_folder,
     check_number,
     fail,
     is_integer,
@@ -233,10 +233,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 def preset_path(name: str | Path) -> Path:
     """The file of a shipped preset name, or ``name`` itself when it is a ``.toml`` path."""
     if str(name).endswith(".toml"):
-        path = check_not_folder(Path(name), "a preset file (.toml)")
-        if not path.is_file():
-            raise VireidError(f"{path}: no such preset file")
-        return path
+        return check_file(
+            name, "preset", expected="a preset file (.toml)", missing="no such preset file"
+        )
     if name not in PRESETS:
         raise VireidError(f"preset: expected one of {list(PRESETS)} or a .toml file, got {name!r}")
     return PRESET_DIR / f"{name}.toml"
