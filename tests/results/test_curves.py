@@ -69,6 +69,10 @@ def test_bad_run_folders_are_named(tmp_path):
     assert str(info.value) == (
         f"{tmp_path / 'log.csv'}: no rows yet; the run logs every run.log_every steps"
     )
+    (tmp_path / "log.csv").write_bytes(b"")  # pandas' EmptyDataError, a ValueError
+    with pytest.raises(VireidError) as info:
+        read_logs(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'log.csv'}: not a readable CSV file (")
     (tmp_path / "log.csv").write_text("epoch,loss\n1,2.0\n")
     with pytest.raises(VireidError) as info:
         read_logs(tmp_path)

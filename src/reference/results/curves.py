@@ -68,7 +68,7 @@ def read_logs(folder: str | os.PathLike[str]) -> RunLogs:
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
         raise VireidError(f"{path}: not a readable CSV file ({exc})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
