@@ -20,7 +20,9 @@ protocol and the float32 product(s) it cannot avoid, interleaved in the same pro
 the minimum of each over five rounds (a loaded machine only adds time; with three, two runs an
 hour apart differed by 0.1 in the ratio): SYSU-MM01 one product
 queries x (union of the ten trials' gallery rows), RegDB one 2,060 x 2,060 product per trial,
-LLCM one queries x gallery product per trial (10 trials, the example's test-set shape).
+LLCM one queries x gallery product per trial (10 trials, the example's test-set shape). The
+SYSU-MM01 protocol computes less than its product: not the camera-3 queries' distances to the
+camera-2 images, which its camera rule skips (``pairwise_distance_partial``, about 9 % of it).
 ``extra_info``: both minima, their ratio, each round's own ratio and the product shapes.
 
 Two kinds of features (``data``): ``example``, the generated examples at d = 2048, where every

@@ -17,6 +17,7 @@ from reference.evaluation.distance import (
     as_float_matrix,
     first_non_finite,
     pairwise_distance,
+    pairwise_distance_partial,
 )
 
 
@@ -331,3 +332,92 @@ def test_prepared_queries_are_checked_and_matched():
     assert str(info.value) == (
         "queries: prepared for euclidean in torch.float32, the gallery for cosine in torch.float32"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# rows that skip columns (pairwise_distance_partial)
+# ---------------------------------------------------------------------------------------------
+
+
+@given(
+    pair=feature_pairs(nonzero=True),
+    metric=st.sampled_from(["euclidean", "cosine"]),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+    data=st.data(),
+)
+def test_partial_distances_are_the_oracle_outside_the_skipped_block(
+    device, pair, metric, dtype, data
+):
+    query, gallery = pair
+    n_query, n_gallery = len(query), len(gallery)
+    width = data.draw(st.integers(0, n_gallery), label="width")
+    short = np.array(data.draw(st.lists(st.booleans(), min_size=n_query, max_size=n_query)))
+    q = torch.as_tensor(query, dtype=dtype, device=device)
+    g = torch.as_tensor(gallery, dtype=dtype, device=device)
+    got = pairwise_distance_partial(q, g, metric, short_rows=short, width=width)
+    assert got.dtype == dtype and got.device.type == device.type
+    assert got.shape == (n_query, n_gallery)
+    got = got.double().cpu().numpy()
+    expected = np.array(oracle(q.double().cpu().numpy(), g.double().cpu().numpy(), metric))
+    read = ~(short[:, None] & (np.arange(n_gallery) >= width)[None])
+    assert np.all(got[~read] == 0.0)  # no distance there: 0
+    # the plain call's values, within its rounding (the products differ in shape only)
+    plain = pairwise_distance(q, g, metric).double().cpu().numpy()
+    np.testing.assert_allclose(got[read], plain[read], rtol=4 * eps(dtype), atol=4 * eps(dtype))
+    if metric == "euclidean":  # and the oracle within the expansion's bound, as above
+        sq_q = (q.double() ** 2).sum(1).cpu().numpy()[:, None]
+        sq_g = (g.double() ** 2).sum(1).cpu().numpy()[None, :]
+        bound = 8 * query.shape[1] * eps(dtype) * (sq_q + sq_g)
+        assert np.all((np.abs(got**2 - expected**2) <= bound)[read])
+    else:
+        assert np.all((np.abs(got - expected) <= 64 * query.shape[1] * eps(dtype))[read])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_partial_distances_at_the_sysu_size_equal_the_whole_product(device, metric):
+    # SYSU-MM01's shape (3,803 queries, about half of camera 3; the single-shot pool of 2,489
+    # images, its 470 camera-2 ones last; d = 2048): on the CPU's BLAS every entry computed is
+    # the whole product's to the last bit (a near-tie then ranks alike); another device's
+    # library may choose another kernel for another shape: within rounding there
+    gen = torch.Generator().manual_seed(5)
+    q = (torch.randn(3803, 2048, generator=gen) * 3).to(device)
+    g = (torch.randn(2489, 2048, generator=gen) * 3).to(device)
+    short = torch.rand(3803, generator=gen).to(device) < 0.5
+    width = 2489 - 470
+    got = pairwise_distance_partial(q, g, metric, short_rows=short, width=width)
+    whole = pairwise_distance(q, g, metric)
+    got[short, width:] = whole[short, width:]  # the skipped block aside
+    if device.type == "cpu":
+        assert torch.equal(got, whole)
+    else:
+        torch.testing.assert_close(got, whole)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"short_rows": np.zeros(3, dtype=bool), "width": 5},
+            "width: expected an integer in 0..4, got 5",
+        ),
+        (
+            {"short_rows": np.zeros(3, dtype=bool), "width": -1},
+            "width: expected an integer in 0..4, got -1",
+        ),
+        (
+            {"short_rows": np.zeros(2, dtype=bool), "width": 1},
+            "short_rows: expected a bool array of shape (3,) (one per query), got (2,) of "
+            "torch.bool",
+        ),
+        (
+            {"short_rows": np.zeros(3, dtype=np.int64), "width": 1},
+            "short_rows: expected a bool array of shape (3,) (one per query), got (3,) of "
+            "torch.int64",
+        ),
+    ],
+)
+def test_partial_distances_bad_input(device, kwargs, message):
+    q, g = torch.ones(3, 2, device=device), torch.ones(4, 2, device=device)
+    with pytest.raises(VireidError) as info:
+        pairwise_distance_partial(q, g, "euclidean", **kwargs)
+    assert str(info.value) == message

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reference.checks import METRICS, Metric, check_known
+from reference.checks import METRICS, Metric, check_integer, check_known
 from reference.errors import VireidError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "check_metric",
     "first_non_finite",
     "pairwise_distance",
+    "pairwise_distance_partial",
 ]
 
 
@@ -110,6 +111,50 @@ def pairwise_distance(
     return prepared.distances(q)
 
 
+def pairwise_distance_partial(
+    query: torch.Tensor | np.ndarray,
+    gallery: torch.Tensor | np.ndarray,
+    metric: Metric = "euclidean",
+    *,
+    short_rows: torch.Tensor | np.ndarray,
+    width: int,
+) -> torch.Tensor:
+    """``pairwise_distance(query, gallery, metric)`` except in the block that a ranking rule
+    never reads: the rows flagged by ``short_rows`` (bool, one per query) hold their first
+    ``width`` distances only; their columns ``width:`` hold 0, no distance (a ranking must apply
+    the rule that skips them: without it they would rank first).
+
+    SYSU-MM01's camera rule is such a block (``sysu.md``): its camera-3 queries skip every
+    camera-2 gallery item, which the protocol lists last. Two products instead of one: every
+    row against the first ``width`` columns, written in place into the result, and the other
+    rows against the rest. Each computed entry is the same formula as the plain call's (spec,
+    "Rows that skip columns").
+    """
+    check_metric(metric)
+    q = as_feature_tensor(query, "query_features")
+    g = as_feature_tensor(gallery, "gallery_features", device=q.device)
+    n_query, n_gallery = q.shape[0], g.shape[0]
+    width = check_integer(width, "width", low=0, high=n_gallery)
+    short = torch.as_tensor(short_rows, device=q.device)
+    if short.dtype != torch.bool or tuple(short.shape) != (n_query,):
+        raise VireidError(
+            f"short_rows: expected a bool array of shape ({n_query},) (one per query), got "
+            f"{tuple(short.shape)} of {short.dtype}"
+        )
+    prepared = PreparedGallery.build(g, metric, q.dtype, q.shape[1])
+    queries = PreparedQueries.build(q, metric, prepared.gallery.dtype)
+    out = torch.empty(n_query, n_gallery, dtype=prepared.gallery.dtype, device=q.device)
+    prepared.columns(0, width).distances_into(queries, out[:, :width])
+    if width < n_gallery:
+        tail = out[:, width:]
+        tail[short] = 0.0
+        full = (~short).nonzero()[:, 0]
+        if full.numel():
+            rest = prepared.columns(width, n_gallery).distances_to(queries.subset(full))
+            tail.index_copy_(0, full, rest)
+    return out
+
+
 class PreparedGallery:
     """The gallery side of the distance, computed once for many query chunks.
 
@@ -136,6 +181,11 @@ class PreparedGallery:
             return cls(_unit_rows(g, "gallery_features"), None, metric)
         return cls(g, (g * g).sum(dim=1), metric)
 
+    def columns(self, start: int, stop: int) -> PreparedGallery:
+        """This gallery's items ``start:stop`` (views, no copy)."""
+        norms = None if self.sq_norms is None else self.sq_norms[start:stop]
+        return PreparedGallery(self.gallery[start:stop], norms, self.metric)
+
     def distances(self, query: torch.Tensor) -> torch.Tensor:
         """``(n_query, n_gallery)`` distances of checked queries to this gallery."""
         return self.distances_to(PreparedQueries.build(query, self.metric, self.gallery.dtype))
@@ -143,21 +193,30 @@ class PreparedGallery:
     def distances_to(self, queries: PreparedQueries) -> torch.Tensor:
         """:meth:`distances` of queries prepared once (:class:`PreparedQueries`) in this
         gallery's metric and dtype."""
+        out = torch.empty(
+            queries.rows.shape[0], self.gallery.shape[0],
+            dtype=self.gallery.dtype, device=self.gallery.device,
+        )  # fmt: skip
+        return self.distances_into(queries, out)
+
+    def distances_into(self, queries: PreparedQueries, out: torch.Tensor) -> torch.Tensor:
+        """:meth:`distances_to` written into ``out`` (``(n_query, n_gallery)``, rows of unit
+        column stride, such as a block of columns of a larger matrix: the product writes there
+        in place) and returned."""
         if queries.metric != self.metric or queries.rows.dtype != self.gallery.dtype:
             raise VireidError(
                 f"queries: prepared for {queries.metric} in {queries.rows.dtype}, the gallery "
                 f"for {self.metric} in {self.gallery.dtype}"
             )
         if self.metric == "cosine":
-            one = queries.rows.new_ones(1, 1)
-            return torch.addmm(one, queries.rows, self.gallery.T, alpha=-1.0)
+            out.fill_(1.0)
+            return out.addmm_(queries.rows, self.gallery.T, alpha=-1.0)
         # |q|^2 + |g|^2 - 2 q.g in one fused product; rounding can dip below zero when q ~ g:
         # clamp before the root. The product adds into the matrix of norms in place
         # (``addmm_``): the same BLAS call as ``torch.addmm(bias, ...)``, the same values, without
         # a second (n_query, n_gallery) matrix to allocate and copy the norms into (spec)
-        bias = queries.sq_norms + self.sq_norms
-        sq = bias.addmm_(queries.rows, self.gallery.T, alpha=-2.0)
-        return sq.clamp_min_(0.0).sqrt_()
+        torch.add(queries.sq_norms, self.sq_norms, out=out)
+        return out.addmm_(queries.rows, self.gallery.T, alpha=-2.0).clamp_min_(0.0).sqrt_()
 
 
 class PreparedQueries:
@@ -185,6 +244,11 @@ class PreparedQueries:
         if metric == "cosine":
             return cls(query, _unit_rows(q, "query_features"), None, metric)
         return cls(query, q, (q * q).sum(dim=1, keepdim=True), metric)
+
+    def subset(self, index: torch.Tensor) -> PreparedQueries:
+        """The queries ``index`` (copies of their prepared rows: the same values)."""
+        norms = None if self.sq_norms is None else self.sq_norms[index]
+        return PreparedQueries(self.query[index], self.rows[index], norms, self.metric)
 
     @classmethod
     def of(cls, query: torch.Tensor | np.ndarray, metric: str) -> PreparedQueries:

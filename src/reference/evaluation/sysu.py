@@ -13,7 +13,9 @@ indoor: 1, 2) whose folder has images, ``shots`` images drawn by
 
 Each trial is scored with the camera rule ``sysu`` (queries of camera 3 skip gallery camera 2)
 and the identity CMC; the query x gallery distances are computed once for the union of all
-trials' gallery rows and sliced per trial. Figures are averaged over the trials (``Scores``).
+trials' gallery rows and sliced per trial, without the camera-3 queries' distances to camera-2
+images, which the rule skips (``pairwise_distance_partial``). Figures are averaged over the
+trials (``Scores``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import torch
 from reference.checks import check_choice, check_file, check_integer
 from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
-from reference.evaluation.distance import check_metric, pairwise_distance
+from reference.evaluation.distance import check_metric, pairwise_distance_partial
 from reference.evaluation.features import FeatureSet
 from reference.evaluation.pooled import rank_metrics_pooled, take_columns
+from reference.evaluation.ranking import SYSU_QUERY_CAMERA, SYSU_SKIPPED_CAMERA
 from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
 from reference.evaluation.trials import features_of, labels_of, score_trial
@@ -328,19 +331,29 @@ def evaluate_sysu(
             )
         galleries.append(rows)
 
-    # one distance matrix for every gallery row any trial uses, sliced per trial
+    # one distance matrix for every gallery row any trial uses, sliced per trial; the pool
+    # lists the camera-2 rows last, and the camera-3 queries, which skip them (camera rule),
+    # get no distance to them (sysu.md, "Computation")
     union = np.unique(np.concatenate(galleries))
+    skipped = fs.camids[union] == SYSU_SKIPPED_CAMERA
+    union = np.concatenate([union[~skipped], union[skipped]])
+    width = int(union.size - skipped.sum())
     dev = torch.device(device) if device is not None else torch.device("cpu")
     qf = features_of(fs, queries, dev)
-    dist = None
-    if rerank is None:  # re-ranking works trial by trial (below)
-        dist = pairwise_distance(qf, features_of(fs, union, dev), metric)
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
+    dist = None
+    if rerank is None:  # re-ranking works trial by trial (below)
+        short = q_cams == SYSU_QUERY_CAMERA
+        dist = pairwise_distance_partial(
+            qf, features_of(fs, union, dev), metric, short_rows=short, width=width
+        )
 
     g_pids = torch.from_numpy(fs.pids[union]).to(dev)
     g_cams = torch.from_numpy(fs.camids[union]).to(dev)
-    columns = [np.searchsorted(union, rows) for rows in galleries]
+    column_of = np.empty(len(fs), dtype=np.int64)
+    column_of[union] = np.arange(union.size)
+    columns = [column_of[rows] for rows in galleries]
     pooled = None
     if dist is not None:
         try:  # every trial at once (one row sort); same figures as the loop below
