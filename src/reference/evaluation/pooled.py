@@ -135,14 +135,19 @@ TAKE_BLOCK_BYTES = 1 << 20
 
 
 def take_columns_each(
-    dist: torch.Tensor, galleries: list[torch.Tensor], block_bytes: int = TAKE_BLOCK_BYTES
+    dist: torch.Tensor,
+    galleries: list[torch.Tensor],
+    block_bytes: int = TAKE_BLOCK_BYTES,
+    threads: int | None = None,
 ) -> list[torch.Tensor]:
     """``[take_columns(dist, cols) for cols in galleries]``, the same values.
 
     On CPU the rows are read block by block (``block_bytes`` of ``dist`` each, about a core's
     L2 cache) and every gallery takes its columns from a block while it is in cache: the
     distance matrix is read from memory once instead of once per gallery (a gallery's columns
-    are scattered over the whole row, so one take touches nearly every cache line of it).
+    are scattered over the whole row, so one take touches nearly every cache line of it). The
+    blocks are shared among ``threads`` threads (default ``torch.get_num_threads()``; NumPy's
+    take releases the GIL), each writing its own rows of the results.
     Test: ``tests/evaluation/test_pooled.py::test_take_columns_each_equals_take_columns``.
     """
     n_rows, n_pool = dist.shape
@@ -153,12 +158,15 @@ def take_columns_each(
     index = [cols.numpy() for cols in galleries]
     out = [np.empty((n_rows, i.size), dtype=source.dtype) for i in index]
     block = rows_per_chunk(n_pool * source.itemsize, block_bytes)
-    for s in range(0, n_rows, block):
+
+    def take_block(s: int) -> None:
         rows = source[s : s + block]
         for i, o in zip(index, out, strict=True):
             # mode "clip" writes straight into ``out`` ("raise" would buffer); the columns were
             # checked to lie in [0, n_pool) (check_galleries), so nothing is clipped
             np.take(rows, i, axis=1, out=o[s : s + block], mode="clip")
+
+    run_each(take_block, range(0, n_rows, block), threads, "take")
     return [torch.from_numpy(o) for o in out]
 
 
