@@ -37,6 +37,9 @@ def tiny_llcm(root: Path, *, seed: int = 0, size: tuple[int, int] = (8, 4)) -> P
                 lines.append(f"{rel} {label}")
         (root / "idx" / f"train_{name}.txt").write_text("\n".join(lines) + "\n")
     (root / "idx" / "test_id.txt").write_text("105,3,12\n")
+    for folder, cams in (("test_vis", VIS), ("test_nir", NIR)):  # every camera, as the dataset
+        for cam in cams:
+            (root / folder / f"cam{cam}").mkdir(parents=True)
     for pid in (3, 12, 105):
         for folder, cams, gray in (("test_vis", VIS, False), ("test_nir", NIR, True)):
             for cam in rng.choice(cams, 2, replace=False).tolist():
@@ -109,12 +112,25 @@ def test_infrared_camera_3_is_a_problem(broken):
 
 def test_test_id_without_infrared_images(broken):
     shutil.rmtree(broken / "test_nir")
-    (broken / "test_nir").mkdir()
+    for cam in NIR:
+        (broken / "test_nir" / f"cam{cam}").mkdir(parents=True)
     with pytest.raises(VireidError) as info:
         read_llcm_test(broken)
     assert str(info.value) == (
         f"identity 105 listed in {broken / 'idx' / 'test_id.txt'} has no image in "
         f"{broken / 'test_nir'}/cam*/0105; expected images in both test_vis and test_nir"
+    )
+
+
+def test_a_missing_test_camera_folder_is_a_problem(broken):
+    # the public code skips a folder that is not there: a camera lost in a copy would shrink
+    # the test set without a word
+    shutil.rmtree(broken / "test_vis" / "cam7")
+    with pytest.raises(VireidError) as info:
+        read_llcm_test(broken)
+    assert str(info.value) == (
+        f"{broken / 'test_vis' / 'cam7'}: missing camera folder; expected cam1, cam2, cam3, "
+        f"cam4, cam5, cam6, cam7, cam8, cam9 in {broken / 'test_vis'}"
     )
 
 

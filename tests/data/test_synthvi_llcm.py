@@ -22,6 +22,9 @@ def test_synthvi_llcm_folder_reads_and_checks(tmp_path, capsys):
     assert sorted(set(test.pids.tolist())) == test_ids and len(test_ids) == 3
     assert len(test) == sum(n for (_, _, pid), n in counts.items() if pid in test_ids)
     assert not ((test.modality == 1) & (test.camids == 3)).any()  # no infrared camera 3
+    # every test camera folder, also one no test identity has images in
+    for folder, cams in (("test_vis", range(1, 10)), ("test_nir", (1, 2, 4, 5, 6, 7, 8, 9))):
+        assert sorted(p.name for p in (out / folder).iterdir()) == sorted(f"cam{c}" for c in cams)
     train = read_llcm_train(out)
     assert sorted(set(train.pids.tolist())) == list(range(len(train_ids)))
     assert set(train.modality.tolist()) == {0, 1}

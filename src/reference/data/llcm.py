@@ -76,6 +76,11 @@ def _scan_modality(
         problems.add(f"{base}: missing folder; expected test_vis/ and test_nir/ in {root}")
         return files
     allowed = ", ".join(f"cam{c}" for c in cameras)
+    for cam in cameras:  # a camera folder lost in a copy would shrink the test set unseen
+        if not (base / f"cam{cam}").is_dir():
+            problems.add(
+                f"{base / f'cam{cam}'}: missing camera folder; expected {allowed} in {base}"
+            )
     for cam_dir in sorted(base.iterdir()):
         m = CAM_DIR.fullmatch(cam_dir.name)
         if not (cam_dir.is_dir() and m and int(m.group(1)) in cameras):
@@ -90,11 +95,12 @@ def _scan_modality(
 def scan_llcm_test(root: str | Path, problems: Problems | None = None) -> LlcmTest:
     """List and validate the test part: folders, ``idx/test_id.txt``, both modalities per id.
 
-    Problems (each names the path and what was expected): a missing ``test_vis``/``test_nir``;
-    an entry that is not a camera folder of that modality (``test_nir/cam3`` included); an entry
-    that is not a ``<pid:04d>`` folder; a non-file or an empty identity folder; a missing or
-    malformed ``test_id.txt``; a test id without images in one of the modalities; an identity
-    folder whose id is not a test id. With ``problems=None`` the first one raises.
+    Problems (each names the path and what was expected): a missing ``test_vis``/``test_nir``
+    or camera folder of either; an entry that is not a camera folder of that modality
+    (``test_nir/cam3`` included); an entry that is not a ``<pid:04d>`` folder; a non-file or
+    an empty identity folder; a missing or malformed ``test_id.txt``; a test id without images
+    in one of the modalities; an identity folder whose id is not a test id. With
+    ``problems=None`` the first one raises.
     """
     problems = problems if problems is not None else Problems(collect=False)
     root = check_root(root)

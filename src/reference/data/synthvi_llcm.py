@@ -101,6 +101,9 @@ def write_llcm_layout(
                         lists[name].append(f"{rel} {label[int(rel.split('/')[2])]}")
         for top in ("train_vis", "train_nir", "test_vis", "test_nir"):
             (tmp / top).mkdir(exist_ok=True)
+        for name, cams, _ in MODALITIES:  # every test camera folder, as in the dataset
+            for cam in cams:
+                (tmp / f"test_{name}" / f"cam{cam}").mkdir(exist_ok=True)
         idx = tmp / "idx"
         idx.mkdir()
         for name, lines in lists.items():
