@@ -302,3 +302,21 @@ def test_a_directory_that_is_not_a_path_is_named():
         assert str(info.value) == (
             "directory: expected a non-empty path (str or os.PathLike), got ['tables']"
         )
+
+
+def test_a_source_that_is_a_folder_or_not_a_csv_file_is_named(tmp_path):
+    (tmp_path / "good.csv").write_text(",".join(published.COLUMNS) + "\n")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(VireidError) as info:
+        published.load_source("folder", tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'folder.csv'}: is a folder; expected a published table (a CSV file)"
+    )
+    (tmp_path / "quoted.csv").write_text('method,source\n"unclosed,x\n')
+    with pytest.raises(VireidError) as info:
+        published.load_source("quoted", tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'quoted.csv'}: cannot read as a CSV table: ")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(VireidError) as info:
+        published.load_source("empty", tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'empty.csv'}: cannot read as a CSV table: ")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reference.checks import check_path, parse_number
+from reference.checks import check_file, check_path, parse_number
 from reference.errors import VireidError
 
 COLUMNS: tuple[str, ...] = (
@@ -101,12 +101,14 @@ def sources(directory: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
 def load_source(name: str, directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """One source's figures, validated (see :func:`validate`)."""
     folder = check_path(directory, "directory") if directory is not None else published_dir()
-    path = folder / f"{name}.csv"
-    if not path.is_file():
-        raise VireidError(
-            f"{path}: no such published table; sources: {', '.join(sources(folder)) or 'none'}"
-        )
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    path = check_file(
+        folder / f"{name}.csv", "source", expected="a published table (a CSV file)",
+        missing=f"no such published table; sources: {', '.join(sources(folder)) or 'none'}",
+    )  # fmt: skip
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise VireidError(f"{path}: cannot read as a CSV table: {exc}") from exc
     return validate(frame, str(path), source=name)
 
 
