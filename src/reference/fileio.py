@@ -19,12 +19,14 @@ import contextlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from reference.checks import check_path
 from reference.errors import VireidError
+
+T = TypeVar("T")
 
 
 def check_writable(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
@@ -90,31 +92,41 @@ def why_not(target: Path, exc: OSError) -> str:
 TEMPORARY_ATTEMPTS = 100
 
 
+def with_fresh_name(create: Callable[[str], T], parent: Path, what: str) -> T:
+    """``create(token)`` with a new random token (32 bits, hex) until a call does not raise
+    ``FileExistsError``, at most :data:`TEMPORARY_ATTEMPTS` calls; then ``FileExistsError``
+    naming ``parent`` and ``what``."""
+    for _ in range(TEMPORARY_ATTEMPTS):
+        try:
+            return create(secrets.token_hex(4))
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: no free temporary name for {what}")
+
+
 def create_temporary_file(target: Path) -> tuple[int, Path]:
     """A new empty file beside ``target`` (``.<name>.<random>.tmp``), open for writing: ``(file
     descriptor, path)``. Created with mode ``0o666``, which the kernel reduces by the umask, as
     for any new file; ``O_EXCL`` makes the name this call's alone (it also refuses a link)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(TEMPORARY_ATTEMPTS):
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
+
+    def create(token: str) -> tuple[int, Path]:
+        tmp = target.parent / f".{target.name}.{token}.tmp"
+        return os.open(tmp, flags, 0o666), tmp
+
+    return with_fresh_name(create, target.parent, target.name)
 
 
 def create_temporary_folder(parent: Path, prefix: str) -> Path:
     """A new empty folder ``<prefix><random>`` in ``parent``, created with mode ``0o777`` less
     the umask, as ``mkdir`` creates one (``tempfile.mkdtemp`` would make it ``0o700``)."""
-    for _ in range(TEMPORARY_ATTEMPTS):
-        folder = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            folder.mkdir(0o777)
-        except FileExistsError:
-            continue
+
+    def create(token: str) -> Path:
+        folder = parent / f"{prefix}{token}"
+        folder.mkdir(0o777)
         return folder
-    raise FileExistsError(f"{parent}: no free temporary name for {prefix}...")
+
+    return with_fresh_name(create, parent, f"{prefix}...")
 
 
 def atomic_write_bytes(
