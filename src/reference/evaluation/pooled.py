@@ -35,6 +35,7 @@ from reference.evaluation.ranking import (
     ChunkValues,
     QueryScorer,
     float32_keys,
+    next_slot_equal,
     sort_ranks,
     sort_rows,
 )
@@ -301,8 +302,7 @@ class PooledScorer:
         pool_keys = torch.where(pool_present, keys.gather(1, pool_item), SENTINEL32)
         pool_at = torch.searchsorted(packed, pool_keys.to(torch.int64) * (1 << 32))
         pool_lower = [w.gather(1, pool_at) for w in counts]
-        after = packed.gather(1, (pool_at + 1).clamp_max(n_pool - 1)) >> 32
-        pool_shared = (pool_at + 1 < n_pool) & (after == pool_keys)
+        pool_shared = next_slot_equal(packed, pool_at, pool_keys, shift=32)
         out = []
         for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
             word, shift = t // self.per_word, self.field * (t % self.per_word)

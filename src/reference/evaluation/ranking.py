@@ -201,9 +201,7 @@ class QueryScorer:
         below = torch.searchsorted(sorted_keys, pos_keys)
         ranks = below + 1
         # a kept positive's key first sorts at ``below``; it is shared if the next key is equal
-        n_gallery = sorted_keys.shape[1]
-        after = sorted_keys.gather(1, (below + 1).clamp_max(n_gallery - 1))
-        shared = kept & (below + 1 < n_gallery) & (after == pos_keys)
+        shared = kept & next_slot_equal(sorted_keys, below, pos_keys)
         if bool(shared.any()):
             r, a = shared.nonzero(as_tuple=True)
             ranks[r, a] += self.ties_before(keys[r], pos_keys[r, a], item[r, a])
@@ -254,6 +252,19 @@ class QueryScorer:
             own = self.g_labels[lead_item[i, 0]]
             first_rank[i] += int(torch.unique(others[others != own]).numel())
         return first_rank
+
+
+def next_slot_equal(
+    sorted_rows: torch.Tensor, at: torch.Tensor, keys: torch.Tensor, shift: int = 0
+) -> torch.Tensor:
+    """Per entry, whether slot ``at + 1`` of its sorted row exists and holds ``keys`` (the
+    slot's value ``>> shift``: the key of a packed word): where a key first sorts at ``at``,
+    another item of the row shares it."""
+    n = sorted_rows.shape[1]
+    after = sorted_rows.gather(1, (at + 1).clamp_max(n - 1))
+    if shift:
+        after = after >> shift
+    return (at + 1 < n) & (after == keys)
 
 
 def sort_ranks(
