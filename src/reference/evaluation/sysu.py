@@ -1,10 +1,8 @@
-"""The SYSU-MM01 protocol: all / indoor search, single- / multi-shot, trials averaged.
-
-Spec: ``spec/evaluation/sysu.md``.
-
-Query: every IR image (cameras 3 and 6) of the test identities. Gallery of trial ``t``: for each
-test identity (sorted as zero-padded strings) and each RGB camera of the mode (all: 1, 2, 4, 5;
-indoor: 1, 2) whose folder has images, ``shots`` images drawn by
+"""The SYSU-MM01 protocol: all / indoor search, single- / multi-shot, trials averaged. Spec:
+``spec/evaluation/sysu.md``. Query: every IR image (cameras 3 and 6) of the test identities.
+Gallery of trial ``t``: for each test identity (sorted as zero-padded strings) and each RGB
+camera of the mode (all: 1, 2, 4, 5; indoor: 1, 2) whose folder has images, ``shots`` images
+drawn by
 
 - ``official``: the frames ``P[cam, pid][t, :shots] - 1`` of the dataset authors'
   ``rand_perm_cam.mat`` (1-based permutations, 10 rows);
@@ -12,10 +10,8 @@ indoor: 1, 2) whose folder has images, ``shots`` images drawn by
   ``choice(sorted files)``; multi-shot ``sample(sorted files, min(shots, n))`` (reconstruction).
 
 Each trial is scored with the camera rule ``sysu`` (queries of camera 3 skip gallery camera 2)
-and the identity CMC; the query x gallery distances are computed once for the union of all
-trials' gallery rows and sliced per trial, without the camera-3 queries' distances to camera-2
-images, which the rule skips (``pairwise_distance_partial``). Figures are averaged over the
-trials (``Scores``).
+and the identity CMC, on the distances to the union of all trials' gallery rows, computed once
+(less those the rule skips: ``pairwise_distance_partial``). Figures are trial means (``Scores``).
 """
 
 from __future__ import annotations
@@ -331,29 +327,24 @@ def evaluate_sysu(
             )
         galleries.append(rows)
 
-    # one distance matrix for every gallery row any trial uses, sliced per trial; the pool
-    # lists the camera-2 rows last, and the camera-3 queries, which skip them (camera rule),
-    # get no distance to them (sysu.md, "Computation")
+    # one distance matrix for every gallery row any trial uses (camera 2 last: camera-3 queries
+    # skip them, their distances are not computed; sysu.md, "Computation"), sliced per trial
     union = np.unique(np.concatenate(galleries))
-    skipped = fs.camids[union] == SYSU_SKIPPED_CAMERA
-    union = np.concatenate([union[~skipped], union[skipped]])
-    width = int(union.size - skipped.sum())
+    union = union[np.argsort(fs.camids[union] == SYSU_SKIPPED_CAMERA, kind="stable")]
+    width = int((fs.camids[union] != SYSU_SKIPPED_CAMERA).sum())
     dev = torch.device(device) if device is not None else torch.device("cpu")
     qf = features_of(fs, queries, dev)
     q_pids = torch.from_numpy(fs.pids[queries]).to(dev)
     q_cams = torch.from_numpy(fs.camids[queries]).to(dev)
     dist = None
     if rerank is None:  # re-ranking works trial by trial (below)
-        short = q_cams == SYSU_QUERY_CAMERA
-        dist = pairwise_distance_partial(
-            qf, features_of(fs, union, dev), metric, short_rows=short, width=width
-        )
+        short, g = q_cams == SYSU_QUERY_CAMERA, features_of(fs, union, dev)
+        dist = pairwise_distance_partial(qf, g, metric, short_rows=short, width=width)
 
     g_pids = torch.from_numpy(fs.pids[union]).to(dev)
     g_cams = torch.from_numpy(fs.camids[union]).to(dev)
-    column_of = np.empty(len(fs), dtype=np.int64)
-    column_of[union] = np.arange(union.size)
-    columns = [column_of[rows] for rows in galleries]
+    order = np.argsort(union)  # each gallery row's column in the pool
+    columns = [order[np.searchsorted(union, rows, sorter=order)] for rows in galleries]
     pooled = None
     if dist is not None:
         try:  # every trial at once (one row sort); same figures as the loop below
