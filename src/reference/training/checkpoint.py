@@ -169,7 +169,10 @@ def checkpoint_config(data: dict[str, Any], path: str | Path) -> TrainConfig:
 
 
 #: config fields that say where things are, not what is computed: they may differ on resume
-RESUME_MAY_DIFFER = ("data.root", "data.cache_dir", "data.workers", "run.progress", "preset")
+RESUME_MAY_DIFFER = (
+    "data.root", "data.cache_dir", "data.workers", "run.progress", "run.keep_freed_memory",
+    "preset",
+)  # fmt: skip
 
 
 def check_resume(config: TrainConfig, data: dict[str, Any], path: Path, world_size: int) -> None:

@@ -137,6 +137,7 @@ class RunConfig:
     checkpoint_every: int = 1  # epochs between last.pt writes (and always at the end)
     checkpoint_steps: int = 0  # also write last.pt every N steps (0: off)
     progress: bool = True  # tqdm bar on stderr
+    keep_freed_memory: bool = True  # CPU runs under glibc: freed blocks reused (allocator.md)
 
     def __post_init__(self) -> None:
         for name, low in (
@@ -153,7 +154,7 @@ class RunConfig:
         check_choice(self.amp, "amp", AMP)
         check_choice(self.device, "device", DEVICES)
         for name in ("deterministic", "channels_last", "compile", "sync_bn", "monitor_test",
-                     "progress"):  # fmt: skip
+                     "progress", "keep_freed_memory"):  # fmt: skip
             check_bool(getattr(self, name), name, expected="true or false")
 
 

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from reference.data.pipeline import TrainPipeline
 from reference.errors import VireidError
 from reference.losses.dispatch import compute_losses
+from reference.training.allocator import keep_freed_memory
 from reference.training.checkpoint import (
     check_resume,
     read_checkpoint,
@@ -273,6 +274,8 @@ def train(
         device = pick_device(config, procs)
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        elif config.run.keep_freed_memory:
+            keep_freed_memory()  # a step's activations reuse freed blocks (allocator.md)
         check_root(config)  # before anything is written
         if procs.writer:
             prepare_folder(out_dir, resume=resume, force=force)
