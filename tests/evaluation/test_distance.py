@@ -361,16 +361,16 @@ def test_partial_distances_are_the_oracle_outside_the_skipped_block(
     expected = np.array(oracle(q.double().cpu().numpy(), g.double().cpu().numpy(), metric))
     read = ~(short[:, None] & (np.arange(n_gallery) >= width)[None])
     assert np.all(got[~read] == 0.0)  # no distance there: 0
-    # the plain call's values, within its rounding (the products differ in shape only)
-    plain = pairwise_distance(q, g, metric).double().cpu().numpy()
-    np.testing.assert_allclose(got[read], plain[read], rtol=4 * eps(dtype), atol=4 * eps(dtype))
-    if metric == "euclidean":  # and the oracle within the expansion's bound, as above
+    # within the plain call's error bounds of the oracle (above): the products differ in shape
+    # only, and a BLAS may round another shape otherwise (a near-duplicate's cancellation then
+    # leaves another small remainder), so each is held to the bound, not to the other's bits
+    if metric == "euclidean":
         sq_q = (q.double() ** 2).sum(1).cpu().numpy()[:, None]
         sq_g = (g.double() ** 2).sum(1).cpu().numpy()[None, :]
         bound = 8 * query.shape[1] * eps(dtype) * (sq_q + sq_g)
         assert np.all((np.abs(got**2 - expected**2) <= bound)[read])
     else:
-        assert np.all((np.abs(got - expected) <= 64 * query.shape[1] * eps(dtype))[read])
+        assert np.all((np.abs(got - expected) <= 8 * query.shape[1] * eps(dtype))[read])
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

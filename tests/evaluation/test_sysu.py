@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +394,11 @@ def test_protocol_equals_the_oracle_on_small_sets(device, seed, mode, shots, met
     counts = small_counts(rng)
     fs = sysu_example(counts=counts, seed=seed % 1000, dim=3, noise=1.0)
     fs = fs.subset(rng.permutation(len(fs)))  # row order must not matter
+    if metric == "cosine":
+        # in float64: float32 cosines of 3-d features tie often enough that one near-tie in a
+        # thousand examples ranks the other way than the oracle's float64 (the float32 ranking
+        # itself is tested on its own distances: test_ranking.py, test_pooled.py)
+        fs = replace(fs, features=fs.features.astype(np.float64))
     feats = fs.features.astype(np.float64).tolist()
     key = {
         (c, p, f): i
