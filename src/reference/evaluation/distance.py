@@ -246,9 +246,12 @@ class PreparedQueries:
         return cls(query, q, (q * q).sum(dim=1, keepdim=True), metric)
 
     def subset(self, index: torch.Tensor) -> PreparedQueries:
-        """The queries ``index`` (copies of their prepared rows: the same values)."""
+        """The queries ``index`` (copies of their prepared rows: the same values). Where the
+        prepared rows are the queries themselves (Euclidean, same dtype) one copy serves both."""
         norms = None if self.sq_norms is None else self.sq_norms[index]
-        return PreparedQueries(self.query[index], self.rows[index], norms, self.metric)
+        rows = self.rows[index]
+        query = rows if self.query is self.rows else self.query[index]
+        return PreparedQueries(query, rows, norms, self.metric)
 
     @classmethod
     def of(cls, query: torch.Tensor | np.ndarray, metric: str) -> PreparedQueries:

@@ -168,7 +168,8 @@ def checkpoint_config(data: dict[str, Any], path: str | Path) -> TrainConfig:
         raise VireidError(f"{path}: its config is not valid here: {exc}") from None
 
 
-#: config fields that say where things are, not what is computed: they may differ on resume
+#: config fields that say where things are or how memory is handed out, not what is computed:
+#: they may differ on resume
 RESUME_MAY_DIFFER = (
     "data.root", "data.cache_dir", "data.workers", "run.progress", "run.keep_freed_memory",
     "preset",
