@@ -17,8 +17,6 @@ from reference.evaluation.pooled import (
     PooledScorer,
     balanced_rows,
     rank_metrics_pooled,
-    take_columns,
-    take_columns_each,
 )
 from reference.evaluation.ranking import SENTINEL32, QueryScorer
 from tests.evaluation.test_ranking import KINDS, RULES, problem
@@ -47,9 +45,10 @@ def pool_problem(seed: int, n_query: int, n_pool: int, n_trials: int, levels: in
     kind=st.sampled_from(KINDS),
     head=st.sampled_from([1, 3, 256]),
     run=st.sampled_from([1, 2, 8]),
+    key_bits=st.sampled_from([1, 3, 63]),
 )
 def test_pooled_scorer_equals_per_gallery_scorer(
-    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head, run
+    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head, run, key_bits
 ):
     # galleries drawn from one pool (random subsets in random order, up to 12 of them: fields
     # of several words); the head size decides which rows take the row-by-row identity count,
@@ -59,7 +58,7 @@ def test_pooled_scorer_equals_per_gallery_scorer(
     )
     dist, qp, gp, qc, gc = (t.to(device) for t in (dist, qp, gp, qc, gc))
     trials = [c.to(device) for c in trials]
-    pooled = PooledScorer(gp, gc, trials, rule, kind)
+    pooled = PooledScorer(gp, gc, trials, rule, kind, key_bits=key_bits)
     pooled.HEAD, pooled.RUN = head, run
     got = pooled.chunk(dist, qp, qc)
     assert len(got) == len(trials)
@@ -144,12 +143,57 @@ def test_sorted_counts_numpy_equals_torch(seed, n_rows, n_pool, n_trials):
     scorer = PooledScorer(gp, gc, trials, "none", "standard")
     keys = torch.from_numpy(gen.integers(-3, 4, size=(n_rows, n_pool)).astype(np.int32))
     keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
-    a, b = scorer.sorted_counts_numpy(keys), scorer.sorted_counts_torch(keys)
+    packed = scorer.pack(keys, *scorer.cut(keys, keys.amax(dim=1)))
+    a, b = scorer.sorted_counts_numpy(packed.clone()), scorer.sorted_counts_torch(packed)
     assert torch.equal(a[0], b[0])
     assert torch.equal(a[1].to(torch.int64), b[1])
     assert len(a[2]) == len(b[2]) == scorer.members.shape[0]
     for x, y in zip(a[2], b[2], strict=True):
         assert torch.equal(x, y)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 2),
+    n_rows=st.integers(1, 6),
+    n_pool=st.integers(1, 40),
+    scale=st.sampled_from([3, 1 << 10, 1 << 24, 1 << 30]),
+    offset=st.sampled_from([0, -5, 1 << 30, (1 << 31) - 200]),
+    key_bits=st.sampled_from([1, 3, 18, 63]),
+)
+def test_pack_numpy_equals_the_formula(seed, n_rows, n_pool, scale, offset, key_bits):
+    # the sort words of int32 keys: near 0, negative, wide, near the sentinel, excluded ones
+    gen = np.random.default_rng(seed)
+    _, _, gp, _, gc, trials = pool_problem(seed, 1, n_pool, 2, 0, False)
+    scorer = PooledScorer(gp, gc, trials, "none", "standard", key_bits=key_bits)
+    values = np.clip(offset + gen.integers(0, scale, size=(n_rows, n_pool)), -(2**31), 2**31 - 2)
+    keys = torch.from_numpy(values.astype(np.int32))
+    high = keys.amax(dim=1)
+    keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
+    low, shift = scorer.cut(keys, high)
+    bucket = ((keys.to(torch.int64) - low[:, None]) >> shift[:, None]).clamp_max(scorer.top)
+    kept = keys != SENTINEL32
+    # every kept key below the top bucket, and an excluded item's at least every kept one's
+    assert bool((bucket[kept] < scorer.top).all())
+    top_kept = torch.where(kept, bucket, -1).amax(dim=1, keepdim=True)
+    assert bool((bucket >= top_kept)[~kept].all())
+    expected = (bucket << scorer.column_bits) + torch.arange(n_pool)
+    assert torch.equal(scorer.pack(keys, low, shift).to(torch.int64), expected)
+    fast = scorer.pack_numpy(keys, low, shift)
+    if fast is not None:
+        assert torch.equal(fast.to(torch.int64), expected)
+
+
+def test_pack_numpy_applies_to_keys_of_distances():
+    gen = torch.Generator().manual_seed(0)
+    dist = torch.cdist(torch.randn(5, 64, generator=gen), torch.randn(300, 64, generator=gen))
+    keys = dist.view(torch.int32).clone()
+    high = keys.amax(dim=1)
+    keys[:, :7] = SENTINEL32
+    scorer = PooledScorer(torch.arange(300) % 7, torch.ones(300, dtype=torch.int64),
+                          [torch.arange(300)] * 2, "none", "standard")  # fmt: skip
+    low, shift = scorer.cut(keys, high)
+    assert scorer.pack_numpy(keys, low, shift) is not None
 
 
 @settings(max_examples=40, deadline=None)
@@ -228,58 +272,6 @@ def test_pieces_side_by_side_give_the_figures_of_the_loop(device, threads, poole
         for name in ("ap", "inp", "first_hit", "valid"):
             a, b = getattr(metrics.queries, name), getattr(expected.queries, name)
             assert np.array_equal(a, b, equal_nan=True)
-
-
-def test_take_columns_is_the_column_index(device):
-    dist = torch.randn(5, 9, dtype=torch.float64).to(device)
-    cols = torch.tensor([8, 0, 3, 3]).to(device)
-    got = take_columns(dist, cols)
-    assert torch.equal(got, dist[:, cols]) and got.device == dist.device
-    got[0, 0] = 1e9  # a copy, not a view
-    assert float(dist[0, 8]) != 1e9
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n_rows=st.integers(1, 30),
-    n_pool=st.integers(1, 25),
-    n_galleries=st.integers(1, 5),
-    block_bytes=st.sampled_from([1, 8, 100, 1 << 20]),
-    dtype=st.sampled_from([torch.float32, torch.float64]),
-)
-def test_take_columns_each_equals_take_columns(
-    device, seed, n_rows, n_pool, n_galleries, block_bytes, dtype
-):
-    # blocks of one row, of a few rows, and of the whole matrix; columns repeated, in any order
-    gen = torch.Generator().manual_seed(seed)
-    dist = torch.randn(n_rows, n_pool, generator=gen, dtype=dtype).to(device)
-    galleries = [
-        torch.randint(0, n_pool, (int(torch.randint(1, 2 * n_pool + 1, (1,), generator=gen)),),
-                      generator=gen).to(device)
-        for _ in range(n_galleries)
-    ]  # fmt: skip
-    got = take_columns_each(dist, galleries, block_bytes)
-    assert len(got) == n_galleries
-    for g, cols in zip(got, galleries, strict=True):
-        want = dist[:, cols]
-        assert g.dtype == dtype and g.device == dist.device and g.shape == want.shape
-        assert torch.equal(g, want)
-    if got:  # copies, not views of the distances
-        got[0][0, 0] = 1e9
-        assert float(dist[0, int(galleries[0][0])]) != 1e9
-
-
-def test_take_columns_each_refuses_columns_outside_the_pool(device):
-    # the same check and message as rank_metrics_pooled's (check_galleries)
-    dist = torch.rand(3, 4).to(device)
-    bads = (torch.tensor([0, 4]), torch.tensor([-1, 2]), torch.tensor([], dtype=torch.int64))
-    for bad in bads:
-        with pytest.raises(
-            VireidError,
-            match=r"^galleries\[1\]: expected a non-empty 1-D array of columns in \[0, 4\)$",
-        ):
-            take_columns_each(dist, [torch.tensor([1]).to(device), bad.to(device)])
 
 
 def test_rank_metrics_pooled_bad_galleries():

@@ -114,3 +114,21 @@ def test_ties_before_and_identity_rank_of_keys_by_hand():
     # a row whose lead is not kept is not counted one by one
     rank = scorer.identity_rank_of_keys(keys, lead_key, torch.tensor([[3]]), torch.tensor([False]))
     assert rank.tolist() == [2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_query=st.integers(1, 9), n_gallery=st.integers(1, 30))
+def test_skip_camera_through_a_slice_equals_the_general_index(device, seed, n_query, n_gallery):
+    # SYSU-MM01's rule on gallery orders with camera 2 side by side (a slice) or anywhere
+    gen = np.random.default_rng(seed)
+    _, _, gp, qc, gc = problem(seed, n_query, n_gallery, 0, False)
+    for cams in (gc, gc.sort().values):  # camera 2 anywhere, then side by side
+        scorer = QueryScorer(gp.to(device), cams.to(device), "sysu", "standard")
+        keys = torch.from_numpy(gen.integers(0, 99, (n_query, n_gallery), dtype=np.int32))
+        keys = keys.to(device)
+        expected = keys.clone()
+        expected[(qc.to(device) == 3)[:, None] & (cams.to(device) == 2)[None]] = -1
+        scorer.skip_camera(keys, qc.to(device), -1)
+        assert torch.equal(keys, expected)
+    sorted_scorer = QueryScorer(gp, gc.sort().values, "sysu", "standard")
+    assert sorted_scorer.skipped_span is not None

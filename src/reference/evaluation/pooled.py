@@ -6,18 +6,16 @@ test images; the queries are the same in every trial. :func:`rank_metrics_pooled
 the galleries together hold at least twice the pool (multi-shot) it ranks them through
 :class:`PooledScorer`, a fast path beside ``ranking.QueryScorer.fast_chunk`` (the plain formula
 is ``rank_metrics`` on ``take_columns(dist, cols)``); otherwise gallery by gallery, their columns
-taken together by :func:`take_columns_each`. Proved by ``tests/evaluation/test_pooled.py``.
+taken together by ``columns.take_columns_each``. Proved by ``tests/evaluation/test_pooled.py``.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 
-from reference.chunks import rows_per_chunk
 from reference.errors import VireidError
+from reference.evaluation.columns import check_galleries, take_columns_each
 from reference.evaluation.metrics import (
     CMCKind,
     Exclusion,
@@ -31,7 +29,6 @@ from reference.evaluation.metrics import (
 )
 from reference.evaluation.ranking import (
     SENTINEL32,
-    SYSU_QUERY_CAMERA,
     ChunkValues,
     QueryScorer,
     float32_keys,
@@ -114,63 +111,6 @@ def balanced_rows(n_rows: int, rows: int, threads: int) -> int:
     return -(-n_rows // chunks)
 
 
-def take_columns(dist: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``dist[:, cols]`` (a copy); on CPU through NumPy's ``take``, several times faster."""
-    if dist.device.type == "cpu":
-        return torch.from_numpy(np.take(dist.numpy(), cols.numpy(), axis=1))
-    return dist[:, cols]
-
-
-def check_galleries(galleries: list[torch.Tensor], n_pool: int) -> None:
-    """Each gallery a non-empty 1-D tensor of pool columns in ``[0, n_pool)``, else an error
-    naming it (``galleries[t]: ...``)."""
-    for t, c in enumerate(galleries):
-        if c.dim() != 1 or c.numel() == 0 or int(c.min()) < 0 or int(c.max()) >= n_pool:
-            raise VireidError(
-                f"galleries[{t}]: expected a non-empty 1-D array of columns in [0, {n_pool})"
-            )
-
-
-#: bytes of ``dist`` rows read per block by :func:`take_columns_each`
-TAKE_BLOCK_BYTES = 1 << 20
-
-
-def take_columns_each(
-    dist: torch.Tensor,
-    galleries: list[torch.Tensor],
-    block_bytes: int = TAKE_BLOCK_BYTES,
-    threads: int | None = None,
-) -> list[torch.Tensor]:
-    """``[take_columns(dist, cols) for cols in galleries]``, the same values.
-
-    On CPU the rows are read block by block (``block_bytes`` of ``dist`` each, about a core's
-    L2 cache) and every gallery takes its columns from a block while it is in cache: the
-    distance matrix is read from memory once instead of once per gallery (a gallery's columns
-    are scattered over the whole row, so one take touches nearly every cache line of it). The
-    blocks are shared among ``threads`` threads (default ``torch.get_num_threads()``; NumPy's
-    take releases the GIL), each writing its own rows of the results.
-    Test: ``tests/evaluation/test_pooled.py::test_take_columns_each_equals_take_columns``.
-    """
-    n_rows, n_pool = dist.shape
-    check_galleries(galleries, n_pool)
-    if dist.device.type != "cpu":
-        return [dist[:, cols] for cols in galleries]
-    source = dist.numpy()
-    index = [cols.numpy() for cols in galleries]
-    out = [np.empty((n_rows, i.size), dtype=source.dtype) for i in index]
-    block = rows_per_chunk(n_pool * source.itemsize, block_bytes)
-
-    def take_block(s: int) -> None:
-        rows = source[s : s + block]
-        for i, o in zip(index, out, strict=True):
-            # mode "clip" writes straight into ``out`` ("raise" would buffer); the columns were
-            # checked to lie in [0, n_pool) (check_galleries), so nothing is clipped
-            np.take(rows, i, axis=1, out=o[s : s + block], mode="clip")
-
-    run_each(take_block, range(0, n_rows, block), threads, "take")
-    return [torch.from_numpy(o) for o in out]
-
-
 class PooledScorer:
     """Per-query values of several galleries drawn from one pool, with one row sort for all.
 
@@ -197,8 +137,11 @@ class PooledScorer:
 
     #: sorted pool positions read for the identity rank before falling back to a row's keys
     HEAD = 256
-    #: sorted slots read from a positive's key for its ties before falling back to a row's keys
+    #: sorted slots read from a positive's bucket before falling back to a row's keys
     RUN = 8
+    #: bits of a bucket at most (the word's room decides below it; tests ask for fewer to make
+    #: buckets coarse)
+    KEY_BITS = 63
 
     def __init__(
         self,
@@ -207,6 +150,7 @@ class PooledScorer:
         trials: list[torch.Tensor],
         rule: str,
         kind: str,
+        key_bits: int = KEY_BITS,
     ):
         self.rule, self.kind = rule, kind
         self.pool = QueryScorer(g_pids, g_camids, rule, kind)
@@ -232,6 +176,14 @@ class PooledScorer:
         for t, cols in enumerate(trials):
             one = torch.ones_like(cols) << (self.field * (t % self.per_word))
             self.members[t // self.per_word].index_add_(0, cols, one)
+        # sort words ``bucket << column_bits | column``: int32 where the columns leave the bucket
+        # at least 16 bits, else int64
+        self.column_bits = max(1, (n_pool - 1).bit_length())
+        self.word = torch.int32 if self.column_bits <= 15 else torch.int64
+        bits = (31 if self.word == torch.int32 else 63) - self.column_bits
+        #: the largest bucket: every kept key's bucket lies below it (``cut``)
+        self.top = (1 << min(bits, key_bits)) - 1
+        self.words = self.index.to(self.word)
 
     @staticmethod
     def applies(n_pool: int, trials: list[torch.Tensor]) -> bool:
@@ -242,67 +194,107 @@ class PooledScorer:
             return False
         return all(torch.unique(c).numel() == c.numel() for c in trials)
 
-    def sorted_counts(self, keys: torch.Tensor):
-        """``(packed, column, counts)``: each row's ``key * 2**32 + column`` sorted, the pool
-        column of each sorted slot, and per word the members among the first ``s`` slots
-        (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a little-endian CPU, else
-        :meth:`sorted_counts_torch`: the same values (``tests/evaluation/test_pooled.py::
-        test_sorted_counts_numpy_equals_torch``)."""
-        if keys.device.type == "cpu" and sys.byteorder == "little":
-            return self.sorted_counts_numpy(keys)
-        return self.sorted_counts_torch(keys)
+    def cut(self, keys: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low, shift)`` of each row of int32 ``keys`` (excluded at ``SENTINEL32``): an
+        item's bucket is ``min((key - low) >> shift, top)`` (:meth:`bucket_of`), ``low`` the
+        row's smallest kept key and ``shift`` the least that keeps every kept key (all at most
+        ``high``, ``(c,)``) below ``top``. Monotone in the key: a smaller bucket holds smaller
+        keys, the excluded items' bucket (``SENTINEL32`` is above every kept key) is at least
+        every kept item's, and the items of one bucket are told apart by their keys."""
+        low = keys.amin(dim=1)
+        span = (high.to(torch.int64) - low.to(torch.int64)).clamp_min(0)
+        shift = torch.zeros_like(span)
+        while True:
+            over = (span >> shift) >= self.top
+            if not bool(over.any()):
+                return low, shift
+            shift += over
 
-    def sorted_counts_torch(self, keys: torch.Tensor):
+    def bucket_of(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
+        """The bucket (int64) of each of the rows' int32 ``keys`` (:meth:`cut`)."""
+        return ((keys.to(torch.int64) - low[:, None]) >> shift[:, None]).clamp_max(self.top)
+
+    def pack(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Each item's sort word ``bucket << column_bits | column`` (``self.word``): the plain
+        formula, or on a CPU :meth:`pack_numpy` where it applies (the same words, ``tests/
+        evaluation/test_pooled.py::test_pack_numpy_equals_the_formula``)."""
+        if keys.device.type == "cpu":
+            packed = self.pack_numpy(keys, low, shift)
+            if packed is not None:
+                return packed
+        bucket = self.bucket_of(keys, low, shift)
+        return torch.add(self.words, bucket.to(self.word), alpha=1 << self.column_bits)
+
+    def pack_numpy(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
+        """:meth:`pack` in int32 NumPy passes, in place, where they cannot overflow (int32
+        words, no row's ``low`` below 0, so ``key - low`` fits); else None."""
+        if self.word != torch.int32 or int(low.min()) < 0:
+            return None
+        words = np.subtract(keys.numpy(), low.numpy()[:, None])
+        np.right_shift(words, shift.numpy().astype(np.int32)[:, None], out=words)
+        np.minimum(words, self.top, out=words)
+        np.left_shift(words, self.column_bits, out=words)
+        np.bitwise_or(words, self.words.numpy(), out=words)
+        return torch.from_numpy(words)
+
+    def sorted_counts(self, packed: torch.Tensor):
+        """``(packed, column, counts)``: each row's words (:meth:`pack`) sorted, the pool
+        column of each sorted slot, and per word of ``members`` the members among the first
+        ``s`` slots (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a CPU (sorting
+        ``packed`` in place), else :meth:`sorted_counts_torch`: the same values (``tests/
+        evaluation/test_pooled.py::test_sorted_counts_numpy_equals_torch``)."""
+        if packed.device.type == "cpu":
+            return self.sorted_counts_numpy(packed)
+        return self.sorted_counts_torch(packed)
+
+    def sorted_counts_torch(self, packed: torch.Tensor):
         """:meth:`sorted_counts` with torch's kernels, on any device."""
-        packed = torch.sort(torch.add(self.index, keys.to(torch.int64), alpha=1 << 32)).values
-        column = packed & 0xFFFFFFFF
+        packed = torch.sort(packed).values
+        column = (packed & ((1 << self.column_bits) - 1)).to(torch.int64)
         counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
         return packed, column, counts
 
-    def sorted_counts_numpy(self, keys: torch.Tensor):
-        """:meth:`sorted_counts` through NumPy (CPU, little-endian), several times faster than
-        torch's CPU kernels for these passes: the int64 word of an (int32 column, int32 key)
-        pair is ``key * 2**32 + column``, so two strided writes pack it, and after the sort the
-        columns are read in place."""
-        c, n_pool = keys.shape
-        pairs = np.empty((c, n_pool, 2), dtype=np.int32)
-        pairs[:, :, 0] = np.arange(n_pool, dtype=np.int32)
-        pairs[:, :, 1] = keys.numpy()
-        packed = pairs.view(np.int64)[:, :, 0]
-        sort_rows_inplace(packed)
-        column = pairs[:, :, 0].astype(np.intp)
+    def sorted_counts_numpy(self, packed: torch.Tensor):
+        """:meth:`sorted_counts` through NumPy (CPU), several times faster than torch's CPU
+        kernels for these passes; ``packed`` is sorted in place."""
+        c, n_pool = packed.shape
+        words = packed.numpy()
+        sort_rows_inplace(words)
+        column = np.bitwise_and(words, (1 << self.column_bits) - 1, dtype=np.intp)
         counts = []
         for word in self.members.numpy():
             total = np.empty((c, n_pool + 1), dtype=np.int64)
             total[:, 0] = 0
             np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
             counts.append(torch.from_numpy(total))
-        return torch.from_numpy(packed), torch.from_numpy(column), counts
+        return packed, torch.from_numpy(column), counts
 
     def chunk(
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
     ) -> list[ChunkValues]:
         """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
         keys = float32_keys(dist.contiguous())
+        high = keys.amax(dim=1)  # above every kept key (the excluded ones are set next)
         pool_present, pool_item = self.pool.positives(q_pids)
         if self.rule == "sysu":
-            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
-            keys[rows, self.pool.g_skipped[None]] = SENTINEL32
+            self.pool.skip_camera(keys, q_camids, SENTINEL32)
         elif self.rule == "same-id-same-camera":
             keys[self.pool.same_camera(pool_present, pool_item, q_camids)] = SENTINEL32
-        packed, column, counts = self.sorted_counts(keys)
+        low, step = self.cut(keys, high)
+        packed, column, counts = self.sorted_counts(self.pack(keys, low, step))
         n_pool = packed.shape[1]
         head = min(self.HEAD, n_pool)
         head_columns = column[:, :head].to(torch.int64)
         head_labels = self.pool.g_labels[head_columns]
         head_members = self.members[:, head_columns]  # (words, c, head)
         # every pool positive once (a gallery's positives are among them): the first sorted
-        # slot at its key, each word's member counts before that slot, and whether another
-        # pool item shares its key (the next slot's key)
+        # slot of its bucket, each word's member counts before that slot, and whether another
+        # pool item shares its bucket (the next slot's)
         pool_keys = torch.where(pool_present, keys.gather(1, pool_item), SENTINEL32)
-        pool_at = torch.searchsorted(packed, pool_keys.to(torch.int64) * (1 << 32))
+        pool_bucket = self.bucket_of(pool_keys, low, step)
+        pool_at = torch.searchsorted(packed, (pool_bucket << self.column_bits).to(self.word))
         pool_lower = [w.gather(1, pool_at) for w in counts]
-        pool_shared = next_slot_equal(packed, pool_at, pool_keys, shift=32)
+        pool_shared = next_slot_equal(packed, pool_at, pool_bucket, shift=self.column_bits)
         out = []
         for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
             word, shift = t // self.per_word, self.field * (t % self.per_word)
@@ -315,10 +307,10 @@ class PooledScorer:
             lower = (pool_lower[word].gather(1, slot) >> shift) & ((1 << self.field) - 1)
             ranks = lower + 1
             shared = kept & pool_shared.gather(1, slot)
-            if bool(shared.any()):  # another pool item at the same key: count the ties exactly
+            if bool(shared.any()):  # other pool items in its bucket: count those before it
                 r, a = shared.nonzero(as_tuple=True)
                 ranks[r, a] += self.ties_before(
-                    t, packed, keys, r, at[r, a], pos_keys[r, a], item[r, a]
+                    t, packed, keys, r, at[r, a], pos_keys[r, a], item[r, a], (low, step)
                 )
             ranks, kept_sorted, order = sort_ranks(ranks, kept)
             if self.kind == "standard":
@@ -342,33 +334,44 @@ class PooledScorer:
         start: torch.Tensor,
         key: torch.Tensor,
         item: torch.Tensor,
+        cut: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """Per positive (its row of the chunk, the first sorted slot at its ``key``, its index
-        ``item`` in gallery ``t``): gallery ``t``'s items at ``key`` with a gallery index below
-        ``item``, what ``QueryScorer.ties_before`` counts on the gallery's keys of the row.
+        """Per positive (its row of the chunk, the first sorted slot of its bucket, its
+        ``key``, its index ``item`` in gallery ``t``): gallery ``t``'s items in its bucket that
+        rank before it, a smaller key or the same key and a smaller gallery index. ``cut`` is
+        ``(low, shift)`` of the chunk's rows (:meth:`buckets`).
 
-        The items at ``key`` follow one another in the sorted row from ``start``: read slot by
-        slot, every positive at once, while a positive's run goes on, up to ``RUN`` slots; a
-        positive whose run is longer is counted on its row's keys as ``QueryScorer`` does.
+        The items of a bucket follow one another in the sorted row from ``start``: read slot
+        by slot, every positive at once, while a positive's bucket goes on, up to ``RUN``
+        slots; a positive whose bucket holds more is counted on its row's keys.
         """
         n_pool = packed.shape[1]
         position = self.positions[t]
+        mask = (1 << self.column_bits) - 1
+        bucket = packed[rows, start] >> self.column_bits
         count = torch.zeros_like(item)
         active = torch.arange(item.numel(), device=item.device)
         for offset in range(self.RUN):
             slot = start[active] + offset
-            word = packed[rows[active], slot.clamp_max(n_pool - 1)]
-            same = (slot < n_pool) & ((word >> 32) == key[active])
-            before = same & (position[word & 0xFFFFFFFF] < item[active])
-            count[active] += before.to(count.dtype)
+            row = rows[active]
+            word = packed[row, slot.clamp_max(n_pool - 1)]
+            same = (slot < n_pool) & ((word >> self.column_bits) == bucket[active])
+            column = (word & mask).to(torch.int64)
+            at, other = position[column], keys[row, column]
+            k = key[active]
+            earlier = (other < k) | ((other == k) & (at < item[active]))
+            count[active] += (same & earlier & (at < n_pool)).to(count.dtype)
             active = active[same]
             if active.numel() == 0:
                 return count
-        # runs longer than RUN slots: counted on the rows' keys from the start
+        # buckets of more than RUN slots: counted on the rows' keys in the gallery's order
         r = rows[active]
-        count[active] = self.scorers[t].ties_before(
-            keys[r][:, self.trials[t]], key[active], item[active]
-        )
+        row_keys = keys[r][:, self.trials[t]]
+        low, shift = (x[r] for x in cut)
+        k, i = key[active][:, None], item[active][:, None]
+        same = self.bucket_of(row_keys, low, shift) == bucket[active][:, None]
+        index = torch.arange(row_keys.shape[1], device=item.device)[None]
+        count[active] = (same & ((row_keys < k) | ((row_keys == k) & (index < i)))).sum(dim=1)
         return count
 
     def _identity_rank(

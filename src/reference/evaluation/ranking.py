@@ -70,6 +70,11 @@ class QueryScorer:
         self.width = int(sizes.max())
         if rule == "sysu":
             self.g_skipped = (g_camids == SYSU_SKIPPED_CAMERA).nonzero()[:, 0]
+            n = self.g_skipped.numel()
+            # the skipped columns side by side (SYSU-MM01's pool lists camera 2 last): a slice
+            first = int(self.g_skipped[0]) if n else 0
+            contiguous = n == 0 or int(self.g_skipped[-1]) - first + 1 == n
+            self.skipped_span = (first, first + n) if contiguous else None
 
     def chunk(
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
@@ -91,6 +96,16 @@ class QueryScorer:
         present = known[:, None] & (slot[None] < self.identity_size[label][:, None])
         where = (self.identity_start[label][:, None] + slot[None]).clamp_max(self.index.numel() - 1)
         return present, self.by_identity[where]
+
+    def skip_camera(self, keys: torch.Tensor, q_camids: torch.Tensor, value: int) -> None:
+        """SYSU-MM01's camera rule: ``keys`` of camera-3 rows x camera-2 columns set to
+        ``value``, in place (through a slice of columns where they lie side by side, several
+        times faster than the general index)."""
+        rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()[:, 0]
+        if self.skipped_span is not None:
+            keys[:, slice(*self.skipped_span)].index_fill_(0, rows, value)
+        else:
+            keys[rows[:, None], self.g_skipped[None]] = value
 
     def same_camera(self, present, item, q_camids) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows and columns of the same-identity same-camera items (to be excluded)."""
@@ -126,8 +141,7 @@ class QueryScorer:
         # excluded items get a key above every distance: they sort after all kept items, so a
         # kept item's rank is the number of keys up to its own
         if self.rule == "sysu":
-            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
-            keys[rows, self.g_skipped[None]] = EXCLUDED  # camera-3 rows x camera-2 columns
+            self.skip_camera(keys, q_camids, EXCLUDED)
         elif self.rule == "same-id-same-camera":
             keys[self.same_camera(present, item, q_camids)] = EXCLUDED
         sorted_keys = sort_rows(keys)
@@ -191,8 +205,7 @@ class QueryScorer:
         keys = float32_keys(dist)
         present, item = self.positives(q_pids)
         if self.rule == "sysu":
-            rows = (q_camids == SYSU_QUERY_CAMERA).nonzero()
-            keys[rows, self.g_skipped[None]] = SENTINEL32
+            self.skip_camera(keys, q_camids, SENTINEL32)
         elif self.rule == "same-id-same-camera":
             keys[self.same_camera(present, item, q_camids)] = SENTINEL32
         pos_keys = torch.where(present, keys.gather(1, item), SENTINEL32)

@@ -28,9 +28,10 @@ import torch
 from reference.checks import check_choice, check_file, check_integer
 from reference.datasets import SYSU_CAMERAS, SYSU_INDOOR_CAMERAS, SYSU_IR_CAMERAS, SYSU_RGB_CAMERAS
 from reference.errors import VireidError
+from reference.evaluation.columns import take_columns
 from reference.evaluation.distance import check_metric, pairwise_distance_partial
 from reference.evaluation.features import FeatureSet
-from reference.evaluation.pooled import rank_metrics_pooled, take_columns
+from reference.evaluation.pooled import rank_metrics_pooled
 from reference.evaluation.ranking import SYSU_QUERY_CAMERA, SYSU_SKIPPED_CAMERA
 from reference.evaluation.rerank import RerankSettings, reranked_distance
 from reference.evaluation.scores import Scores, TrialScores
