@@ -18,7 +18,7 @@ from reference.evaluation.pooled import (
     balanced_rows,
     rank_metrics_pooled,
 )
-from reference.evaluation.ranking import SENTINEL32, QueryScorer
+from reference.evaluation.ranking import QueryScorer
 from tests.evaluation.test_ranking import KINDS, RULES, problem
 from tests.plugin import torch_threads
 
@@ -46,20 +46,22 @@ def pool_problem(seed: int, n_query: int, n_pool: int, n_trials: int, levels: in
     head=st.sampled_from([1, 3, 256]),
     run=st.sampled_from([1, 2, 8]),
     key_bits=st.sampled_from([1, 3, 63]),
+    near=st.sampled_from([1, 16]),
 )
 def test_pooled_scorer_equals_per_gallery_scorer(
-    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head, run, key_bits
+    device, seed, n_query, n_pool, n_trials, levels, negative, rule, kind, head, run, key_bits, near
 ):
     # galleries drawn from one pool (random subsets in random order, up to 12 of them: fields
     # of several words); the head size decides which rows take the row-by-row identity count,
-    # the run length which tied positives are counted on their row's keys
+    # the run length which tied positives are counted on their row's keys, the bucket bits how
+    # many items share a bucket, and near which rows read a short head
     dist, qp, gp, qc, gc, trials = (
         x for x in pool_problem(seed, n_query, n_pool, n_trials, levels, negative)
     )
     dist, qp, gp, qc, gc = (t.to(device) for t in (dist, qp, gp, qc, gc))
     trials = [c.to(device) for c in trials]
     pooled = PooledScorer(gp, gc, trials, rule, kind, key_bits=key_bits)
-    pooled.HEAD, pooled.RUN = head, run
+    pooled.HEAD, pooled.RUN, pooled.NEAR = head, run, near
     got = pooled.chunk(dist, qp, qc)
     assert len(got) == len(trials)
     for cols, values in zip(trials, got, strict=True):
@@ -126,74 +128,6 @@ def test_pooled_scorer_with_fields_in_two_words(device):
             assert int(expected[1][valid].max()) >= 17
             for a, b in zip(values[1:4], expected[1:4], strict=True):
                 assert torch.equal(a[valid], b[valid])
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 2),
-    n_rows=st.integers(1, 6),
-    n_pool=st.integers(1, 40),
-    n_trials=st.integers(1, 14),
-)
-def test_sorted_counts_numpy_equals_torch(seed, n_rows, n_pool, n_trials):
-    # the two implementations of the pooled sort and membership counts, on the CPU: int32 keys
-    # with negatives, repeats and the excluded items' sentinel
-    gen = np.random.default_rng(seed)
-    _, _, gp, _, gc, trials = pool_problem(seed, 1, n_pool, n_trials, 0, False)
-    scorer = PooledScorer(gp, gc, trials, "none", "standard")
-    keys = torch.from_numpy(gen.integers(-3, 4, size=(n_rows, n_pool)).astype(np.int32))
-    keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
-    packed = scorer.pack(keys, *scorer.cut(keys, keys.amax(dim=1)))
-    a, b = scorer.sorted_counts_numpy(packed.clone()), scorer.sorted_counts_torch(packed)
-    assert torch.equal(a[0], b[0])
-    assert torch.equal(a[1].to(torch.int64), b[1])
-    assert len(a[2]) == len(b[2]) == scorer.members.shape[0]
-    for x, y in zip(a[2], b[2], strict=True):
-        assert torch.equal(x, y)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 2),
-    n_rows=st.integers(1, 6),
-    n_pool=st.integers(1, 40),
-    scale=st.sampled_from([3, 1 << 10, 1 << 24, 1 << 30]),
-    offset=st.sampled_from([0, -5, 1 << 30, (1 << 31) - 200]),
-    key_bits=st.sampled_from([1, 3, 18, 63]),
-)
-def test_pack_numpy_equals_the_formula(seed, n_rows, n_pool, scale, offset, key_bits):
-    # the sort words of int32 keys: near 0, negative, wide, near the sentinel, excluded ones
-    gen = np.random.default_rng(seed)
-    _, _, gp, _, gc, trials = pool_problem(seed, 1, n_pool, 2, 0, False)
-    scorer = PooledScorer(gp, gc, trials, "none", "standard", key_bits=key_bits)
-    values = np.clip(offset + gen.integers(0, scale, size=(n_rows, n_pool)), -(2**31), 2**31 - 2)
-    keys = torch.from_numpy(values.astype(np.int32))
-    high = keys.amax(dim=1)
-    keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
-    low, shift = scorer.cut(keys, high)
-    bucket = ((keys.to(torch.int64) - low[:, None]) >> shift[:, None]).clamp_max(scorer.top)
-    kept = keys != SENTINEL32
-    # every kept key below the top bucket, and an excluded item's at least every kept one's
-    assert bool((bucket[kept] < scorer.top).all())
-    top_kept = torch.where(kept, bucket, -1).amax(dim=1, keepdim=True)
-    assert bool((bucket >= top_kept)[~kept].all())
-    expected = (bucket << scorer.column_bits) + torch.arange(n_pool)
-    assert torch.equal(scorer.pack(keys, low, shift).to(torch.int64), expected)
-    fast = scorer.pack_numpy(keys, low, shift)
-    if fast is not None:
-        assert torch.equal(fast.to(torch.int64), expected)
-
-
-def test_pack_numpy_applies_to_keys_of_distances():
-    gen = torch.Generator().manual_seed(0)
-    dist = torch.cdist(torch.randn(5, 64, generator=gen), torch.randn(300, 64, generator=gen))
-    keys = dist.view(torch.int32).clone()
-    high = keys.amax(dim=1)
-    keys[:, :7] = SENTINEL32
-    scorer = PooledScorer(torch.arange(300) % 7, torch.ones(300, dtype=torch.int64),
-                          [torch.arange(300)] * 2, "none", "standard")  # fmt: skip
-    low, shift = scorer.cut(keys, high)
-    assert scorer.pack_numpy(keys, low, shift) is not None
 
 
 @settings(max_examples=40, deadline=None)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from reference.errors import VireidError
+from reference.evaluation.buckets import BucketSort, sort_with_slots
 from reference.evaluation.columns import check_galleries, take_columns_each
 from reference.evaluation.metrics import (
     CMCKind,
@@ -36,7 +37,6 @@ from reference.evaluation.ranking import (
     sort_ranks,
     sort_rows,
 )
-from reference.evaluation.rowsort import sort_rows_inplace
 from reference.evaluation.threads import run_each
 
 
@@ -100,6 +100,25 @@ def rank_metrics_pooled(
     return run_each(score, range(len(cols)), 1 if pooled else threads, "galleries", inner_threads=1)
 
 
+def interleaved_values(ranks: torch.Tensor, kept: torch.Tensor):
+    """``(valid, first rank, ap, inp, lead)`` per row of positives' ``ranks`` (``(..., width)``)
+    ascending among the ``kept`` ones, which may lie anywhere in the row (``lead``: the first
+    one's place): what ``QueryScorer.values`` computes with the kept ones first, the same
+    float64 operations in the same order (a dropped positive adds 0.0 to the running sums,
+    which leaves them as they were; the figures to the last bit)."""
+    width = ranks.shape[-1]
+    slot = torch.arange(width, device=ranks.device)
+    n_pos = kept.sum(dim=-1)
+    lead = torch.where(kept, slot, width - 1).amin(dim=-1)
+    last = torch.where(kept, slot, 0).amax(dim=-1)
+    f64 = torch.float64
+    precision = torch.where(kept, kept.cumsum(dim=-1).to(f64) / ranks.to(f64), 0.0)
+    ap = precision.cumsum(dim=-1)[..., -1] / n_pos.clamp_min(1).to(f64)
+    inp = n_pos.to(f64) / ranks.gather(-1, last[..., None])[..., 0].to(f64)
+    first = ranks.gather(-1, lead[..., None])[..., 0]
+    return n_pos > 0, first, ap, inp, lead
+
+
 def balanced_rows(n_rows: int, rows: int, threads: int) -> int:
     """Rows per chunk, at most ``rows``: ``n_rows`` cut into as many chunks as ``rows`` needs,
     rounded up to a multiple of ``threads`` (at most one chunk per row), the rows shared out as
@@ -139,9 +158,8 @@ class PooledScorer:
     HEAD = 256
     #: sorted slots read from a positive's bucket before falling back to a row's keys
     RUN = 8
-    #: bits of a bucket at most (the word's room decides below it; tests ask for fewer to make
-    #: buckets coarse)
-    KEY_BITS = 63
+    #: leads in the first this many slots: their rows' identity ranks read only these
+    NEAR = 16
 
     def __init__(
         self,
@@ -150,7 +168,7 @@ class PooledScorer:
         trials: list[torch.Tensor],
         rule: str,
         kind: str,
-        key_bits: int = KEY_BITS,
+        key_bits: int = BucketSort.KEY_BITS,
     ):
         self.rule, self.kind = rule, kind
         self.pool = QueryScorer(g_pids, g_camids, rule, kind)
@@ -159,11 +177,8 @@ class PooledScorer:
         device = g_pids.device
         n_pool = g_pids.numel()
         self.index = torch.arange(n_pool, device=device)
-        # each pool column's place among its identity's columns: its slot in the positives of a
-        # query of that identity (``QueryScorer.positives`` lists them in this order)
-        self.slot = torch.empty_like(self.index)
-        order = self.pool.by_identity
-        self.slot[order] = self.index - self.pool.identity_start[self.pool.g_labels[order]]
+        self.slots = torch.arange(max(n_pool, 1) + 1, device=device)
+        self.index_of = [torch.arange(c.numel(), device=device) for c in trials]
         # each pool column's index in each gallery; n_pool (above every index) if absent
         self.positions = torch.full((len(trials), n_pool), n_pool, device=device)
         for t, cols in enumerate(trials):
@@ -176,14 +191,24 @@ class PooledScorer:
         for t, cols in enumerate(trials):
             one = torch.ones_like(cols) << (self.field * (t % self.per_word))
             self.members[t // self.per_word].index_add_(0, cols, one)
-        # sort words ``bucket << column_bits | column``: int32 where the columns leave the bucket
-        # at least 16 bits, else int64
-        self.column_bits = max(1, (n_pool - 1).bit_length())
-        self.word = torch.int32 if self.column_bits <= 15 else torch.int64
-        bits = (31 if self.word == torch.int32 else 63) - self.column_bits
-        #: the largest bucket: every kept key's bucket lies below it (``cut``)
-        self.top = (1 << min(bits, key_bits)) - 1
-        self.words = self.index.to(self.word)
+        # each gallery's positives of each identity: their places among the pool's positives
+        # of that identity (``QueryScorer.positives`` lists a pool identity's columns in this
+        # order), padded with the pool's width; a last row for identities outside the pool
+        pool, n_ids = self.pool, self.pool.g_ids.numel()
+        slot = torch.empty_like(self.index)
+        slot[pool.by_identity] = self.index - pool.identity_start[pool.g_labels[pool.by_identity]]
+        width = max(scorer.width for scorer in self.scorers)
+        self.gallery_slots = torch.full((len(trials), n_ids + 1, width), pool.width, device=device)
+        for t, cols in enumerate(trials):
+            labels = pool.g_labels[cols]
+            by = torch.sort(labels, stable=True).indices
+            sizes = torch.bincount(labels, minlength=n_ids)
+            j = torch.arange(cols.numel(), device=device) - (sizes.cumsum(0) - sizes)[labels[by]]
+            self.gallery_slots[t, labels[by], j] = slot[cols[by]]
+        # each gallery's word and the shift of its field
+        self.word_of = torch.arange(len(trials), device=device) // self.per_word
+        self.shift_of = self.field * (torch.arange(len(trials), device=device) % self.per_word)
+        self.sort = BucketSort(self.members, key_bits)
 
     @staticmethod
     def applies(n_pool: int, trials: list[torch.Tensor]) -> bool:
@@ -194,140 +219,77 @@ class PooledScorer:
             return False
         return all(torch.unique(c).numel() == c.numel() for c in trials)
 
-    def cut(self, keys: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(low, shift)`` of each row of int32 ``keys`` (excluded at ``SENTINEL32``): an
-        item's bucket is ``min((key - low) >> shift, top)`` (:meth:`bucket_of`), ``low`` the
-        row's smallest kept key and ``shift`` the least that keeps every kept key (all at most
-        ``high``, ``(c,)``) below ``top``. Monotone in the key: a smaller bucket holds smaller
-        keys, the excluded items' bucket (``SENTINEL32`` is above every kept key) is at least
-        every kept item's, and the items of one bucket are told apart by their keys."""
-        low = keys.amin(dim=1)
-        span = (high.to(torch.int64) - low.to(torch.int64)).clamp_min(0)
-        shift = torch.zeros_like(span)
-        while True:
-            over = (span >> shift) >= self.top
-            if not bool(over.any()):
-                return low, shift
-            shift += over
-
-    def bucket_of(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
-        """The bucket (int64) of each of the rows' int32 ``keys`` (:meth:`cut`)."""
-        return ((keys.to(torch.int64) - low[:, None]) >> shift[:, None]).clamp_max(self.top)
-
-    def pack(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        """Each item's sort word ``bucket << column_bits | column`` (``self.word``): the plain
-        formula, or on a CPU :meth:`pack_numpy` where it applies (the same words, ``tests/
-        evaluation/test_pooled.py::test_pack_numpy_equals_the_formula``)."""
-        if keys.device.type == "cpu":
-            packed = self.pack_numpy(keys, low, shift)
-            if packed is not None:
-                return packed
-        bucket = self.bucket_of(keys, low, shift)
-        return torch.add(self.words, bucket.to(self.word), alpha=1 << self.column_bits)
-
-    def pack_numpy(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
-        """:meth:`pack` in int32 NumPy passes, in place, where they cannot overflow (int32
-        words, no row's ``low`` below 0, so ``key - low`` fits); else None."""
-        if self.word != torch.int32 or int(low.min()) < 0:
-            return None
-        words = np.subtract(keys.numpy(), low.numpy()[:, None])
-        np.right_shift(words, shift.numpy().astype(np.int32)[:, None], out=words)
-        np.minimum(words, self.top, out=words)
-        np.left_shift(words, self.column_bits, out=words)
-        np.bitwise_or(words, self.words.numpy(), out=words)
-        return torch.from_numpy(words)
-
-    def sorted_counts(self, packed: torch.Tensor):
-        """``(packed, column, counts)``: each row's words (:meth:`pack`) sorted, the pool
-        column of each sorted slot, and per word of ``members`` the members among the first
-        ``s`` slots (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a CPU (sorting
-        ``packed`` in place), else :meth:`sorted_counts_torch`: the same values (``tests/
-        evaluation/test_pooled.py::test_sorted_counts_numpy_equals_torch``)."""
-        if packed.device.type == "cpu":
-            return self.sorted_counts_numpy(packed)
-        return self.sorted_counts_torch(packed)
-
-    def sorted_counts_torch(self, packed: torch.Tensor):
-        """:meth:`sorted_counts` with torch's kernels, on any device."""
-        packed = torch.sort(packed).values
-        column = (packed & ((1 << self.column_bits) - 1)).to(torch.int64)
-        counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
-        return packed, column, counts
-
-    def sorted_counts_numpy(self, packed: torch.Tensor):
-        """:meth:`sorted_counts` through NumPy (CPU), several times faster than torch's CPU
-        kernels for these passes; ``packed`` is sorted in place."""
-        c, n_pool = packed.shape
-        words = packed.numpy()
-        sort_rows_inplace(words)
-        column = np.bitwise_and(words, (1 << self.column_bits) - 1, dtype=np.intp)
-        counts = []
-        for word in self.members.numpy():
-            total = np.empty((c, n_pool + 1), dtype=np.int64)
-            total[:, 0] = 0
-            np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
-            counts.append(torch.from_numpy(total))
-        return packed, torch.from_numpy(column), counts
-
     def chunk(
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
     ) -> list[ChunkValues]:
         """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
         keys = float32_keys(dist.contiguous())
         high = keys.amax(dim=1)  # above every kept key (the excluded ones are set next)
-        pool_present, pool_item = self.pool.positives(q_pids)
+        present, item = self.pool.positives(q_pids)  # the pool's positives, (c, width)
         if self.rule == "sysu":
             self.pool.skip_camera(keys, q_camids, SENTINEL32)
         elif self.rule == "same-id-same-camera":
-            keys[self.pool.same_camera(pool_present, pool_item, q_camids)] = SENTINEL32
-        low, step = self.cut(keys, high)
-        packed, column, counts = self.sorted_counts(self.pack(keys, low, step))
-        n_pool = packed.shape[1]
-        head = min(self.HEAD, n_pool)
-        head_columns = column[:, :head].to(torch.int64)
-        head_labels = self.pool.g_labels[head_columns]
-        head_members = self.members[:, head_columns]  # (words, c, head)
-        # every pool positive once (a gallery's positives are among them): the first sorted
-        # slot of its bucket, each word's member counts before that slot, and whether another
-        # pool item shares its bucket (the next slot's)
-        pool_keys = torch.where(pool_present, keys.gather(1, pool_item), SENTINEL32)
-        pool_bucket = self.bucket_of(pool_keys, low, step)
-        pool_at = torch.searchsorted(packed, (pool_bucket << self.column_bits).to(self.word))
-        pool_lower = [w.gather(1, pool_at) for w in counts]
-        pool_shared = next_slot_equal(packed, pool_at, pool_bucket, shift=self.column_bits)
-        out = []
-        for t, (cols, scorer) in enumerate(zip(self.trials, self.scorers, strict=True)):
-            word, shift = t // self.per_word, self.field * (t % self.per_word)
-            present, item = scorer.positives(q_pids)
-            # each of the gallery's positives is the pool positive in this slot of its row
-            slot = self.slot[cols[item]]
-            pos_keys = torch.where(present, pool_keys.gather(1, slot), SENTINEL32)
-            kept = pos_keys != SENTINEL32
-            at = pool_at.gather(1, slot)
-            lower = (pool_lower[word].gather(1, slot) >> shift) & ((1 << self.field) - 1)
-            ranks = lower + 1
-            shared = kept & pool_shared.gather(1, slot)
-            if bool(shared.any()):  # other pool items in its bucket: count those before it
-                r, a = shared.nonzero(as_tuple=True)
-                ranks[r, a] += self.ties_before(
-                    t, packed, keys, r, at[r, a], pos_keys[r, a], item[r, a], (low, step)
-                )
-            ranks, kept_sorted, order = sort_ranks(ranks, kept)
-            if self.kind == "standard":
-                first_rank = ranks[:, 0]
-            else:
-                lead = order[:, :1]
-                first_rank = self._identity_rank(
-                    keys, head_labels, (head_members[word] >> shift) & 1, cols, scorer,
-                    pos_keys.gather(1, lead), item.gather(1, lead), at.gather(1, lead)[:, 0],
-                    shared.gather(1, lead)[:, 0], kept_sorted[:, 0],
-                )  # fmt: skip
-            out.append((*scorer.values(ranks, kept_sorted, first_rank), q_pids))
-        return out
+            keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
+        low, step = self.sort.cut(keys, high)
+        packed, column, counts = self.sort.sorted_counts(self.sort.pack(keys, low, step))
+        head_columns = column[:, : min(self.HEAD, packed.shape[1])].to(torch.int64)
+        # each pool positive once, in key order (absent and excluded ones last, then one pad):
+        # its key, the first sorted slot of its bucket, each word's member counts before that
+        # slot, and whether another item shares its bucket
+        c, width = item.shape
+        pos_keys, by_key = sort_with_slots(torch.where(present, keys.gather(1, item), SENTINEL32))
+        pos_keys = torch.nn.functional.pad(pos_keys, (0, 1), value=SENTINEL32)
+        item = torch.nn.functional.pad(item.gather(1, by_key), (0, 1))
+        bucket = self.sort.bucket_of(pos_keys, low, step)
+        at = torch.searchsorted(packed, (bucket << self.sort.column_bits).to(self.sort.word))
+        lower = torch.stack([w.gather(1, at) for w in counts])  # (words, c, width + 1)
+        shared = next_slot_equal(packed, at, bucket, shift=self.sort.column_bits)
+        # every gallery at once, (galleries, c, its width): its positives, each one's place in
+        # key order (their identity's row of ``gallery_slots``, the pad where it has fewer)
+        n = len(self.trials)
+        place = torch.full_like(item, width).scatter_(1, by_key, self.slots[:width].expand(c, -1))
+        label = torch.searchsorted(self.pool.g_ids, q_pids).clamp_max(self.pool.g_ids.numel() - 1)
+        label = torch.where(self.pool.g_ids[label] == q_pids, label, self.pool.g_ids.numel())
+        place = place.expand(n, -1, -1).gather(2, self.gallery_slots[:, label])
+        place = sort_rows(place.flatten(0, 1)).view(place.shape)  # key order
+
+        def of(x: torch.Tensor) -> torch.Tensor:  # a pool positive's value for each gallery's
+            return x.expand(n, -1, -1).gather(2, place)
+
+        keys_of, at_of, index = of(pos_keys), of(at), of(item)
+        index = self.positions[:, None].expand(n, c, -1).gather(2, index)  # in the gallery
+        kept = keys_of != SENTINEL32
+        # the member counts in the gallery's field of its word
+        rows = torch.arange(c, device=item.device)[None, :, None] * (width + 1)
+        words = self.word_of[:, None, None] * (c * (width + 1))
+        fields = torch.take(lower, words + rows + place) >> self.shift_of[:, None, None]
+        ranks = (fields & ((1 << self.field) - 1)) + 1
+        shared = kept & of(shared)
+        if bool(shared.any()):  # other pool items in its bucket: count those before it
+            t, r, a = shared.nonzero(as_tuple=True)
+            ranks[t, r, a] += self.ties_before(
+                t, packed, keys, r, at_of[t, r, a], keys_of[t, r, a], index[t, r, a], (low, step)
+            )
+        # in key order the ranks ascend, but for positives of one key, whose ranks follow
+        # their gallery index: those rows are sorted by rank (kept ones first)
+        tied = ((keys_of[..., 1:] == keys_of[..., :-1]) & (keys_of[..., 1:] != SENTINEL32)).any(2)
+        order = self.slots[: ranks.shape[2]].expand(ranks.shape)
+        if bool(tied.any()):
+            order = order.clone()
+            r_, k_, o_ = sort_ranks(ranks[tied], kept[tied])
+            ranks[tied], kept[tied], order[tied] = r_, k_, o_
+        valid, first_rank, ap, inp, lead = interleaved_values(ranks, kept)
+        if self.kind == "identity":
+            lead = order.gather(2, lead[..., None])  # the lead's place in key order
+            lead_of = [x.gather(2, lead).flatten(0, 1) for x in (keys_of, at_of, shared, index)]
+            first_rank = self.identity_ranks(keys, head_columns, *lead_of, valid.flatten()).view(
+                n, c
+            )
+        return [(valid[t], first_rank[t], ap[t], inp[t], q_pids) for t in range(n)]
 
     def ties_before(
         self,
-        t: int,
+        trials: torch.Tensor,
         packed: torch.Tensor,
         keys: torch.Tensor,
         rows: torch.Tensor,
@@ -336,65 +298,77 @@ class PooledScorer:
         item: torch.Tensor,
         cut: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """Per positive (its row of the chunk, the first sorted slot of its bucket, its
-        ``key``, its index ``item`` in gallery ``t``): gallery ``t``'s items in its bucket that
-        rank before it, a smaller key or the same key and a smaller gallery index. ``cut`` is
-        ``(low, shift)`` of the chunk's rows (:meth:`buckets`).
+        """Per positive (its gallery, its row of the chunk, the first sorted slot of its
+        bucket, its ``key``, its index ``item`` in its gallery): the gallery's items in its
+        bucket that rank before it, a smaller key or the same key and a smaller gallery index.
+        ``cut`` is ``(low, shift)`` of the chunk's rows (:meth:`cut`).
 
         The items of a bucket follow one another in the sorted row from ``start``: read slot
         by slot, every positive at once, while a positive's bucket goes on, up to ``RUN``
         slots; a positive whose bucket holds more is counted on its row's keys.
         """
         n_pool = packed.shape[1]
-        position = self.positions[t]
-        mask = (1 << self.column_bits) - 1
-        bucket = packed[rows, start] >> self.column_bits
+        mask = (1 << self.sort.column_bits) - 1
+        bucket = packed[rows, start] >> self.sort.column_bits
         count = torch.zeros_like(item)
         active = torch.arange(item.numel(), device=item.device)
         for offset in range(self.RUN):
             slot = start[active] + offset
             row = rows[active]
             word = packed[row, slot.clamp_max(n_pool - 1)]
-            same = (slot < n_pool) & ((word >> self.column_bits) == bucket[active])
+            same = (slot < n_pool) & ((word >> self.sort.column_bits) == bucket[active])
             column = (word & mask).to(torch.int64)
-            at, other = position[column], keys[row, column]
-            k = key[active]
+            other, k = keys[row, column], key[active]
+            at = self.positions[trials[active], column]
             earlier = (other < k) | ((other == k) & (at < item[active]))
             count[active] += (same & earlier & (at < n_pool)).to(count.dtype)
             active = active[same]
             if active.numel() == 0:
                 return count
         # buckets of more than RUN slots: counted on the rows' keys in the gallery's order
-        r = rows[active]
-        row_keys = keys[r][:, self.trials[t]]
-        low, shift = (x[r] for x in cut)
-        k, i = key[active][:, None], item[active][:, None]
-        same = self.bucket_of(row_keys, low, shift) == bucket[active][:, None]
-        index = torch.arange(row_keys.shape[1], device=item.device)[None]
-        count[active] = (same & ((row_keys < k) | ((row_keys == k) & (index < i)))).sum(dim=1)
+        for a in active.tolist():
+            t, r = int(trials[a]), rows[a]
+            row_keys = keys[r, self.trials[t]]
+            same = self.sort.bucket_of(row_keys[None], *(x[r, None] for x in cut))[0] == bucket[a]
+            earlier = (row_keys < key[a]) | ((row_keys == key[a]) & (self.index_of[t] < item[a]))
+            count[a] = (same & earlier).sum()
         return count
 
-    def _identity_rank(
-        self, keys, head_labels, head_member, cols, scorer,
-        lead_key, lead_item, start, lead_shared, valid,
+    def identity_ranks(
+        self, keys, head_columns, lead_key, start, lead_shared, lead_item, valid
     ) -> torch.Tensor:  # fmt: skip
         """1 + the identities sorted before the first positive (ties by gallery index), as
-        ``fast_chunk`` counts them; ``start`` is the first sorted slot at the lead's key."""
-        deep = valid & ((start > head_labels.shape[1]) | lead_shared)
-        width = int(torch.where(deep | ~valid, 0, start).max())  # slots read from the head
-        before = head_member[:, :width].bool() & (
-            torch.arange(width, device=keys.device)[None] < start[:, None]
+        ``fast_chunk`` counts them, for every gallery's rows at once (``(galleries * c,)``, the
+        lead's key, first slot of its bucket, bucket-mate flag and gallery index): from the
+        first sorted slots of the row (``head_columns``) where the lead's bucket starts among
+        them and holds no other item, else from the gallery's keys of the row."""
+        c = keys.shape[0]
+        lead_key, start, lead_shared, lead_item = (
+            x[:, 0] for x in (lead_key, start, lead_shared, lead_item)
         )
-        labels = sort_rows(torch.where(before, head_labels[:, :width], -1))
-        new = (labels >= 0) & torch.cat(
-            [torch.ones_like(labels[:, :1], dtype=torch.bool), labels[:, 1:] != labels[:, :-1]],
-            dim=1,
-        )
-        first_rank = new.sum(dim=1) + 1
-        rows = deep.nonzero()[:, 0]
-        if rows.numel():
-            # the gallery's keys of these rows, and fast_chunk's count
-            first_rank[rows] = scorer.identity_rank_of_keys(
-                keys[rows][:, cols], lead_key[rows], lead_item[rows], valid[rows]
+        deep = valid & ((start > head_columns.shape[1]) | lead_shared)
+        first_rank = torch.ones_like(start)
+        near = valid & ~deep & (start > 0)
+        # most leads lie in the first few slots: those rows read only as many
+        for rows in (near & (start <= self.NEAR), near & (start > self.NEAR)):
+            i = rows.nonzero()[:, 0]
+            if i.numel() == 0:
+                continue
+            width = int(start[i].max())  # slots read from the head
+            columns = head_columns[i % c, :width]
+            member = self.positions[(i // c)[:, None], columns] < keys.shape[1]
+            before = member & (torch.arange(width, device=keys.device)[None] < start[i, None])
+            labels = sort_rows(torch.where(before, self.pool.g_labels[columns], -1))
+            new = (labels >= 0) & torch.cat(
+                [torch.ones_like(labels[:, :1], dtype=torch.bool), labels[:, 1:] != labels[:, :-1]],
+                dim=1,
             )
+            first_rank[i] += new.sum(dim=1)
+        for t, scorer in enumerate(self.scorers):  # the gallery's keys of the rows, as fast_chunk
+            i = deep[t * c : (t + 1) * c].nonzero()[:, 0]
+            if i.numel():
+                j = i + t * c
+                first_rank[j] = scorer.identity_rank_of_keys(
+                    keys[i][:, self.trials[t]], lead_key[j, None], lead_item[j, None], valid[j]
+                )
         return first_rank

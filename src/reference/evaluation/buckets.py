@@ -1,0 +1,126 @@
+"""Sort words of bucketed keys: the pooled scorer's one row sort, and member counts along it.
+
+Spec: ``spec/evaluation/buckets.md``. Each item of a row of int32 keys (excluded items at
+``SENTINEL32``) gets one word, ``bucket << column_bits | column``: its bucket, a monotone cut of
+its key (:meth:`BucketSort.cut`, :meth:`BucketSort.bucket_of`), above its pool column. Sorting
+the words sorts the row by bucket; items of one bucket are told apart by their keys where it
+matters (``pooled.PooledScorer``). :meth:`BucketSort.pack_numpy` and
+:meth:`BucketSort.sorted_counts_numpy` are CPU fast paths beside the plain torch formulas,
+proved equal by ``tests/evaluation/test_buckets.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reference.evaluation.ranking import sort_rows
+from reference.evaluation.rowsort import sort_rows_inplace
+
+
+class BucketSort:
+    """The words and member counts of rows of a pool of ``members.shape[1]`` items.
+
+    ``members`` ``(words, n_pool)`` int64: per word, each pool item's membership of several
+    galleries as bit fields (``pooled.PooledScorer``); :meth:`sorted_counts` sums them along the
+    sorted rows. The words are int32 where the columns leave a bucket at least 16 bits (pools of
+    up to 32,768 items), else int64; a bucket has at most ``key_bits`` bits.
+    """
+
+    #: bits of a bucket at most (the word's room decides below it; tests ask for fewer to make
+    #: buckets coarse)
+    KEY_BITS = 63
+
+    def __init__(self, members: torch.Tensor, key_bits: int = KEY_BITS):
+        self.members = members
+        n_pool = members.shape[1]
+        self.column_bits = max(1, (n_pool - 1).bit_length())
+        self.word = torch.int32 if self.column_bits <= 15 else torch.int64
+        bits = (31 if self.word == torch.int32 else 63) - self.column_bits
+        #: the largest bucket: every kept key's bucket lies below it (``cut``)
+        self.top = (1 << min(bits, key_bits)) - 1
+        self.columns = torch.arange(n_pool, device=members.device).to(self.word)
+
+    def cut(self, keys: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low, shift)`` of each row of int32 ``keys`` (excluded at ``SENTINEL32``): an
+        item's bucket is ``min((key - low) >> shift, top)`` (:meth:`bucket_of`), ``low`` the
+        row's smallest kept key and ``shift`` the least that keeps every kept key (all at most
+        ``high``, ``(c,)``) below ``top``. Monotone in the key: a smaller bucket holds smaller
+        keys, the excluded items' bucket (``SENTINEL32`` is above every kept key) is at least
+        every kept item's, and the items of one bucket are told apart by their keys."""
+        low = keys.amin(dim=1)
+        span = (high.to(torch.int64) - low.to(torch.int64)).clamp_min(0)
+        shift = torch.zeros_like(span)
+        while True:
+            over = (span >> shift) >= self.top
+            if not bool(over.any()):
+                return low, shift
+            shift += over
+
+    def bucket_of(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
+        """The bucket (int64) of each of the rows' int32 ``keys`` (:meth:`cut`)."""
+        return ((keys.to(torch.int64) - low[:, None]) >> shift[:, None]).clamp_max(self.top)
+
+    def pack(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Each item's sort word ``bucket << column_bits | column`` (``self.word``): the plain
+        formula, or on a CPU :meth:`pack_numpy` where it applies (the same words, ``tests/
+        evaluation/test_pooled.py::test_pack_numpy_equals_the_formula``)."""
+        if keys.device.type == "cpu":
+            packed = self.pack_numpy(keys, low, shift)
+            if packed is not None:
+                return packed
+        bucket = self.bucket_of(keys, low, shift)
+        return torch.add(self.columns, bucket.to(self.word), alpha=1 << self.column_bits)
+
+    def pack_numpy(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor):
+        """:meth:`pack` in int32 NumPy passes, in place, where they cannot overflow (int32
+        words, no row's ``low`` below 0, so ``key - low`` fits); else None."""
+        if self.word != torch.int32 or int(low.min()) < 0:
+            return None
+        words = np.subtract(keys.numpy(), low.numpy()[:, None])
+        np.right_shift(words, shift.numpy().astype(np.int32)[:, None], out=words)
+        np.minimum(words, self.top, out=words)
+        np.left_shift(words, self.column_bits, out=words)
+        np.bitwise_or(words, self.columns.numpy(), out=words)
+        return torch.from_numpy(words)
+
+    def sorted_counts(self, packed: torch.Tensor):
+        """``(packed, column, counts)``: each row's words (:meth:`pack`) sorted, the pool
+        column of each sorted slot, and per word of ``members`` the members among the first
+        ``s`` slots (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a CPU (sorting
+        ``packed`` in place), else :meth:`sorted_counts_torch`: the same values (``tests/
+        evaluation/test_pooled.py::test_sorted_counts_numpy_equals_torch``)."""
+        if packed.device.type == "cpu":
+            return self.sorted_counts_numpy(packed)
+        return self.sorted_counts_torch(packed)
+
+    def sorted_counts_torch(self, packed: torch.Tensor):
+        """:meth:`sorted_counts` with torch's kernels, on any device."""
+        packed = torch.sort(packed).values
+        column = (packed & ((1 << self.column_bits) - 1)).to(torch.int64)
+        counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
+        return packed, column, counts
+
+    def sorted_counts_numpy(self, packed: torch.Tensor):
+        """:meth:`sorted_counts` through NumPy (CPU), several times faster than torch's CPU
+        kernels for these passes; ``packed`` is sorted in place."""
+        c, n_pool = packed.shape
+        words = packed.numpy()
+        sort_rows_inplace(words)
+        column = np.bitwise_and(words, (1 << self.column_bits) - 1, dtype=np.intp)
+        counts = []
+        for word in self.members.numpy():
+            total = np.empty((c, n_pool + 1), dtype=np.int64)
+            total[:, 0] = 0
+            np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
+            counts.append(torch.from_numpy(total))
+        return packed, torch.from_numpy(column), counts
+
+
+def sort_with_slots(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of int32 ``keys`` sorted, and the slot each sorted key came from (equal keys in
+    slot order): ``torch.sort(keys, stable=True)``, through one int64 word per key
+    (``key * 2**32 + slot``) and NumPy's row sort (``sort_rows``)."""
+    slots = torch.arange(keys.shape[1], device=keys.device)
+    words = sort_rows(torch.add(slots, keys.to(torch.int64), alpha=1 << 32))
+    return (words >> 32).to(torch.int32), words & 0xFFFFFFFF
