@@ -20,22 +20,29 @@ from tests.evaluation.test_pooled import pool_problem
     n_rows=st.integers(1, 6),
     n_pool=st.integers(1, 40),
     n_trials=st.integers(1, 14),
+    block_bytes=st.sampled_from([1, 100, 1 << 20]),
 )
-def test_sorted_counts_numpy_equals_torch(seed, n_rows, n_pool, n_trials):
-    # the two implementations of the pooled sort and membership counts, on the CPU: int32 keys
-    # with negatives, repeats and the excluded items' sentinel
+def test_counts_at_numpy_equals_torch_and_the_count(seed, n_rows, n_pool, n_trials, block_bytes):
+    # the sorts and member counts of both implementations, on the CPU: int32 keys with
+    # negatives, repeats and the excluded items' sentinel, blocks of one row, a few, or all
     gen = np.random.default_rng(seed)
     _, _, gp, _, gc, trials = pool_problem(seed, 1, n_pool, n_trials, 0, False)
-    scorer = PooledScorer(gp, gc, trials, "none", "standard")
+    sort = PooledScorer(gp, gc, trials, "none", "standard").sort
+    sort.BLOCK_BYTES = block_bytes
     keys = torch.from_numpy(gen.integers(-3, 4, size=(n_rows, n_pool)).astype(np.int32))
     keys[torch.from_numpy(gen.random((n_rows, n_pool)) < 0.2)] = SENTINEL32
-    packed = scorer.sort.pack(keys, *scorer.sort.cut(keys, keys.amax(dim=1)))
-    a, b = scorer.sort.sorted_counts_numpy(packed.clone()), scorer.sort.sorted_counts_torch(packed)
-    assert torch.equal(a[0], b[0])
-    assert torch.equal(a[1].to(torch.int64), b[1])
-    assert len(a[2]) == len(b[2]) == scorer.members.shape[0]
-    for x, y in zip(a[2], b[2], strict=True):
-        assert torch.equal(x, y)
+    packed = sort.pack(keys, *sort.cut(keys, keys.amax(dim=1)))
+    expected = torch.sort(packed).values
+    got = sort.sort(packed.clone())
+    assert torch.equal(got, expected)
+    at = torch.from_numpy(gen.integers(0, n_pool + 1, size=(n_rows, 7)))
+    a, b = sort.counts_at_numpy(got, at), sort.counts_at_torch(got, at)
+    assert torch.equal(a, b) and a.shape == (sort.members.shape[0], n_rows, 7)
+    column = sort.column_of(got)
+    for w, word in enumerate(sort.members):  # the members of the first at[i, j] slots, summed
+        for i in range(n_rows):
+            for j in range(7):
+                assert int(a[w, i, j]) == int(word[column[i, : int(at[i, j])]].sum())
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,7 @@ Spec: ``spec/evaluation/buckets.md``. Each item of a row of int32 keys (excluded
 its key (:meth:`BucketSort.cut`, :meth:`BucketSort.bucket_of`), above its pool column. Sorting
 the words sorts the row by bucket; items of one bucket are told apart by their keys where it
 matters (``pooled.PooledScorer``). :meth:`BucketSort.pack_numpy` and
-:meth:`BucketSort.sorted_counts_numpy` are CPU fast paths beside the plain torch formulas,
+:meth:`BucketSort.counts_at_numpy` are CPU fast paths beside the plain torch formulas,
 proved equal by ``tests/evaluation/test_buckets.py``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from reference.chunks import rows_per_chunk
 from reference.evaluation.ranking import sort_rows
 from reference.evaluation.rowsort import sort_rows_inplace
 
@@ -22,7 +23,7 @@ class BucketSort:
     """The words and member counts of rows of a pool of ``members.shape[1]`` items.
 
     ``members`` ``(words, n_pool)`` int64: per word, each pool item's membership of several
-    galleries as bit fields (``pooled.PooledScorer``); :meth:`sorted_counts` sums them along the
+    galleries as bit fields (``pooled.PooledScorer``); :meth:`counts_at` sums them along the
     sorted rows. The words are int32 where the columns leave a bucket at least 16 bits (pools of
     up to 32,768 items), else int64; a bucket has at most ``key_bits`` bits.
     """
@@ -30,6 +31,8 @@ class BucketSort:
     #: bits of a bucket at most (the word's room decides below it; tests ask for fewer to make
     #: buckets coarse)
     KEY_BITS = 63
+    #: bytes of member sums per block of rows in :meth:`counts_at_numpy`
+    BLOCK_BYTES = 1 << 20
 
     def __init__(self, members: torch.Tensor, key_bits: int = KEY_BITS):
         self.members = members
@@ -84,37 +87,56 @@ class BucketSort:
         np.bitwise_or(words, self.columns.numpy(), out=words)
         return torch.from_numpy(words)
 
-    def sorted_counts(self, packed: torch.Tensor):
-        """``(packed, column, counts)``: each row's words (:meth:`pack`) sorted, the pool
-        column of each sorted slot, and per word of ``members`` the members among the first
-        ``s`` slots (``(c, n_pool + 1)``). :meth:`sorted_counts_numpy` on a CPU (sorting
-        ``packed`` in place), else :meth:`sorted_counts_torch`: the same values (``tests/
-        evaluation/test_pooled.py::test_sorted_counts_numpy_equals_torch``)."""
+    def sort(self, packed: torch.Tensor) -> torch.Tensor:
+        """Each row of words sorted: on a CPU in place, by NumPy's row sort (``rowsort.py``)."""
+        if packed.device.type != "cpu":
+            return torch.sort(packed).values
+        sort_rows_inplace(packed.numpy())
+        return packed
+
+    def column_of(self, packed: torch.Tensor) -> torch.Tensor:
+        """The pool column (int64) of each word."""
+        return (packed & ((1 << self.column_bits) - 1)).to(torch.int64)
+
+    def counts_at(self, packed: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """``(words, c, k)``: per word of ``members``, the members among the first ``at[i, j]``
+        slots of sorted row ``i`` (``at`` ``(c, k)``, each in ``[0, n_pool]``).
+        :meth:`counts_at_numpy` on a CPU, else :meth:`counts_at_torch`: the same values."""
         if packed.device.type == "cpu":
-            return self.sorted_counts_numpy(packed)
-        return self.sorted_counts_torch(packed)
+            return self.counts_at_numpy(packed, at)
+        return self.counts_at_torch(packed, at)
 
-    def sorted_counts_torch(self, packed: torch.Tensor):
-        """:meth:`sorted_counts` with torch's kernels, on any device."""
-        packed = torch.sort(packed).values
-        column = (packed & ((1 << self.column_bits) - 1)).to(torch.int64)
-        counts = [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)) for w in self.members]
-        return packed, column, counts
+    def counts_at_torch(self, packed: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """:meth:`counts_at` with torch's kernels, on any device: the members of the sorted
+        slots summed cumulatively along each row, read at ``at``."""
+        column = self.column_of(packed)
+        return torch.stack(
+            [torch.nn.functional.pad(w[column].cumsum(dim=1), (1, 0)).gather(1, at)
+             for w in self.members]
+        )  # fmt: skip
 
-    def sorted_counts_numpy(self, packed: torch.Tensor):
-        """:meth:`sorted_counts` through NumPy (CPU), several times faster than torch's CPU
-        kernels for these passes; ``packed`` is sorted in place."""
-        c, n_pool = packed.shape
-        words = packed.numpy()
-        sort_rows_inplace(words)
-        column = np.bitwise_and(words, (1 << self.column_bits) - 1, dtype=np.intp)
-        counts = []
-        for word in self.members.numpy():
-            total = np.empty((c, n_pool + 1), dtype=np.int64)
-            total[:, 0] = 0
-            np.cumsum(np.take(word, column), axis=1, out=total[:, 1:])
-            counts.append(torch.from_numpy(total))
-        return packed, torch.from_numpy(column), counts
+    def counts_at_numpy(self, packed: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """:meth:`counts_at` through NumPy (CPU), several times faster than torch's kernels for
+        these passes: in blocks of rows of about ``BLOCK_BYTES`` of sums, each pass writing into
+        the same buffers (fresh memory for each pass over a whole chunk cost as much again in
+        page faults)."""
+        words, index = packed.numpy(), at.numpy()
+        c, n_pool = words.shape
+        block = rows_per_chunk((n_pool + 1) * 8, self.BLOCK_BYTES)
+        column = np.empty((min(block, c), n_pool), dtype=np.intp)
+        taken = np.empty((min(block, c), n_pool), dtype=np.int64)
+        total = np.zeros((min(block, c), n_pool + 1), dtype=np.int64)
+        out = np.empty((self.members.shape[0], *index.shape), dtype=np.int64)
+        for s in range(0, c, block):
+            rows = slice(s, s + block)
+            k = min(block, c - s)
+            np.bitwise_and(words[rows], (1 << self.column_bits) - 1, out=column[:k])
+            for w, word in enumerate(self.members.numpy()):
+                # mode "clip" writes straight into ``taken``; every column lies in the pool
+                np.take(word, column[:k], out=taken[:k], mode="clip")
+                np.cumsum(taken[:k], axis=1, out=total[:k, 1:])
+                out[w, rows] = np.take_along_axis(total[:k], index[rows], axis=1)
+        return torch.from_numpy(out)
 
 
 def sort_with_slots(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

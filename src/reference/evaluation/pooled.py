@@ -231,8 +231,8 @@ class PooledScorer:
         elif self.rule == "same-id-same-camera":
             keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
         low, step = self.sort.cut(keys, high)
-        packed, column, counts = self.sort.sorted_counts(self.sort.pack(keys, low, step))
-        head_columns = column[:, : min(self.HEAD, packed.shape[1])].to(torch.int64)
+        packed = self.sort.sort(self.sort.pack(keys, low, step))
+        head_columns = self.sort.column_of(packed[:, : self.HEAD])
         # each pool positive once, in key order (absent and excluded ones last, then one pad):
         # its key, the first sorted slot of its bucket, each word's member counts before that
         # slot, and whether another item shares its bucket
@@ -242,7 +242,7 @@ class PooledScorer:
         item = torch.nn.functional.pad(item.gather(1, by_key), (0, 1))
         bucket = self.sort.bucket_of(pos_keys, low, step)
         at = torch.searchsorted(packed, (bucket << self.sort.column_bits).to(self.sort.word))
-        lower = torch.stack([w.gather(1, at) for w in counts])  # (words, c, width + 1)
+        lower = self.sort.counts_at(packed, at)  # (words, c, width + 1)
         shared = next_slot_equal(packed, at, bucket, shift=self.sort.column_bits)
         # every gallery at once, (galleries, c, its width): its positives, each one's place in
         # key order (their identity's row of ``gallery_slots``, the pad where it has fewer)
