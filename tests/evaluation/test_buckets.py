@@ -21,8 +21,11 @@ from tests.evaluation.test_pooled import pool_problem
     n_pool=st.integers(1, 40),
     n_trials=st.integers(1, 14),
     block_bytes=st.sampled_from([1, 100, 1 << 20]),
+    ascending=st.booleans(),
 )
-def test_counts_at_numpy_equals_torch_and_the_count(seed, n_rows, n_pool, n_trials, block_bytes):
+def test_counts_at_numpy_equals_torch_and_the_count(
+    seed, n_rows, n_pool, n_trials, block_bytes, ascending
+):
     # the sorts and member counts of both implementations, on the CPU: int32 keys with
     # negatives, repeats and the excluded items' sentinel, blocks of one row, a few, or all
     gen = np.random.default_rng(seed)
@@ -35,7 +38,11 @@ def test_counts_at_numpy_equals_torch_and_the_count(seed, n_rows, n_pool, n_tria
     expected = torch.sort(packed).values
     got = sort.sort(packed.clone())
     assert torch.equal(got, expected)
+    # slots from 0 to n_pool, repeated; ascending along each row (the sums between them), or
+    # not (the torch kernels)
     at = torch.from_numpy(gen.integers(0, n_pool + 1, size=(n_rows, 7)))
+    if ascending:
+        at = at.sort(dim=1).values
     a, b = sort.counts_at_numpy(got, at), sort.counts_at_torch(got, at)
     assert torch.equal(a, b) and a.shape == (sort.members.shape[0], n_rows, 7)
     column = sort.column_of(got)

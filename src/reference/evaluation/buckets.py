@@ -117,25 +117,34 @@ class BucketSort:
 
     def counts_at_numpy(self, packed: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
         """:meth:`counts_at` through NumPy (CPU), several times faster than torch's kernels for
-        these passes: in blocks of rows of about ``BLOCK_BYTES`` of sums, each pass writing into
-        the same buffers (fresh memory for each pass over a whole chunk cost as much again in
-        page faults)."""
+        these passes, where each row's ``at`` ascends (else :meth:`counts_at_torch`). The
+        members of the slots between one ``at`` and the next are summed (``np.add.reduceat``:
+        one read of the gathered members, no running sum written back) and those sums summed
+        along the row. In blocks of rows of about ``BLOCK_BYTES`` of members, every block
+        written into the same buffers (fresh memory for each pass over a whole chunk cost as
+        much again in page faults)."""
+        if at.shape[1] > 1 and bool((at[:, 1:] < at[:, :-1]).any()):
+            return self.counts_at_torch(packed, at)
         words, index = packed.numpy(), at.numpy()
         c, n_pool = words.shape
-        block = rows_per_chunk((n_pool + 1) * 8, self.BLOCK_BYTES)
-        column = np.empty((min(block, c), n_pool), dtype=np.intp)
-        taken = np.empty((min(block, c), n_pool), dtype=np.int64)
-        total = np.zeros((min(block, c), n_pool + 1), dtype=np.int64)
+        block = min(c, rows_per_chunk(n_pool * 8, self.BLOCK_BYTES))
+        column = np.empty((block, n_pool), dtype=np.intp)
+        taken = np.zeros(block * n_pool + 1, dtype=np.int64)  # a last 0: reduceat may start there
         out = np.empty((self.members.shape[0], *index.shape), dtype=np.int64)
         for s in range(0, c, block):
-            rows = slice(s, s + block)
             k = min(block, c - s)
+            rows = slice(s, s + k)
             np.bitwise_and(words[rows], (1 << self.column_bits) - 1, out=column[:k])
+            # each row's boundaries in the flat block: its start, then its ``at``
+            starts = np.arange(k)[:, None] * n_pool
+            bounds = np.concatenate([starts, starts + index[rows]], axis=1)
+            empty = bounds[:, 1:] == bounds[:, :-1]
             for w, word in enumerate(self.members.numpy()):
                 # mode "clip" writes straight into ``taken``; every column lies in the pool
-                np.take(word, column[:k], out=taken[:k], mode="clip")
-                np.cumsum(taken[:k], axis=1, out=total[:k, 1:])
-                out[w, rows] = np.take_along_axis(total[:k], index[rows], axis=1)
+                np.take(word, column[:k], out=taken[: k * n_pool].reshape(k, n_pool), mode="clip")
+                sums = np.add.reduceat(taken, bounds.ravel()).reshape(k, -1)[:, :-1]
+                sums[empty] = 0  # reduceat gives an item, not 0, where a bound repeats
+                np.cumsum(sums, axis=1, out=out[w, rows])
         return torch.from_numpy(out)
 
 
