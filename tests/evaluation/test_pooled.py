@@ -255,3 +255,51 @@ def test_balanced_rows_of_sysu_multi_shot():
     # 3,803 queries, the default 623 rows (7 chunks): 8 of 476 on two threads, 16 of 238 on 16,
     # 7 of 544 on one
     assert [balanced_rows(3803, 623, t) for t in (2, 16, 1)] == [476, 238, 544]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 2),
+    n_query=st.integers(1, 14),
+    n_pool=st.integers(2, 30),
+    n_trials=st.integers(2, 8),
+    levels=st.sampled_from([0, 2, 6]),
+    kind=st.sampled_from(KINDS),
+    chunk_size=st.sampled_from([None, 1, 3]),
+)
+def test_camera_3_queries_sort_only_the_columns_before_camera_2(
+    device, seed, n_query, n_pool, n_trials, levels, kind, chunk_size
+):
+    # SYSU-MM01's rule with camera 2 listed last in the pool (as sysu.py lists it): chunks of
+    # camera-3 queries sort only the columns before, the queries of both kinds chunked apart
+    # and put back in their order; the figures of rank_metrics gallery by gallery
+    dist, qp, gp, qc, gc, _ = pool_problem(seed, n_query, n_pool, n_trials, levels, False)
+    gen = np.random.default_rng(seed + 2)
+    gc = torch.from_numpy(gen.choice([1, 2, 4, 5], n_pool))
+    order = torch.argsort((gc == 2).to(torch.int64), stable=True)  # camera 2 last
+    gc, gp, dist = gc[order], gp[order], dist[:, order]
+    qc = torch.from_numpy(gen.choice([3, 6], n_query))
+    qp = gp[torch.from_numpy(gen.integers(0, n_pool, n_query))]
+    trials = [
+        np.arange(n_pool)[::-1].copy(),
+        *(gen.permutation(n_pool) for _ in range(n_trials - 1)),
+    ]
+    dist = dist.to(device)
+    scorer = PooledScorer(
+        gp.to(device), gc.to(device), [torch.from_numpy(t).to(device) for t in trials], "sysu", kind
+    )
+    assert (scorer.short is None) == bool((gc != 2).all() or (gc == 2).all())
+    try:
+        got = rank_metrics_pooled(
+            dist, qp, gp, qc, gc, trials, cmc_kind=kind, chunk_size=chunk_size
+        )
+    except VireidError:
+        return  # a gallery without a valid query (test_rank_metrics_pooled_... checks the message)
+    for cols, metrics in zip(trials, got, strict=True):
+        c = torch.from_numpy(cols)
+        expected = rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c], cmc_kind=kind)
+        assert np.array_equal(metrics.cmc, expected.cmc)
+        assert (metrics.mAP, metrics.mINP) == (expected.mAP, expected.mINP)
+        for name in ("ap", "inp", "first_hit", "valid", "pids"):
+            a, b = getattr(metrics.queries, name), getattr(expected.queries, name)
+            assert np.array_equal(a, b, equal_nan=True)

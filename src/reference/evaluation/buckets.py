@@ -87,11 +87,15 @@ class BucketSort:
         np.bitwise_or(words, self.columns.numpy(), out=words)
         return torch.from_numpy(words)
 
-    def sort(self, packed: torch.Tensor) -> torch.Tensor:
-        """Each row of words sorted: on a CPU in place, by NumPy's row sort (``rowsort.py``)."""
+    def sort(self, packed: torch.Tensor, limit: int | None = None) -> torch.Tensor:
+        """Each row of words sorted: on a CPU in place, by NumPy's row sort (``rowsort.py``).
+        With ``limit`` only the first ``limit`` words of each row are sorted (the caller knows
+        the rest to be in order already, each above every word before it)."""
+        head = packed[:, :limit]
         if packed.device.type != "cpu":
-            return torch.sort(packed).values
-        sort_rows_inplace(packed.numpy())
+            packed[:, :limit] = torch.sort(head).values
+        else:
+            sort_rows_inplace(head.numpy())
         return packed
 
     def column_of(self, packed: torch.Tensor) -> torch.Tensor:

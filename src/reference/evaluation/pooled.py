@@ -11,6 +11,8 @@ taken together by ``columns.take_columns_each``. Proved by ``tests/evaluation/te
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -30,6 +32,7 @@ from reference.evaluation.metrics import (
 )
 from reference.evaluation.ranking import (
     SENTINEL32,
+    SYSU_QUERY_CAMERA,
     ChunkValues,
     QueryScorer,
     float32_keys,
@@ -72,15 +75,29 @@ def rank_metrics_pooled(
     # by one; the same figures
     threads = None if device.type == "cpu" else 1
     if pooled:
-        chunk = chunk_rows(chunk_size, n_query, n_pool)
-        if chunk_size is None and threads is None:
-            chunk = balanced_rows(n_query, chunk, torch.get_num_threads())
         scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
+        # chunks of rows of one kind (PooledScorer.row_groups), each group cut as the whole
+        chunks = []
+        for rows in scorer.row_groups(qc):
+            m = rows.numel()
+            size = chunk_rows(chunk_size, m, n_pool)
+            if chunk_size is None and threads is None:
+                size = balanced_rows(m, size, torch.get_num_threads())
+            chunks += [rows[s : s + size] for s in range(0, m, size)]
 
-        def score_chunk(s: int) -> list[ChunkValues]:
-            return scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
+        def score_chunk(rows: torch.Tensor) -> list[ChunkValues]:
+            if int(rows[-1] - rows[0]) + 1 == rows.numel():  # a range: a view of the rows
+                r = slice(int(rows[0]), int(rows[-1]) + 1)
+                return scorer.chunk(dist[r], qp[r], qc[r])
+            return scorer.chunk(dist.index_select(0, rows), qp[rows], qc[rows], owned=True)
 
-        parts = run_each(score_chunk, range(0, n_query, chunk), threads, "chunks", inner_threads=1)
+        parts = run_each(score_chunk, chunks, threads, "chunks", inner_threads=1)
+        if len(chunks) > 1 and not all(
+            int(a[-1]) + 1 == int(b[0]) for a, b in itertools.pairwise(chunks)
+        ):  # the queries' own order again
+            back = torch.argsort(torch.cat(chunks))
+            parts = [[tuple(torch.cat(v)[back] for v in zip(*(p[t] for p in parts), strict=True))
+                      for t in range(len(cols))]]  # fmt: skip
     else:
         taken = take_columns_each(dist, cols)
 
@@ -209,6 +226,9 @@ class PooledScorer:
         self.word_of = torch.arange(len(trials), device=device) // self.per_word
         self.shift_of = self.field * (torch.arange(len(trials), device=device) % self.per_word)
         self.sort = BucketSort(self.members, key_bits)
+        # where the SYSU-MM01 rule skips the pool's last columns: the first of them
+        span = getattr(self.pool, "skipped_span", None)
+        self.short = span[0] if span is not None and 0 < span[0] < span[1] == n_pool else None
 
     @staticmethod
     def applies(n_pool: int, trials: list[torch.Tensor]) -> bool:
@@ -219,11 +239,28 @@ class PooledScorer:
             return False
         return all(torch.unique(c).numel() == c.numel() for c in trials)
 
+    def row_groups(self, q_camids: torch.Tensor) -> list[torch.Tensor]:
+        """The queries' rows in groups to be chunked apart: under SYSU-MM01's rule, where the
+        skipped camera's columns are the pool's last (``sysu.py`` lists them so), the camera-3
+        queries and the others (a chunk of camera-3 queries sorts only the columns before);
+        else all of them."""
+        rows = torch.arange(q_camids.numel(), device=q_camids.device)
+        if self.short is None:
+            return [rows]
+        skips = q_camids == SYSU_QUERY_CAMERA
+        return [g for g in (rows[skips], rows[~skips]) if g.numel()]
+
     def chunk(
-        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
+        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, owned=False
     ) -> list[ChunkValues]:
-        """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``)."""
-        keys = float32_keys(dist.contiguous())
+        """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``; with
+        ``owned`` a copy the scorer may overwrite)."""
+        keys = float32_keys(dist.contiguous(), copy=not owned)
+        # a chunk of queries that all skip the pool's last columns sorts only the ones before:
+        # the skipped ones' words are in the top bucket in column order, after every other
+        limit = dist.shape[1]
+        if self.short is not None and bool((q_camids == SYSU_QUERY_CAMERA).all()):
+            limit = self.short
         high = keys.amax(dim=1)  # above every kept key (the excluded ones are set next)
         present, item = self.pool.positives(q_pids)  # the pool's positives, (c, width)
         if self.rule == "sysu":
@@ -231,7 +268,7 @@ class PooledScorer:
         elif self.rule == "same-id-same-camera":
             keys[self.pool.same_camera(present, item, q_camids)] = SENTINEL32
         low, step = self.sort.cut(keys, high)
-        packed = self.sort.sort(self.sort.pack(keys, low, step))
+        packed = self.sort.sort(self.sort.pack(keys, low, step), limit)
         head_columns = self.sort.column_of(packed[:, : self.HEAD])
         # each pool positive once, in key order (absent and excluded ones last, then one pad):
         # its key, the first sorted slot of its bucket, each word's member counts before that
@@ -242,7 +279,8 @@ class PooledScorer:
         item = torch.nn.functional.pad(item.gather(1, by_key), (0, 1))
         bucket = self.sort.bucket_of(pos_keys, low, step)
         at = torch.searchsorted(packed, (bucket << self.sort.column_bits).to(self.sort.word))
-        lower = self.sort.counts_at(packed, at)  # (words, c, width + 1)
+        # (words, c, width + 1); a kept positive's bucket starts at most at ``limit``
+        lower = self.sort.counts_at(packed[:, :limit], at.clamp_max(limit))
         shared = next_slot_equal(packed, at, bucket, shift=self.sort.column_bits)
         # every gallery at once, (galleries, c, its width): its positives, each one's place in
         # key order (their identity's row of ``gallery_slots``, the pad where it has fewer)

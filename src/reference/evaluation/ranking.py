@@ -289,18 +289,20 @@ def sort_ranks(
     return order.values, kept.gather(1, order.indices), order.indices
 
 
-def float32_keys(dist: torch.Tensor) -> torch.Tensor:
+def float32_keys(dist: torch.Tensor, copy: bool = True) -> torch.Tensor:
     """int32 keys (a new tensor) whose order is the order of ``dist`` as float32.
 
     The float's bits read as a signed integer are monotone for non-negative floats; negative
-    ones are reflected, and ``-0.0`` first becomes ``+0.0`` (equal floats, equal keys).
+    ones are reflected, and ``-0.0`` first becomes ``+0.0`` (equal floats, equal keys). With
+    ``copy=False`` the keys of a float32 ``dist`` of non-negative distances are ``dist``'s own
+    memory (for a caller whose ``dist`` is a copy of its own).
     """
     dist = dist.to(torch.float32)
     keys = dist.view(torch.int32)
     if int(keys.min()) < 0:  # negative distances or -0.0
         keys = (dist + 0.0).view(torch.int32)
         return keys ^ ((keys >> 31) & torch.iinfo(torch.int32).max)
-    return keys.clone()
+    return keys.clone() if copy else keys
 
 
 def order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tensor:
