@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.evaluation.ranking import QueryScorer, float32_keys, order_keys
+from reference.evaluation.ranking import QueryScorer, float32_keys, interleaved_values, order_keys
 
 RULES = ("sysu", "same-id-same-camera", "none")
 KINDS = ("identity", "standard")
@@ -132,3 +132,25 @@ def test_skip_camera_through_a_slice_equals_the_general_index(device, seed, n_qu
         assert torch.equal(keys, expected)
     sorted_scorer = QueryScorer(gp, gc.sort().values, "sysu", "standard")
     assert sorted_scorer.skipped_span is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_rows=st.integers(1, 6), width=st.integers(1, 12))
+def test_interleaved_values_are_the_values_of_the_kept_ones_first(seed, n_rows, width):
+    # ascending ranks of the kept positives, dropped ones anywhere among them (ranks of any
+    # value): every value of QueryScorer.values on the kept ones first, to the last bit
+    gen = np.random.default_rng(seed)
+    kept = torch.from_numpy(gen.random((n_rows, width)) < 0.6)
+    ranks = torch.from_numpy(gen.integers(1, 50, (n_rows, width))).cumsum(dim=1)
+    ranks = torch.where(kept, ranks, torch.from_numpy(gen.integers(0, 10**6, (n_rows, width))))
+    valid, first, ap, inp, lead = interleaved_values(ranks, kept)
+    order = torch.sort((~kept).to(torch.int8), dim=1, stable=True).indices  # kept ones first
+    scorer = QueryScorer(
+        torch.zeros(width, dtype=torch.int64), torch.ones(width), "none", "standard"
+    )
+    packed_ranks, packed_kept = ranks.gather(1, order), kept.gather(1, order)
+    e_valid, _, e_ap, e_inp = scorer.values(packed_ranks, packed_kept, packed_ranks[:, 0])
+    assert torch.equal(valid, e_valid)
+    assert torch.equal(ap[valid], e_ap[valid]) and torch.equal(inp[valid], e_inp[valid])
+    assert torch.equal(first[valid], packed_ranks[valid, 0])
+    assert torch.equal(lead[valid], order[valid, 0])

@@ -36,6 +36,7 @@ from reference.evaluation.ranking import (
     ChunkValues,
     QueryScorer,
     float32_keys,
+    interleaved_values,
     next_slot_equal,
     sort_ranks,
     sort_rows,
@@ -115,25 +116,6 @@ def rank_metrics_pooled(
 
     # pooled, a gallery's figures only gather the chunks' values
     return run_each(score, range(len(cols)), 1 if pooled else threads, "galleries", inner_threads=1)
-
-
-def interleaved_values(ranks: torch.Tensor, kept: torch.Tensor):
-    """``(valid, first rank, ap, inp, lead)`` per row of positives' ``ranks`` (``(..., width)``)
-    ascending among the ``kept`` ones, which may lie anywhere in the row (``lead``: the first
-    one's place): what ``QueryScorer.values`` computes with the kept ones first, the same
-    float64 operations in the same order (a dropped positive adds 0.0 to the running sums,
-    which leaves them as they were; the figures to the last bit)."""
-    width = ranks.shape[-1]
-    slot = torch.arange(width, device=ranks.device)
-    n_pos = kept.sum(dim=-1)
-    lead = torch.where(kept, slot, width - 1).amin(dim=-1)
-    last = torch.where(kept, slot, 0).amax(dim=-1)
-    f64 = torch.float64
-    precision = torch.where(kept, kept.cumsum(dim=-1).to(f64) / ranks.to(f64), 0.0)
-    ap = precision.cumsum(dim=-1)[..., -1] / n_pos.clamp_min(1).to(f64)
-    inp = n_pos.to(f64) / ranks.gather(-1, last[..., None])[..., 0].to(f64)
-    first = ranks.gather(-1, lead[..., None])[..., 0]
-    return n_pos > 0, first, ap, inp, lead
 
 
 def balanced_rows(n_rows: int, rows: int, threads: int) -> int:
