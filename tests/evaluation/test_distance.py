@@ -377,8 +377,9 @@ def test_partial_distances_are_the_oracle_outside_the_skipped_block(
 def test_partial_distances_at_the_sysu_size_equal_the_whole_product(device, metric):
     # SYSU-MM01's shape (3,803 queries, about half of camera 3; the single-shot pool of 2,489
     # images, its 470 camera-2 ones last; d = 2048): on the CPU's BLAS every entry computed is
-    # the whole product's to the last bit (a near-tie then ranks alike); another device's
-    # library may choose another kernel for another shape: within rounding there
+    # the whole product's to the last bit (a near-tie then ranks alike), and the product into
+    # rows a cache line apart is the compact product's; another device's library may choose
+    # another kernel for another shape: within rounding there
     gen = torch.Generator().manual_seed(5)
     q = (torch.randn(3803, 2048, generator=gen) * 3).to(device)
     g = (torch.randn(2489, 2048, generator=gen) * 3).to(device)
@@ -386,11 +387,21 @@ def test_partial_distances_at_the_sysu_size_equal_the_whole_product(device, metr
     width = 2489 - 470
     got = pairwise_distance_partial(q, g, metric, short_rows=short, width=width)
     whole = pairwise_distance(q, g, metric)
+    # rows a cache line apart (the products' outputs): the values of a compact product
+    assert whole.stride(0) % 16 == 0 and whole.stride(1) == 1
+    if metric == "euclidean":
+        compact = (q * q).sum(dim=1, keepdim=True) + (g * g).sum(dim=1)
+        compact = compact.addmm_(q, g.T, alpha=-2.0).clamp_min_(0.0).sqrt_()
+    else:
+        unit_q, unit_g = (x / x.norm(dim=1, keepdim=True) for x in (q, g))
+        compact = torch.ones(3803, 2489, device=device).addmm_(unit_q, unit_g.T, alpha=-1.0)
     got[short, width:] = whole[short, width:]  # the skipped block aside
     if device.type == "cpu":
         assert torch.equal(got, whole)
+        assert compact.is_contiguous() and torch.equal(whole, compact)
     else:
         torch.testing.assert_close(got, whole)
+        torch.testing.assert_close(whole, compact)
 
 
 @pytest.mark.parametrize(

@@ -237,7 +237,7 @@ class PooledScorer:
     ) -> list[ChunkValues]:
         """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``; with
         ``owned`` a copy the scorer may overwrite)."""
-        keys = float32_keys(dist.contiguous(), copy=not owned)
+        keys = float32_keys(dist, copy=not (owned and dist.is_contiguous()))
         # a chunk of queries that all skip the pool's last columns sorts only the ones before:
         # the skipped ones' words are in the top bucket in column order, after every other
         limit = dist.shape[1]

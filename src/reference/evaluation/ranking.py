@@ -80,7 +80,6 @@ class QueryScorer:
         self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor
     ) -> ChunkValues:
         """The fast path where it applies (float32 and narrower), else the reference kernel."""
-        dist = dist.contiguous()
         if dist.dtype == torch.float64:
             return self.reference_chunk(dist, q_pids, q_camids)
         return self.fast_chunk(dist, q_pids, q_camids)
@@ -312,16 +311,17 @@ def float32_keys(dist: torch.Tensor, copy: bool = True) -> torch.Tensor:
     """int32 keys (a new tensor) whose order is the order of ``dist`` as float32.
 
     The float's bits read as a signed integer are monotone for non-negative floats; negative
-    ones are reflected, and ``-0.0`` first becomes ``+0.0`` (equal floats, equal keys). With
-    ``copy=False`` the keys of a float32 ``dist`` of non-negative distances are ``dist``'s own
-    memory (for a caller whose ``dist`` is a copy of its own).
+    ones are reflected, and ``-0.0`` first becomes ``+0.0`` (equal floats, equal keys). The keys
+    are contiguous whatever ``dist``'s strides; with ``copy=False`` those of a contiguous
+    float32 ``dist`` of non-negative distances are ``dist``'s own memory (for a caller whose
+    ``dist`` is a copy of its own).
     """
     dist = dist.to(torch.float32)
     keys = dist.view(torch.int32)
     if int(keys.min()) < 0:  # negative distances or -0.0
         keys = (dist + 0.0).view(torch.int32)
         return keys ^ ((keys >> 31) & torch.iinfo(torch.int32).max)
-    return keys.clone() if copy else keys
+    return keys.clone(memory_format=torch.contiguous_format) if copy else keys
 
 
 def order_keys(dist: torch.Tensor, index: torch.Tensor, bits: int) -> torch.Tensor:
