@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,6 @@ from reference.errors import VireidError
 from reference.evaluation.metrics import rank_metrics
 from reference.evaluation.pooled import (
     PooledScorer,
-    balanced_rows,
     rank_metrics_pooled,
 )
 from reference.evaluation.ranking import QueryScorer
@@ -236,25 +233,6 @@ def test_pooled_path_in_chunks_and_float64_near_ties(device, chunk_size):
             want = rank_metrics(d[:, torch.from_numpy(cols).to(device)], qp, gp[cols], qc, gc[cols])
             assert np.array_equal(metrics.cmc, want.cmc) and metrics.mAP == want.mAP
             assert metrics.num_query == n_query
-
-
-@settings(max_examples=200, deadline=None)
-@given(n_rows=st.integers(1, 5000), rows=st.integers(1, 6000), threads=st.integers(1, 32))
-def test_balanced_rows_stay_within_the_chunk_and_share_out_evenly(n_rows, rows, threads):
-    got = balanced_rows(n_rows, rows, threads)
-    assert 1 <= got <= min(rows, n_rows)
-    # the definition: the chunks ``rows`` needs, rounded up to a multiple of ``threads`` (at
-    # most one per row), and the rows of that many chunks
-    needed = math.ceil(n_rows / min(rows, n_rows))
-    count = min(n_rows, math.ceil(needed / threads) * threads)
-    assert got == math.ceil(n_rows / count)
-    assert math.ceil(n_rows / got) >= needed
-
-
-def test_balanced_rows_of_sysu_multi_shot():
-    # 3,803 queries, the default 623 rows (7 chunks): 8 of 476 on two threads, 16 of 238 on 16,
-    # 7 of 544 on one
-    assert [balanced_rows(3803, 623, t) for t in (2, 16, 1)] == [476, 238, 544]
 
 
 @settings(max_examples=60, deadline=None)

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from reference.chunks import rows_per_chunk
+from reference.chunks import balanced_rows, rows_per_chunk
 from reference.errors import VireidError
 from reference.evaluation.distance import (
     Metric,
@@ -42,8 +42,10 @@ from reference.evaluation.distance import (
 from reference.evaluation.ranking import (
     SYSU_QUERY_CAMERA,
     SYSU_SKIPPED_CAMERA,
+    ChunkValues,
     QueryScorer,
 )
+from reference.evaluation.threads import run_each
 
 Exclusion = Literal["sysu", "same-id-same-camera", "none"]
 CMCKind = Literal["identity", "standard"]
@@ -168,12 +170,18 @@ def rank_metrics(
     n_query, n_gallery = dist.shape
     device = dist.device
     qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
+    # on the CPU the chunks run side by side, each on one thread of torch's own (threads.md):
+    # each chunk's values are what it computes alone, the same figures
+    threads = None if device.type == "cpu" else 1
     chunk = chunk_rows(chunk_size, n_query, n_gallery)
+    if chunk_size is None and threads is None:
+        chunk = balanced_rows(n_query, chunk, torch.get_num_threads())
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
-    parts = [
-        scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
-        for s in range(0, n_query, chunk)
-    ]
+
+    def score_chunk(s: int) -> ChunkValues:
+        return scorer.chunk(dist[s : s + chunk], qp[s : s + chunk], qc[s : s + chunk])
+
+    parts = run_each(score_chunk, range(0, n_query, chunk), threads, "chunks", inner_threads=1)
     return assemble_metrics(parts, exclusion, cmc_kind, max_rank)
 
 

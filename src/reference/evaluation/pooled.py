@@ -16,6 +16,7 @@ import itertools
 import numpy as np
 import torch
 
+from reference.chunks import balanced_rows
 from reference.errors import VireidError
 from reference.evaluation.buckets import BucketSort, sort_with_slots
 from reference.evaluation.columns import check_galleries, take_columns_each
@@ -116,17 +117,6 @@ def rank_metrics_pooled(
 
     # pooled, a gallery's figures only gather the chunks' values
     return run_each(score, range(len(cols)), 1 if pooled else threads, "galleries", inner_threads=1)
-
-
-def balanced_rows(n_rows: int, rows: int, threads: int) -> int:
-    """Rows per chunk, at most ``rows``: ``n_rows`` cut into as many chunks as ``rows`` needs,
-    rounded up to a multiple of ``threads`` (at most one chunk per row), the rows shared out as
-    evenly as whole rows allow. Side by side, no thread then waits long while another ranks a
-    last chunk alone."""
-    rows = max(1, min(rows, n_rows))
-    chunks = -(-n_rows // rows)
-    chunks = min(n_rows, -(-chunks // threads) * threads)
-    return -(-n_rows // chunks)
 
 
 class PooledScorer:
