@@ -4,10 +4,12 @@ torch formulas, the buckets' order, and the stable sort with slots."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference.errors import VireidError
 from reference.evaluation.buckets import BucketSort, sort_with_slots
 from reference.evaluation.pooled import PooledScorer
 from reference.evaluation.ranking import SENTINEL32
@@ -105,3 +107,8 @@ def test_sort_with_slots_is_the_stable_sort(seed, n_rows, width):
     expected = torch.sort(keys, dim=1, stable=True)
     assert values.dtype == torch.int32 and torch.equal(values, expected.values)
     assert torch.equal(slots, expected.indices)
+
+
+def test_a_bucket_of_no_bits_is_refused():
+    with pytest.raises(VireidError, match=r"^key_bits: expected an integer >= 1, got 0$"):
+        BucketSort(torch.zeros(1, 4, dtype=torch.int64), key_bits=0)

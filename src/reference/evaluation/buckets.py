@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from reference.checks import check_integer
 from reference.chunks import rows_per_chunk
 from reference.evaluation.ranking import sort_rows
 from reference.evaluation.rowsort import sort_rows_inplace
@@ -35,6 +36,7 @@ class BucketSort:
     BLOCK_BYTES = 1 << 20
 
     def __init__(self, members: torch.Tensor, key_bits: int = KEY_BITS):
+        check_integer(key_bits, "key_bits", low=1)
         self.members = members
         n_pool = members.shape[1]
         self.column_bits = max(1, (n_pool - 1).bit_length())
@@ -67,7 +69,7 @@ class BucketSort:
     def pack(self, keys: torch.Tensor, low: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """Each item's sort word ``bucket << column_bits | column`` (``self.word``): the plain
         formula, or on a CPU :meth:`pack_numpy` where it applies (the same words, ``tests/
-        evaluation/test_pooled.py::test_pack_numpy_equals_the_formula``)."""
+        evaluation/test_buckets.py::test_pack_numpy_equals_the_formula``)."""
         if keys.device.type == "cpu":
             packed = self.pack_numpy(keys, low, shift)
             if packed is not None:

@@ -130,17 +130,17 @@ class PooledScorer:
 
     How. The exclusion rules depend on a (query, item) pair only, never on the draw, so the
     int32 keys (``float32_keys``, excluded items at ``SENTINEL32``) are computed once over the
-    pool. Each row is sorted once by ``(key, pool column)`` (one int64 word, ``key * 2**32 +
-    column``). Gallery
-    membership of the sorted items, counted cumulatively along the row, gives for every
-    threshold ``X`` the number of a gallery's items with a key below ``X`` (several galleries
-    share an int64 word, one bit field each, so one cumulative sum serves several draws). A
-    positive's rank is that count at its key, plus one, plus -- where another pool item shares
-    its key -- the gallery's items at that key with a smaller gallery index (counted on the
-    row, as in ``fast_chunk``). The identity rank counts the distinct identities among the
-    gallery's items sorted before the first positive's key: read from the first ``HEAD``
-    sorted items of the row, and for the rows whose first positive lies deeper, or shares its
-    key, from the gallery's keys of that row as ``fast_chunk`` does.
+    pool. Each row is sorted once, one word per item: its bucket (a monotone cut of its key)
+    above its pool column (``buckets.BucketSort``). Gallery membership of the sorted items,
+    summed along the row up to the pool positives' slots, gives the number of a gallery's items
+    in the buckets below a positive's (several galleries share an int64 word, one bit field
+    each, so one pass serves several draws). A positive's rank is that count, plus one, plus
+    the gallery's items in its own bucket that rank before it (read slot by slot from the
+    row). Every gallery's positives are taken at once from the pool's, in key order, where
+    their ranks ascend. The identity rank counts the distinct identities among the gallery's
+    items sorted before the first positive's bucket: read from the first ``HEAD`` sorted items
+    of the row, and for the rows whose first positive lies deeper, or shares its bucket, from
+    the gallery's keys of that row as ``fast_chunk`` does.
     """
 
     #: sorted pool positions read for the identity rank before falling back to a row's keys
@@ -223,7 +223,11 @@ class PooledScorer:
         return [g for g in (rows[skips], rows[~skips]) if g.numel()]
 
     def chunk(
-        self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, owned=False
+        self,
+        dist: torch.Tensor,
+        q_pids: torch.Tensor,
+        q_camids: torch.Tensor,
+        owned: bool = False,
     ) -> list[ChunkValues]:
         """``ChunkValues`` of each gallery for this chunk of queries (float32 ``dist``; with
         ``owned`` a copy the scorer may overwrite)."""
