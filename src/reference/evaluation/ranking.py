@@ -223,8 +223,9 @@ class QueryScorer:
         else:
             lead = order[:, :1]  # the first positive: its key and gallery item
             first_rank = self.identity_rank_of_keys(
-                keys, pos_keys.gather(1, lead), item.gather(1, lead), kept[:, 0]
-            )
+                keys, pos_keys.gather(1, lead), item.gather(1, lead), kept[:, 0],
+                shared=shared.gather(1, lead)[:, 0],
+            )  # fmt: skip
         return (*self.values(ranks, kept, first_rank), q_pids)
 
     def ties_before(
@@ -242,12 +243,14 @@ class QueryScorer:
         lead_key: torch.Tensor,
         lead_item: torch.Tensor,
         valid: torch.Tensor,
+        shared: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """1 + the identities ranked before the first positive (``lead_key`` / ``lead_item``,
         shape ``(n, 1)``), from the rows' int32 keys in this scorer's gallery order: those whose
         smallest kept key is below the lead's, plus those with a kept item at the lead's key and
         a smaller gallery index (rows where that can happen are rare and counted one by one;
-        only ``valid`` rows, whose lead is kept)."""
+        only ``valid`` rows, whose lead is kept). ``shared`` (``(n,)``, optional): whether
+        another item of the row has the lead's key; only those rows can hold such an item."""
         n = row_keys.shape[0]
         first = torch.full(
             (n, self.g_ids.numel()), SENTINEL32, dtype=torch.int32, device=row_keys.device
@@ -255,8 +258,9 @@ class QueryScorer:
         first.scatter_reduce_(1, self.g_labels.expand(n, -1), row_keys, reduce="amin")
         # count_nonzero: a third of the time of a sum of bools on a CPU
         first_rank = torch.count_nonzero(first < lead_key, dim=1) + 1
-        level = (torch.count_nonzero(first == lead_key, dim=1) > 1) & valid
-        for i in level.nonzero()[:, 0].tolist():
+        rows = (valid if shared is None else valid & shared).nonzero()[:, 0]
+        level = torch.count_nonzero(first[rows] == lead_key[rows], dim=1) > 1
+        for i in rows[level].tolist():
             # identities (other than its own) with a kept item at the lead's key, earlier
             at = (row_keys[i] == lead_key[i, 0]) & (self.index < lead_item[i, 0])
             others = self.g_labels[at]
