@@ -65,6 +65,7 @@ __all__ = [
     "exclusion_mask",
     "rank_metrics",
     "rank_metrics_from_features",
+    "side_by_side_rows",
 ]
 
 #: Default chunk: about this many ``(chunk, n_gallery)`` elements per working tensor (32 MB as
@@ -170,12 +171,7 @@ def rank_metrics(
     n_query, n_gallery = dist.shape
     device = dist.device
     qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, n_query, n_gallery, device)
-    # on the CPU the chunks run side by side, each on one thread of torch's own (threads.md):
-    # each chunk's values are what it computes alone, the same figures
-    threads = None if device.type == "cpu" else 1
-    chunk = chunk_rows(chunk_size, n_query, n_gallery)
-    if chunk_size is None and threads is None:
-        chunk = balanced_rows(n_query, chunk, torch.get_num_threads())
+    chunk, threads = side_by_side_rows(chunk_size, n_query, n_gallery, device)
     scorer = QueryScorer(gp, gc, exclusion, cmc_kind)
 
     def score_chunk(s: int) -> ChunkValues:
@@ -278,6 +274,20 @@ def chunk_rows(chunk_size: int | None, n_query: int, n_gallery: int) -> int:
     if chunk_size is None:
         chunk_size = max(DEFAULT_MIN_CHUNK_ROWS, rows_per_chunk(n_gallery, DEFAULT_CHUNK_ELEMENTS))
     return max(1, min(chunk_size, n_query))
+
+
+def side_by_side_rows(
+    chunk_size: int | None, n_query: int, n_gallery: int, device: torch.device
+) -> tuple[int, int | None]:
+    """``(queries per chunk, threads)`` for chunks ranked side by side (``run_each``): on the CPU
+    on torch's threads, each chunk on one thread of its own, the default chunks' count rounded
+    up to a multiple of the thread count (``balanced_rows``); elsewhere one after the other.
+    Each chunk's values are what it computes alone: the same figures (section Memory)."""
+    threads = None if device.type == "cpu" else 1
+    chunk = chunk_rows(chunk_size, n_query, n_gallery)
+    if chunk_size is None and threads is None:
+        chunk = balanced_rows(n_query, chunk, torch.get_num_threads())
+    return chunk, threads
 
 
 def _check_choice(value: object, choices: tuple[str, ...], field: str) -> None:

@@ -16,7 +16,6 @@ import itertools
 import numpy as np
 import torch
 
-from reference.chunks import balanced_rows
 from reference.errors import VireidError
 from reference.evaluation.buckets import BucketSort, sort_with_slots
 from reference.evaluation.columns import check_galleries, take_columns_each
@@ -28,8 +27,8 @@ from reference.evaluation.metrics import (
     assemble_metrics,
     check_ids,
     check_settings,
-    chunk_rows,
     rank_metrics,
+    side_by_side_rows,
 )
 from reference.evaluation.ranking import (
     SENTINEL32,
@@ -81,11 +80,8 @@ def rank_metrics_pooled(
         # chunks of rows of one kind (PooledScorer.row_groups), each group cut as the whole
         chunks = []
         for rows in scorer.row_groups(qc):
-            m = rows.numel()
-            size = chunk_rows(chunk_size, m, n_pool)
-            if chunk_size is None and threads is None:
-                size = balanced_rows(m, size, torch.get_num_threads())
-            chunks += [rows[s : s + size] for s in range(0, m, size)]
+            size, _ = side_by_side_rows(chunk_size, rows.numel(), n_pool, device)
+            chunks += [rows[s : s + size] for s in range(0, rows.numel(), size)]
 
         def score_chunk(rows: torch.Tensor) -> list[ChunkValues]:
             if int(rows[-1] - rows[0]) + 1 == rows.numel():  # a range: a view of the rows
@@ -165,9 +161,7 @@ class PooledScorer:
         self.scorers = [QueryScorer(g_pids[c], g_camids[c], rule, kind) for c in trials]
         device = g_pids.device
         n_pool = g_pids.numel()
-        self.index = torch.arange(n_pool, device=device)
         self.slots = torch.arange(max(n_pool, 1) + 1, device=device)
-        self.index_of = [torch.arange(c.numel(), device=device) for c in trials]
         # each pool column's index in each gallery; n_pool (above every index) if absent
         self.positions = torch.full((len(trials), n_pool), n_pool, device=device)
         for t, cols in enumerate(trials):
@@ -184,8 +178,8 @@ class PooledScorer:
         # of that identity (``QueryScorer.positives`` lists a pool identity's columns in this
         # order), padded with the pool's width; a last row for identities outside the pool
         pool, n_ids = self.pool, self.pool.g_ids.numel()
-        slot = torch.empty_like(self.index)
-        slot[pool.by_identity] = self.index - pool.identity_start[pool.g_labels[pool.by_identity]]
+        slot = torch.empty_like(pool.index)
+        slot[pool.by_identity] = pool.index - pool.identity_start[pool.g_labels[pool.by_identity]]
         width = max(scorer.width for scorer in self.scorers)
         self.gallery_slots = torch.full((len(trials), n_ids + 1, width), pool.width, device=device)
         for t, cols in enumerate(trials):
@@ -199,7 +193,7 @@ class PooledScorer:
         self.shift_of = self.field * (torch.arange(len(trials), device=device) % self.per_word)
         self.sort = BucketSort(self.members, key_bits)
         # where the SYSU-MM01 rule skips the pool's last columns: the first of them
-        span = getattr(self.pool, "skipped_span", None)
+        span = self.pool.skipped_span
         self.short = span[0] if span is not None and 0 < span[0] < span[1] == n_pool else None
 
     @staticmethod
@@ -315,7 +309,7 @@ class PooledScorer:
         """Per positive (its gallery, its row of the chunk, the first sorted slot of its
         bucket, its ``key``, its index ``item`` in its gallery): the gallery's items in its
         bucket that rank before it, a smaller key or the same key and a smaller gallery index.
-        ``cut`` is ``(low, shift)`` of the chunk's rows (:meth:`cut`).
+        ``cut`` is ``(low, shift)`` of the chunk's rows (``BucketSort.cut``).
 
         The items of a bucket follow one another in the sorted row from ``start``: read slot
         by slot, every positive at once, while a positive's bucket goes on, up to ``RUN``
@@ -344,7 +338,9 @@ class PooledScorer:
             t, r = int(trials[a]), rows[a]
             row_keys = keys[r, self.trials[t]]
             same = self.sort.bucket_of(row_keys[None], *(x[r, None] for x in cut))[0] == bucket[a]
-            earlier = (row_keys < key[a]) | ((row_keys == key[a]) & (self.index_of[t] < item[a]))
+            earlier = (row_keys < key[a]) | (
+                (row_keys == key[a]) & (self.scorers[t].index < item[a])
+            )
             count[a] = (same & earlier).sum()
         return count
 

@@ -68,10 +68,12 @@ class QueryScorer:
         self.identity_start = sizes.cumsum(0) - sizes
         self.identity_size = sizes
         self.width = int(sizes.max())
+        # the columns SYSU-MM01's rule skips for camera-3 queries, and where they lie side by
+        # side (the pool lists camera 2 last) the slice of them; None under other rules
+        self.g_skipped, self.skipped_span = None, None
         if rule == "sysu":
             self.g_skipped = (g_camids == SYSU_SKIPPED_CAMERA).nonzero()[:, 0]
             n = self.g_skipped.numel()
-            # the skipped columns side by side (SYSU-MM01's pool lists camera 2 last): a slice
             first = int(self.g_skipped[0]) if n else 0
             contiguous = n == 0 or int(self.g_skipped[-1]) - first + 1 == n
             self.skipped_span = (first, first + n) if contiguous else None
