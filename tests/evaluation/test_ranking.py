@@ -138,7 +138,8 @@ def test_skip_camera_through_a_slice_equals_the_general_index(device, seed, n_qu
 @given(seed=st.integers(0, 2**32 - 1), n_rows=st.integers(1, 6), width=st.integers(1, 12))
 def test_interleaved_values_are_the_values_of_the_kept_ones_first(seed, n_rows, width):
     # ascending ranks of the kept positives, dropped ones anywhere among them (ranks of any
-    # value): every value of QueryScorer.values on the kept ones first, to the last bit
+    # value): every value equals that of the kept ones moved first (QueryScorer.values), to
+    # the last bit; the formulas themselves meet the exact oracle of test_metrics.py
     gen = np.random.default_rng(seed)
     kept = torch.from_numpy(gen.random((n_rows, width)) < 0.6)
     ranks = torch.from_numpy(gen.integers(1, 50, (n_rows, width))).cumsum(dim=1)

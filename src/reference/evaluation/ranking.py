@@ -118,16 +118,9 @@ class QueryScorer:
         self, ranks: torch.Tensor, kept: torch.Tensor, first_rank: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(valid, rank, ap, inp)`` from the positives' ranks (ascending; ``kept`` marks real
-        ones, which come first) and the identity/standard rank ``first_rank``."""
-        n_pos = kept.sum(dim=1)
-        valid = n_pos > 0
-        f64 = torch.float64
-        m = torch.arange(1, self.width + 1, device=ranks.device, dtype=f64)
-        precision = torch.where(kept, m[None] / ranks.to(f64), 0.0)
-        last = (n_pos - 1).clamp_min(0)[:, None]
-        # cumsum adds each row left to right whatever the chunk: chunk-independent rounding
-        ap = precision.cumsum(dim=1).gather(1, last)[:, 0] / n_pos.clamp_min(1).to(f64)
-        inp = n_pos.to(f64) / ranks.gather(1, last)[:, 0].to(f64)
+        ones, which come first) and the identity/standard rank ``first_rank``: the kept ones
+        first is a case of :func:`interleaved_values`, whose formulas these are."""
+        valid, _, ap, inp, _ = interleaved_values(ranks, kept)
         return valid, first_rank, ap, inp
 
     # -- the reference kernel ---------------------------------------------------------------
@@ -297,9 +290,11 @@ def sort_ranks(
 def interleaved_values(ranks: torch.Tensor, kept: torch.Tensor):
     """``(valid, first rank, ap, inp, lead)`` per row of positives' ``ranks`` (``(..., width)``)
     ascending among the ``kept`` ones, which may lie anywhere in the row (``lead``: the first
-    one's place): what ``QueryScorer.values`` computes with the kept ones first, the same
-    float64 operations in the same order (a dropped positive adds 0.0 to the running sums,
-    which leaves them as they were; the figures to the last bit)."""
+    one's place): ``AP = (1/n) sum_m m / k_m`` and ``INP = n / k_n`` over the ``n`` kept ranks
+    ``k_1 < ... < k_n``, in float64. A dropped positive adds 0.0 to the running sums, which
+    leaves them as they were: the values are those of the kept ones first, to the last bit
+    (``QueryScorer.values``, that case). The running sums are cumsums: each row is added left
+    to right whatever the chunk, so the rounding does not depend on it."""
     width = ranks.shape[-1]
     slot = torch.arange(width, device=ranks.device)
     n_pos = kept.sum(dim=-1)
