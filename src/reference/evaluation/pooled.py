@@ -256,8 +256,8 @@ class PooledScorer:
         # key order (their identity's row of ``gallery_slots``, the pad where it has fewer)
         n = len(self.trials)
         place = torch.full_like(item, width).scatter_(1, by_key, self.slots[:width].expand(c, -1))
-        label = torch.searchsorted(self.pool.g_ids, q_pids).clamp_max(self.pool.g_ids.numel() - 1)
-        label = torch.where(self.pool.g_ids[label] == q_pids, label, self.pool.g_ids.numel())
+        label, known = self.pool.labels_of(q_pids)
+        label = torch.where(known, label, self.pool.g_ids.numel())
         place = place.expand(n, -1, -1).gather(2, self.gallery_slots[:, label])
         place = sort_rows(place.flatten(0, 1)).view(place.shape)  # key order
 

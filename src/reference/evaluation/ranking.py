@@ -88,11 +88,16 @@ class QueryScorer:
 
     # -- shared pieces ------------------------------------------------------------------------
 
+    def labels_of(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(label, known)``: each query identity's compact gallery label, and whether the
+        gallery holds it at all (where not, ``label`` is some valid label, not its own)."""
+        label = torch.searchsorted(self.g_ids, q_pids).clamp_max(self.g_ids.numel() - 1)
+        return label, self.g_ids[label] == q_pids
+
     def positives(self, q_pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(present, item)`` ``(c, width)``: the gallery items of each query's identity."""
         device = q_pids.device
-        label = torch.searchsorted(self.g_ids, q_pids).clamp_max(self.g_ids.numel() - 1)
-        known = self.g_ids[label] == q_pids
+        label, known = self.labels_of(q_pids)
         slot = torch.arange(self.width, device=device)
         present = known[:, None] & (slot[None] < self.identity_size[label][:, None])
         where = (self.identity_start[label][:, None] + slot[None]).clamp_max(self.index.numel() - 1)
