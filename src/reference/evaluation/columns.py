@@ -51,7 +51,7 @@ def take_columns_each(
     are scattered over the whole row, so one take touches nearly every cache line of it). The
     blocks are shared among ``threads`` threads (default ``torch.get_num_threads()``; NumPy's
     take releases the GIL), each writing its own rows of the results.
-    Test: ``tests/evaluation/test_pooled.py::test_take_columns_each_equals_take_columns``.
+    Test: ``tests/evaluation/test_columns.py::test_take_columns_each_equals_take_columns``.
     """
     n_rows, n_pool = dist.shape
     check_galleries(galleries, n_pool)
