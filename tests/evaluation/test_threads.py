@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.errors import VireidError
-from reference.evaluation.threads import check_threads, executor, run_each
+from reference.evaluation.threads import check_threads, executor, run_each, threads_for
 from tests.plugin import result_of_forked_child, torch_threads
 
 
@@ -171,3 +171,9 @@ def test_bad_inner_thread_counts_are_named():
     with pytest.raises(VireidError) as info:
         run_each(abs, [1, 2], threads=2, inner_threads=0)
     assert str(info.value) == "inner_threads: expected an integer >= 1, got 0"
+
+
+def test_threads_for_a_device():
+    # the CPU shares work among torch's threads; another device runs it one piece at a time
+    assert threads_for(torch.device("cpu")) is None
+    assert threads_for(torch.device("meta")) == 1

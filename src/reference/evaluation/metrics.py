@@ -45,7 +45,7 @@ from reference.evaluation.ranking import (
     ChunkValues,
     QueryScorer,
 )
-from reference.evaluation.threads import run_each
+from reference.evaluation.threads import run_each, threads_for
 
 Exclusion = Literal["sysu", "same-id-same-camera", "none"]
 CMCKind = Literal["identity", "standard"]
@@ -283,7 +283,7 @@ def side_by_side_rows(
     on torch's threads, each chunk on one thread of its own, the default chunks' count rounded
     up to a multiple of the thread count (``balanced_rows``); elsewhere one after the other.
     Each chunk's values are what it computes alone: the same figures (section Memory)."""
-    threads = None if device.type == "cpu" else 1
+    threads = threads_for(device)
     chunk = chunk_rows(chunk_size, n_query, n_gallery)
     if chunk_size is None and threads is None:
         chunk = balanced_rows(n_query, chunk, torch.get_num_threads())

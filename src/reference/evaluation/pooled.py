@@ -41,7 +41,7 @@ from reference.evaluation.ranking import (
     sort_ranks,
     sort_rows,
 )
-from reference.evaluation.threads import run_each
+from reference.evaluation.threads import run_each, threads_for
 
 
 def rank_metrics_pooled(
@@ -74,7 +74,7 @@ def rank_metrics_pooled(
     # on the CPU the independent pieces run side by side on torch's threads (threads.md), each
     # on one thread of torch's own: the pooled scorer's chunks of queries, or the galleries one
     # by one; the same figures
-    threads = None if device.type == "cpu" else 1
+    threads = threads_for(device)
     if pooled:
         scorer = PooledScorer(gp, gc, cols, exclusion, cmc_kind)
         # chunks of rows of one kind (PooledScorer.row_groups), each group cut as the whole

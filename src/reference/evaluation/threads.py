@@ -12,6 +12,7 @@ depend on the thread count.
   again after ``fork`` (a forked child has none of its parent's threads).
 - :func:`run_each` is ``[fn(x) for x in items]`` on up to ``threads`` threads, the calling
   thread included; the first item (in order) whose call raised raises, after every call ended.
+- :func:`threads_for` is the thread count for work on a device: torch's on the CPU, else one.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def check_threads(threads: object) -> int:
     naming it."""
     threads = torch.get_num_threads() if threads is None else threads
     return check_integer(threads, "threads", low=1, numpy=False)
+
+
+def threads_for(device: torch.device) -> int | None:
+    """The ``threads`` of :func:`run_each` for work on ``device``: on the CPU torch's thread
+    count (``None``), elsewhere one (the device runs the kernels; threads would only queue
+    them)."""
+    return None if device.type == "cpu" else 1
 
 
 def run_each(
