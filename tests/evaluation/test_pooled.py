@@ -127,6 +127,17 @@ def test_pooled_scorer_with_fields_in_two_words(device):
                 assert torch.equal(a[valid], b[valid])
 
 
+def assert_named_as_the_loop_finds(exc: VireidError, per_gallery) -> None:
+    """``exc``, raised by ``rank_metrics_pooled``, is the first gallery without a valid query,
+    named as scoring the galleries one by one (``per_gallery(t)``) finds it."""
+    t = int(str(exc).split("]")[0].removeprefix("galleries["))
+    with pytest.raises(VireidError, match="no valid query") as info:
+        per_gallery(t)
+    assert str(exc) == f"galleries[{t}]: {info.value}"
+    for earlier in range(t):
+        per_gallery(earlier)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 2),
@@ -156,13 +167,8 @@ def test_rank_metrics_pooled_equals_rank_metrics_per_gallery(
         got = rank_metrics_pooled(
             dist, qp, gp, qc, gc, [c.numpy() for c in trials], exclusion=rule, cmc_kind=kind
         )
-    except VireidError as exc:  # a gallery without a valid query: named, as the loop finds
-        t = int(str(exc).split("]")[0].removeprefix("galleries["))
-        with pytest.raises(VireidError, match="no valid query") as info:
-            per_gallery(t)
-        assert str(exc) == f"galleries[{t}]: {info.value}"
-        for earlier in range(t):
-            per_gallery(earlier)
+    except VireidError as exc:
+        assert_named_as_the_loop_finds(exc, per_gallery)
         return
     for t, metrics in enumerate(got):
         expected = per_gallery(t)
@@ -267,15 +273,20 @@ def test_camera_3_queries_sort_only_the_columns_before_camera_2(
         gp.to(device), gc.to(device), [torch.from_numpy(t).to(device) for t in trials], "sysu", kind
     )
     assert (scorer.short is None) == bool((gc != 2).all() or (gc == 2).all())
+
+    def per_gallery(t: int):
+        c = torch.from_numpy(trials[t])
+        return rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c], cmc_kind=kind)
+
     try:
         got = rank_metrics_pooled(
             dist, qp, gp, qc, gc, trials, cmc_kind=kind, chunk_size=chunk_size
         )
-    except VireidError:
-        return  # a gallery without a valid query (test_rank_metrics_pooled_... checks the message)
-    for cols, metrics in zip(trials, got, strict=True):
-        c = torch.from_numpy(cols)
-        expected = rank_metrics(dist[:, c.to(device)], qp, gp[c], qc, gc[c], cmc_kind=kind)
+    except VireidError as exc:
+        assert_named_as_the_loop_finds(exc, per_gallery)
+        return
+    for t, metrics in enumerate(got):
+        expected = per_gallery(t)
         assert np.array_equal(metrics.cmc, expected.cmc)
         assert (metrics.mAP, metrics.mINP) == (expected.mAP, expected.mINP)
         for name in ("ap", "inp", "first_hit", "valid", "pids"):
